@@ -1,0 +1,3 @@
+from promptless.cli import main
+import sys
+sys.exit(main())
