@@ -1,3 +1,5 @@
-from promptless.cli import main
 import sys
+
+from promptless.cli import main
+
 sys.exit(main())

@@ -156,7 +156,7 @@ class BaseLM:
         entry = {
             "model": self.model,
             "messages": request.messages,
-            "params": request.sampling(),
+            "request": request,
             "outputs": list(resp.texts),
             "usage": resp.usage,
             "cached": resp.cached,

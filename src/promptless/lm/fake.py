@@ -64,8 +64,9 @@ class ScriptedLM(BaseLM):
         while len(texts) < request.n:
             texts.extend(self._one(request.messages))
         texts = texts[: request.n]
-        prompt_tokens = sum(len(m.content.split()) for m in request.messages)
-        completion_tokens = sum(len(t.split()) for t in texts)
+        # A rough count (4 characters a token): the scripted LM has no tokenizer.
+        prompt_tokens = sum(len(m.content) for m in request.messages) // 4
+        completion_tokens = sum(len(t) for t in texts) // 4
         return LMResponse(
             texts=texts,
             usage=Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),

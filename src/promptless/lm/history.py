@@ -17,8 +17,9 @@ def format_history(entries: list[dict[str, Any]]) -> str:
         else:
             head += f"  {usage.prompt_tokens}+{usage.completion_tokens} tokens, {usage.seconds:.2f}s"
         lines = [head + " ==="]
-        if e.get("params"):
-            lines.append(f"params: {e['params']}")
+        params = e["request"].sampling() if e.get("request") is not None else {}
+        if params:
+            lines.append(f"params: {params}")
         for m in e["messages"]:
             lines.append(f"\n--- {m.role} ---\n{m.content}")
         for j, out in enumerate(e["outputs"]):

@@ -1,0 +1,7 @@
+"""Adapters turn a signature, demos and inputs into messages, and replies back into values."""
+
+from .base import Adapter
+from .chat import ChatAdapter
+from .json import JSONAdapter
+
+__all__ = ["Adapter", "ChatAdapter", "JSONAdapter"]

@@ -1,0 +1,98 @@
+"""The adapter seam: a signature + demos + inputs become messages; a reply becomes values.
+
+An adapter has two pure halves, ``format`` and ``parse``, that golden tests
+pin, and ``__call__``, which makes the LM call (with any grammar or schema the
+LM can use) and parses every completion. A completion that cannot be parsed
+raises ``ParseError``; the chat adapter then retries once with its fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ParseError
+from ..types import LMResponse, Message
+
+if TYPE_CHECKING:
+    from ..lm.base import BaseLM
+    from ..signature import Signature
+
+NOT_SUPPLIED = "Not supplied for this example."
+
+
+class Adapter:
+    name = "adapter"
+
+    def __init__(self, fallback: Adapter | None = None) -> None:
+        self.fallback = fallback
+
+    # -- pure halves ------------------------------------------------------
+    def format(
+        self, signature: type[Signature], demos: Sequence[Mapping[str, Any]], inputs: Mapping[str, Any]
+    ) -> list[Message]:
+        raise NotImplementedError
+
+    def parse(self, signature: type[Signature], text: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def request_params(self, signature: type[Signature], lm: BaseLM) -> dict[str, Any]:
+        """Extra request fields for this LM (a grammar, a JSON schema); none by default."""
+        return {}
+
+    # -- the call -----------------------------------------------------------
+    def _parse_all(self, signature: type[Signature], resp: LMResponse) -> list[dict[str, Any]]:
+        parsed: list[dict[str, Any]] = []
+        first_error: ParseError | None = None
+        for text in resp.texts:
+            try:
+                parsed.append(self.parse(signature, text))
+            except ParseError as exc:
+                first_error = first_error or exc
+        if not parsed:
+            if first_error is None:
+                raise ParseError("the LM returned no completions", adapter=self.name)
+            raise first_error
+        return parsed
+
+    def __call__(
+        self,
+        lm: BaseLM,
+        signature: type[Signature],
+        demos: Sequence[Mapping[str, Any]],
+        inputs: Mapping[str, Any],
+        **params: Any,
+    ) -> list[dict[str, Any]]:
+        messages = self.format(signature, demos, inputs)
+        extra = self.request_params(signature, lm)
+        resp = lm.request(messages, **{**extra, **params})
+        try:
+            return self._parse_all(signature, resp)
+        except ParseError:
+            if self.fallback is None:
+                raise
+            return self.fallback(lm, signature, demos, inputs, **params)
+
+    async def acall(
+        self,
+        lm: BaseLM,
+        signature: type[Signature],
+        demos: Sequence[Mapping[str, Any]],
+        inputs: Mapping[str, Any],
+        **params: Any,
+    ) -> list[dict[str, Any]]:
+        messages = self.format(signature, demos, inputs)
+        extra = self.request_params(signature, lm)
+        resp = await lm.arequest(messages, **{**extra, **params})
+        try:
+            return self._parse_all(signature, resp)
+        except ParseError:
+            if self.fallback is None:
+                raise
+            return await self.fallback.acall(lm, signature, demos, inputs, **params)
+
+
+def demo_value(demo: Mapping[str, Any], name: str) -> tuple[bool, Any]:
+    if name in demo:
+        return True, demo[name]
+    return False, None

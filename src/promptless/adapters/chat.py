@@ -1,0 +1,191 @@
+"""The chat marker protocol, the default adapter.
+
+System message: the input fields, the output fields, the reply structure (one
+``[[ ## name ## ]]`` block per output field with what the value must look like,
+then ``[[ ## completed ## ]]``), and last the task's instructions. Each demo is a
+user turn (inputs) and an assistant turn (outputs). The final user turn holds
+the inputs and asks for the outputs in order.
+
+Parsing reads the blocks back, tolerating what small models do: a value on
+the header's own line, headers in another case or spacing, no completed
+marker, chatter before the first header, near-miss labels (see
+``parsing.match_literal``). Anything ambiguous raises ``ParseError`` with the
+raw reply.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ParseError
+from ..types import Message
+from .base import NOT_SUPPLIED, Adapter
+from .parsing import coercer, is_structured, literal_choices, render_value, type_note
+
+if TYPE_CHECKING:
+    from ..lm.base import BaseLM
+    from ..signature import Field, Signature
+
+HEADER = re.compile(r"\[\[\s*#{1,3}\s*([A-Za-z_][\w \-]*?)\s*#{0,3}\s*\]\]")
+
+
+def header(name: str) -> str:
+    return f"[[ ## {name} ## ]]"
+
+
+@functools.lru_cache(maxsize=4096)
+def _key(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", name.strip()).casefold()
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(signature: type[Signature]) -> tuple[dict[str, str], dict[str, Any]]:
+    outputs = signature.output_fields
+    return {_key(n): n for n in outputs}, {n: coercer(f.annotation) for n, f in outputs.items()}
+
+
+class ChatAdapter(Adapter):
+    name = "chat"
+
+    def __init__(self, fallback: Adapter | bool | None = True, use_grammar: bool = True) -> None:
+        if fallback is True:
+            from .json import JSONAdapter
+
+            fallback = JSONAdapter()
+        super().__init__(fallback or None)
+        self.use_grammar = use_grammar
+        self._system_cache: dict[tuple[Any, ...], str] = {}
+
+    # -- format ------------------------------------------------------------
+    def system_message(self, signature: type[Signature]) -> str:
+        key = (signature, signature.instructions)
+        cached = self._system_cache.get(key)
+        if cached is not None:
+            return cached
+        lines = ["Input fields:"]
+        lines += [_describe(f) for f in signature.input_fields.values()]
+        lines.append("")
+        lines.append("Output fields:")
+        lines += [_describe(f) for f in signature.output_fields.values()]
+        lines.append("")
+        lines.append(
+            "Reply with each output field under its header, in this order, and end with the completed marker:"
+        )
+        lines.append("")
+        for f in signature.output_fields.values():
+            lines.append(header(f.name))
+            note = type_note(f.annotation)
+            lines.append(f"<{f.name}: {note}>" if note else f"<{f.name}>")
+            lines.append("")
+        lines.append(header("completed"))
+        lines.append("")
+        lines.append("Task:")
+        lines.append(signature.instructions.strip())
+        text = "\n".join(lines)
+        if len(self._system_cache) > 512:
+            self._system_cache.clear()
+        self._system_cache[key] = text
+        return text
+
+    def format_inputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
+        parts = []
+        for name in signature.input_fields:
+            value = values[name] if name in values else NOT_SUPPLIED
+            parts.append(f"{header(name)}\n{render_value(value)}")
+        return "\n\n".join(parts)
+
+    def format_outputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
+        parts = []
+        for name in signature.output_fields:
+            value = values[name] if name in values else NOT_SUPPLIED
+            parts.append(f"{header(name)}\n{render_value(value)}")
+        parts.append(header("completed"))
+        return "\n\n".join(parts)
+
+    def reply_request(self, signature: type[Signature]) -> str:
+        names = [header(n) for n in signature.output_fields]
+        order = names[0] if len(names) == 1 else ", then ".join(names)
+        return f"Reply with {order}, and end with {header('completed')}."
+
+    def format(
+        self, signature: type[Signature], demos: Sequence[Mapping[str, Any]], inputs: Mapping[str, Any]
+    ) -> list[Message]:
+        messages = [Message("system", self.system_message(signature))]
+        for demo in demos:
+            if not any(n in demo for n in signature.input_fields):
+                continue
+            messages.append(Message("user", self.format_inputs(signature, demo)))
+            messages.append(Message("assistant", self.format_outputs(signature, demo)))
+        final = self.format_inputs(signature, inputs) + "\n\n" + self.reply_request(signature)
+        messages.append(Message("user", final))
+        return messages
+
+    # -- parse --------------------------------------------------------------
+    def parse(self, signature: type[Signature], text: str) -> dict[str, Any]:
+        outputs = signature.output_fields
+        wanted, coercers = _plan(signature)
+        found: dict[str, str] = {}
+        matches = list(HEADER.finditer(text))
+        for i, m in enumerate(matches):
+            key = _key(m.group(1))
+            if key == "completed":
+                break
+            name = wanted.get(key)
+            if name is None or name in found:
+                continue
+            end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+            found[name] = text[m.end() : end]
+        if not matches and len(outputs) == 1:
+            # No headers at all: a single output field may be the whole reply.
+            (only,) = outputs
+            found[only] = text
+        values: dict[str, Any] = {}
+        missing = [n for n in outputs if n not in found]
+        invalid: dict[str, str] = {}
+        for name, raw in found.items():
+            try:
+                values[name] = coercers[name](raw)
+            except ValueError as exc:
+                invalid[name] = str(exc)
+        if missing or invalid:
+            raise ParseError("could not read the reply in the chat marker format", raw=text, missing=missing,
+                             invalid=invalid, adapter=self.name)
+        return {n: values[n] for n in outputs}
+
+    # -- grammar ---------------------------------------------------------------
+    def request_params(self, signature: type[Signature], lm: BaseLM) -> dict[str, Any]:
+        if not (self.use_grammar and getattr(lm, "supports_grammar", False)):
+            return {}
+        try:
+            from ..lm.grammar import marker_grammar
+        except ImportError:  # pragma: no cover - grammar support not built
+            return {}
+        return {"grammar": marker_grammar([_spec(f) for f in signature.output_fields.values()])}
+
+
+def _describe(f: Field) -> str:
+    text = f"- {f.name} ({f.type_name})"
+    if f.desc:
+        text += f": {f.desc}"
+    return text
+
+
+def _spec(f: Field) -> tuple[str, str, list[str] | None]:
+    from .parsing import is_optional
+
+    _, inner = is_optional(f.annotation)
+    choices = literal_choices(inner)
+    if choices is not None:
+        return (f.name, "literal", [str(c) for c in choices])
+    if inner is int:
+        return (f.name, "int", None)
+    if inner is float:
+        return (f.name, "float", None)
+    if inner is bool:
+        return (f.name, "bool", None)
+    if is_structured(inner):
+        return (f.name, "json", None)
+    return (f.name, "str", None)

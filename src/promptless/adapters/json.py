@@ -1,0 +1,129 @@
+"""The JSON adapter: the reply is one JSON object keyed by the output fields.
+
+With an LM that supports structured output the request carries a JSON
+schema of that object; with a llama.cpp LM, a grammar of it. The chat
+adapter falls back to this adapter once when its own parse fails.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ParseError
+from ..types import Message
+from .base import NOT_SUPPLIED, Adapter
+from .parsing import coerce, json_schema, parse_json_text, render_value, to_jsonable, type_note
+
+if TYPE_CHECKING:
+    from ..lm.base import BaseLM
+    from ..signature import Signature
+
+
+class JSONAdapter(Adapter):
+    name = "json"
+
+    def __init__(self, use_schema: bool = True) -> None:
+        super().__init__(None)
+        self.use_schema = use_schema
+
+    def system_message(self, signature: type[Signature]) -> str:
+        lines = ["Input fields:"]
+        for f in signature.input_fields.values():
+            lines.append(f"- {f.name} ({f.type_name})" + (f": {f.desc}" if f.desc else ""))
+        lines += ["", "Output fields:"]
+        for f in signature.output_fields.values():
+            note = type_note(f.annotation)
+            text = f"- {f.name} ({f.type_name})" + (f": {f.desc}" if f.desc else "")
+            if note:
+                text += f" [{note}]"
+            lines.append(text)
+        keys = ", ".join(f'"{n}"' for n in signature.output_fields)
+        lines += [
+            "",
+            f"Reply with a single JSON object with the keys {keys}, in that order, and nothing else.",
+            "",
+            "Task:",
+            signature.instructions.strip(),
+        ]
+        return "\n".join(lines)
+
+    def format_inputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
+        return "\n".join(
+            f"{name}: {render_value(values[name]) if name in values else NOT_SUPPLIED}"
+            for name in signature.input_fields
+        )
+
+    def format_outputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
+        obj = {n: to_jsonable(values[n]) if n in values else NOT_SUPPLIED for n in signature.output_fields}
+        return json.dumps(obj, ensure_ascii=False)
+
+    def format(
+        self, signature: type[Signature], demos: Sequence[Mapping[str, Any]], inputs: Mapping[str, Any]
+    ) -> list[Message]:
+        messages = [Message("system", self.system_message(signature))]
+        for demo in demos:
+            if not any(n in demo for n in signature.input_fields):
+                continue
+            messages.append(Message("user", self.format_inputs(signature, demo)))
+            messages.append(Message("assistant", self.format_outputs(signature, demo)))
+        messages.append(Message("user", self.format_inputs(signature, inputs) + "\n\nReply with the JSON object."))
+        return messages
+
+    def parse(self, signature: type[Signature], text: str) -> dict[str, Any]:
+        outputs = signature.output_fields
+        start, end = text.find("{"), text.rfind("}")
+        body = text[start : end + 1] if start != -1 and end > start else text
+        try:
+            data = parse_json_text(body)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise ParseError("the reply is not a JSON object", raw=text, missing=list(outputs), adapter=self.name)
+        lowered = {str(k).strip().casefold(): v for k, v in data.items()}
+        values: dict[str, Any] = {}
+        missing: list[str] = []
+        invalid: dict[str, str] = {}
+        for name, f in outputs.items():
+            if name in data:
+                raw = data[name]
+            elif name.casefold() in lowered:
+                raw = lowered[name.casefold()]
+            else:
+                missing.append(name)
+                continue
+            text_value = raw if isinstance(raw, str) else json.dumps(raw)
+            try:
+                values[name] = coerce(text_value, f.annotation)
+            except ValueError as exc:
+                invalid[name] = str(exc)
+        if missing or invalid:
+            raise ParseError("could not read the JSON reply", raw=text, missing=missing, invalid=invalid,
+                             adapter=self.name)
+        return values
+
+    def output_schema(self, signature: type[Signature]) -> dict[str, Any]:
+        props = {}
+        for name, f in signature.output_fields.items():
+            try:
+                props[name] = json_schema(f.annotation)
+            except Exception:
+                props[name] = {}
+        return {"type": "object", "properties": props, "required": list(signature.output_fields),
+                "additionalProperties": False}
+
+    def request_params(self, signature: type[Signature], lm: BaseLM) -> dict[str, Any]:
+        if not self.use_schema:
+            return {}
+        if getattr(lm, "supports_grammar", False):
+            try:
+                from ..lm.grammar import json_grammar
+                from .chat import _spec
+
+                return {"grammar": json_grammar([_spec(f) for f in signature.output_fields.values()])}
+            except ImportError:  # pragma: no cover
+                return {}
+        if getattr(lm, "supports_structured_output", False):
+            return {"response_format": self.output_schema(signature)}
+        return {}

@@ -1,0 +1,312 @@
+"""Rendering values into prompts and coercing reply text back to declared types.
+
+Coercion is forgiving where the reading is unambiguous and strict otherwise.
+
+Literal (and Enum) matching rule, in order:
+
+1. exact match;
+2. match after normalising both sides: case folded, quotes, surrounding
+   punctuation and markdown emphasis removed, runs of whitespace, ``_`` and ``-``
+   collapsed to one space (``"wars  and conflicts."`` -> ``Wars and Conflicts``);
+3. the reply starts with exactly one allowed value followed by a word boundary
+   (``"Wars and Conflicts - a battle"``); the longest such value wins;
+4. closest match by similarity ratio of the normalised forms (difflib), accepted
+   only when the best ratio is at least ``LITERAL_THRESHOLD`` (0.85) *and* beats
+   the second best by at least ``LITERAL_MARGIN`` (0.08): ``"War and Conflicts"``
+   -> ``Wars and Conflicts``. Two close candidates are ambiguous and refused.
+
+Anything else raises ``ValueError`` naming the allowed values.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import functools
+import json
+import math
+import re
+import types
+import typing
+from typing import Any, Literal, Union
+
+LITERAL_THRESHOLD = 0.85
+LITERAL_MARGIN = 0.08
+
+_NUMBER = re.compile(r"[-+]?(?:\d[\d,_]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+# -- type inspection ------------------------------------------------------------------
+
+
+def _is_union(origin: Any) -> bool:
+    return origin is Union or origin is getattr(types, "UnionType", None)
+
+
+def is_optional(annotation: Any) -> tuple[bool, Any]:
+    origin = typing.get_origin(annotation)
+    if _is_union(origin):
+        args = typing.get_args(annotation)
+        if type(None) in args:
+            rest = [a for a in args if a is not type(None)]
+            return True, (rest[0] if len(rest) == 1 else Union[tuple(rest)])  # noqa: UP007
+    return False, annotation
+
+
+def is_structured(annotation: Any) -> bool:
+    """True for types whose values are written as JSON (lists, dicts, models, ...)."""
+    _, inner = is_optional(annotation)
+    if inner in (str, int, float, bool) or inner is Any:
+        return False
+    origin = typing.get_origin(inner)
+    if origin is Literal:
+        return False
+    return not (isinstance(inner, type) and issubclass(inner, enum.Enum))
+
+
+def literal_choices(annotation: Any) -> list[Any] | None:
+    _, inner = is_optional(annotation)
+    if typing.get_origin(inner) is Literal:
+        return list(typing.get_args(inner))
+    if isinstance(inner, type) and issubclass(inner, enum.Enum):
+        return [m.value for m in inner]
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _adapter(annotation: Any) -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(annotation)
+
+
+def json_schema(annotation: Any) -> dict[str, Any]:
+    return _adapter(annotation).json_schema()  # type: ignore[no-any-return]
+
+
+def type_note(annotation: Any) -> str:
+    """What the reply must look like for this type, in words, for the prompt."""
+    optional, inner = is_optional(annotation)
+    suffix = " (or None)" if optional else ""
+    if inner is str or inner is Any:
+        return ""
+    if inner is bool:
+        return "True or False" + suffix
+    if inner is int:
+        return "a single integer" + suffix
+    if inner is float:
+        return "a single number, e.g. 0.75" + suffix
+    choices = literal_choices(inner)
+    if choices is not None:
+        return "exactly one of: " + "; ".join(str(c) for c in choices) + suffix
+    schema = json.dumps(json_schema(inner), separators=(",", ":"))
+    return "JSON matching this schema: " + schema + suffix
+
+
+# -- rendering --------------------------------------------------------------------------
+
+
+def render_value(value: Any) -> str:
+    """How a value is written inside a prompt: text as is, everything else as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if value is None:
+        return "None"
+    try:
+        from pydantic import BaseModel
+
+        if isinstance(value, BaseModel):
+            return value.model_dump_json()
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        return json.dumps(_to_jsonable(value), ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _to_jsonable(value: Any) -> Any:
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_to_jsonable(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+to_jsonable = _to_jsonable
+
+
+# -- coercion ---------------------------------------------------------------------------
+
+_EMPH = re.compile(r"^[\s*_`\"'“”‘’«»]+|[\s*_`\"'“”‘’«».,;:!]+$")
+
+
+def normalise_label(text: str) -> str:
+    t = _EMPH.sub("", str(text)).casefold()
+    t = re.sub(r"[\s_\-]+", " ", t)
+    return t.strip()
+
+
+def match_literal(text: str, choices: list[Any]) -> Any:
+    """Map reply text to one allowed value by the rule in this module's docstring."""
+    raw = text.strip()
+    for c in choices:
+        if raw == str(c):
+            return c
+    first_line = raw.splitlines()[0] if raw else ""
+    for candidate_text in (raw, first_line):
+        norm = normalise_label(candidate_text)
+        table = {normalise_label(str(c)): c for c in choices}
+        if norm in table:
+            return table[norm]
+    norm = normalise_label(first_line)
+    prefixed = [
+        (len(k), c) for k, c in ((normalise_label(str(c)), c) for c in choices)
+        if k and norm.startswith(k) and (len(norm) == len(k) or not norm[len(k)].isalnum())
+    ]
+    if prefixed:
+        prefixed.sort(key=lambda t: -t[0])
+        if len(prefixed) == 1 or prefixed[0][0] > prefixed[1][0]:
+            return prefixed[0][1]
+    scored = sorted(
+        ((difflib.SequenceMatcher(None, norm, normalise_label(str(c))).ratio(), i) for i, c in enumerate(choices)),
+        reverse=True,
+    )
+    if scored:
+        best, idx = scored[0]
+        second = scored[1][0] if len(scored) > 1 else 0.0
+        if best >= LITERAL_THRESHOLD and best - second >= LITERAL_MARGIN:
+            return choices[idx]
+        if best >= LITERAL_THRESHOLD:
+            raise ValueError(
+                f"{first_line!r} is ambiguous between {choices[idx]!r} and {choices[scored[1][1]]!r}"
+            )
+    allowed = "; ".join(str(c) for c in choices)
+    raise ValueError(f"{first_line!r} is not one of the allowed values: {allowed}")
+
+
+def parse_bool(text: str) -> bool:
+    t = normalise_label(text)
+    t = t.split()[0] if t else t
+    if t in ("true", "yes", "y", "1", "correct", "t"):
+        return True
+    if t in ("false", "no", "n", "0", "incorrect", "f"):
+        return False
+    raise ValueError(f"{text.strip()!r} is not True or False")
+
+
+def parse_number(text: str, kind: type) -> int | float:
+    t = text.strip().strip("*`\"'")
+    m = _NUMBER.search(t)
+    if not m:
+        raise ValueError(f"{text.strip()!r} is not a number")
+    num_txt = m.group(0).replace(",", "").replace("_", "")
+    rest = t[m.end():].lstrip()
+    value = float(num_txt)
+    if rest.startswith("%"):
+        value /= 100.0
+    if not math.isfinite(value):
+        raise ValueError(f"{text.strip()!r} is not a finite number")
+    if kind is int:
+        if value != int(value):
+            raise ValueError(f"{text.strip()!r} is not an integer")
+        return int(value)
+    return value
+
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
+
+
+def parse_json_text(text: str) -> Any:
+    """Read JSON from a reply: code fences removed, common damage repaired."""
+    t = text.strip()
+    m = _FENCE.search(t)
+    if m:
+        t = m.group(1).strip()
+    try:
+        return json.loads(t)
+    except json.JSONDecodeError:
+        pass
+    import json_repair
+
+    repaired = json_repair.loads(t)
+    if repaired == "" and t not in ('""', "''"):
+        raise ValueError(f"{text.strip()[:200]!r} is not JSON")
+    return repaired
+
+
+@functools.lru_cache(maxsize=512)
+def coercer(annotation: Any) -> Any:
+    """A fast coercion function for one annotation (plain types skip the general path)."""
+    if annotation is str:
+        return str.strip
+    if annotation is float or annotation is int:
+        return lambda text: parse_number(text, annotation)
+    if annotation is bool:
+        return parse_bool
+    optional, inner = is_optional(annotation)
+    choices = literal_choices(inner)
+    if choices is not None and not optional and typing.get_origin(inner) is Literal:
+        exact = {str(c): c for c in choices}
+
+        def literal(text: str) -> Any:
+            t = text.strip()
+            hit = exact.get(t)
+            return hit if hit is not None or t in exact else match_literal(t, choices)
+
+        return literal
+    return lambda text: coerce(text, annotation)
+
+
+def coerce(text: str, annotation: Any) -> Any:
+    """Coerce the reply text of one field to its declared type, or raise ValueError saying why."""
+    optional, inner = is_optional(annotation)
+    stripped = text.strip()
+    if optional and normalise_label(stripped) in ("none", "null", "n/a", ""):
+        return None
+    if inner is str:
+        return stripped
+    if inner is Any:
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            return stripped
+    if inner is bool:
+        return parse_bool(stripped)
+    if inner is int or inner is float:
+        return parse_number(stripped, inner)
+    choices = literal_choices(inner)
+    if choices is not None:
+        value = match_literal(stripped, choices)
+        if isinstance(inner, type) and issubclass(inner, enum.Enum):
+            return inner(value)
+        return value
+    if _is_union(typing.get_origin(inner)):
+        errors = []
+        for arg in typing.get_args(inner):
+            try:
+                return coerce(stripped, arg)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError("; ".join(errors))
+    data = parse_json_text(stripped)
+    from pydantic import ValidationError
+
+    try:
+        return _adapter(inner).validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "value"
+        raise ValueError(f"does not match {getattr(inner, '__name__', inner)}: {where}: {first.get('msg')}") from None

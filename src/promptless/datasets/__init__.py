@@ -1,0 +1,69 @@
+"""Small data sets that ship with promptless.
+
+``historic_events`` is a topic-classification task: a one-line dated historic
+event (``event``) and one of eleven categories (``category``). The texts come
+from FreeBSD's history calendar (see ``COPYRIGHT`` beside this file); the
+labels and the fixed train/dev/test splits are described in ``docs/dataset.md``.
+
+Nothing heavy is imported here; the JSONL file is read on first use.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from promptless.data import Example
+
+__all__ = ["CATEGORIES", "SPLITS", "historic_events"]
+
+CATEGORIES: tuple[str, ...] = (
+    "Wars and Conflicts",
+    "Politics and Governance",
+    "Science and Innovation",
+    "Cultural and Artistic Movements",
+    "Exploration and Discovery",
+    "Economic Events",
+    "Social Movements",
+    "Man-Made Disasters and Accidents",
+    "Natural Disasters and Climate",
+    "Sports and Entertainment",
+    "Famous Personalities and Achievements",
+)
+
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
+
+_HISTORIC_EVENTS_FILE = "historic_events.jsonl"
+
+
+@lru_cache(maxsize=1)
+def _historic_event_rows() -> tuple[dict[str, Any], ...]:
+    from importlib.resources import files
+
+    text = (files("promptless.datasets") / _HISTORIC_EVENTS_FILE).read_text(encoding="utf-8")
+    return tuple(json.loads(line) for line in text.splitlines() if line.strip())
+
+
+def historic_events(split: str | None = None) -> list[Example] | dict[str, list[Example]]:
+    """Load the historic-events classification set.
+
+    Each item is ``Example(event=..., category=..., id=..., year=...)`` with
+    ``event`` marked as the input. ``year`` is an int (negative for BC) or
+    ``None`` when the text gives none.
+
+    With no argument, returns ``{"train": [...], "dev": [...], "test": [...]}``;
+    with ``split`` one of those names, returns that list. The splits are fixed
+    (150 / 100 / 375 events), so results are comparable across runs.
+    """
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+
+    from promptless.data import Example
+
+    out: dict[str, list[Example]] = {name: [] for name in SPLITS}
+    for row in _historic_event_rows():
+        example = Example(event=row["event"], category=row["category"], id=row["id"], year=row["year"])
+        out[row["split"]].append(example.with_inputs("event"))
+    return out if split is None else out[split]

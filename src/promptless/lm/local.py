@@ -1,0 +1,267 @@
+"""A llama.cpp model running inside this process (``LM("local/<name or path>")``).
+
+    >>> lm = LocalLM("smollm2-135m")            # a named model, fetched once
+    >>> lm = LocalLM("/models/my-model.gguf")  # or any GGUF file
+    >>> lm("Say hi")
+
+Needs the ``local`` extra (``pip install 'promptless[local]'``); llama.cpp is
+imported the first time a model is loaded, never on ``import promptless``.
+
+The weights are loaded once per process and shared by every ``LocalLM`` with
+the same file, context size and thread count; calls to one model take turns
+(it has one context). Replies use the model's own chat template. Decoding is
+greedy (temperature 0) unless asked otherwise, and a request's ``grammar``
+(GBNF) or ``response_format`` (a JSON schema) constrains what can be sampled.
+
+Consecutive calls that share a prompt prefix (the same instructions and
+demonstrations, a different final question) reuse the evaluated prefix: only
+the new tokens are processed. ``prefix_reuse=False`` turns that off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigurationError, ContextWindowError, LMError, ModelFetchError
+from ..types import LMRequest, LMResponse, Usage
+from . import models as _models
+from .base import BaseLM
+
+INSTALL_HINT = "pip install 'promptless[local]'"
+DEFAULT_N_CTX = 4096
+DEFAULT_MAX_TOKENS = 512
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (not the machine's total)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"local models need llama-cpp-python: {INSTALL_HINT} ({exc})"
+        ) from exc
+    return llama_cpp
+
+
+@dataclass
+class _Loaded:
+    """One model in memory, the lock that serializes its use, and its compiled grammars."""
+
+    llama: Any
+    path: Path
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    grammars: dict[str, Any] = field(default_factory=dict)
+
+
+_LOADED: dict[tuple[str, int, int], _Loaded] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _load(path: Path, n_ctx: int, n_threads: int, n_batch: int, verbose: bool) -> _Loaded:
+    key = (str(path.resolve()), n_ctx, n_threads)
+    with _LOADED_LOCK:
+        loaded = _LOADED.get(key)
+        if loaded is not None:
+            return loaded
+        llama_cpp = _import_llama_cpp()
+        try:
+            llama = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                n_batch=n_batch,
+                n_gpu_layers=0,
+                verbose=verbose,
+            )
+        except ValueError as exc:
+            raise ModelFetchError(f"llama.cpp could not load {path}: {exc}") from exc
+        loaded = _LOADED[key] = _Loaded(llama=llama, path=path)
+        return loaded
+
+
+def unload_all() -> None:
+    """Free every model loaded in this process (the next call loads again)."""
+    with _LOADED_LOCK:
+        items = list(_LOADED.values())
+        _LOADED.clear()
+    for loaded in items:
+        with loaded.lock, contextlib.suppress(Exception):
+            loaded.llama.close()
+
+
+def _schema_of(response_format: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema in a response format (OpenAI's shapes or a bare schema); None: any JSON."""
+    kind = response_format.get("type")
+    if kind == "json_schema" and isinstance(response_format.get("json_schema"), dict):
+        inner = response_format["json_schema"]
+        schema = inner.get("schema")
+        return schema if isinstance(schema, dict) else None
+    if kind == "json_object":
+        schema = response_format.get("schema")
+        return schema if isinstance(schema, dict) else None
+    return response_format
+
+
+class LocalLM(BaseLM):
+    """A GGUF model run by llama.cpp in this process."""
+
+    provider = "local"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        n_ctx: int = DEFAULT_N_CTX,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        prefix_reuse: bool = True,
+        grammar: bool = True,
+        verbose: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("temperature", 0.0)
+        kwargs.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
+        super().__init__(model, **kwargs)
+        if model not in _models.REGISTRY:
+            path = Path(model).expanduser()
+            if not path.is_file():
+                raise ModelFetchError(
+                    f"{model!r} is neither a known model nor an existing .gguf file; "
+                    f"known models: {', '.join(_models.REGISTRY)}"
+                )
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise ConfigurationError(f"local models need llama-cpp-python, which is not installed: {INSTALL_HINT}")
+        if n_ctx < 16:
+            raise ConfigurationError(f"n_ctx={n_ctx} is too small; the default is {DEFAULT_N_CTX}")
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or usable_cores()
+        self.n_batch = n_batch
+        self.prefix_reuse = prefix_reuse
+        self.use_grammar = grammar
+        self.verbose = verbose
+        self._loaded: _Loaded | None = None
+
+    @property
+    def supports_grammar(self) -> bool:
+        """Whether adapters may send a GBNF grammar (constrained decoding is on)."""
+        return self.use_grammar
+
+    @property
+    def path(self) -> Path:
+        """The GGUF file (a named model is fetched on first use)."""
+        return _models.resolve(self.model)
+
+    def load(self) -> Any:
+        """Load the weights now (otherwise the first call does) and return the ``llama_cpp.Llama``."""
+        if self._loaded is None:
+            self._loaded = _load(self.path, self.n_ctx, self.n_threads, self.n_batch, self.verbose)
+        return self._loaded.llama
+
+    @property
+    def llama(self) -> Any:
+        return self.load()
+
+    # -- constrained decoding ------------------------------------------------
+    def _grammar(self, loaded: _Loaded, text: str) -> Any:
+        """A ``LlamaGrammar`` for GBNF text, checked by llama.cpp's parser once per text."""
+        compiled = loaded.grammars.get(text)
+        if compiled is not None:
+            return compiled
+        llama_cpp = _import_llama_cpp()
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        sampler = llama_cpp.llama_sampler_init_grammar(loaded.llama._model.vocab, text.encode("utf-8"), b"root")
+        if not sampler:
+            raise ConfigurationError(
+                "llama.cpp rejected the GBNF grammar (its parser printed the reason on stderr):\n" + text[:2000]
+            )
+        llama_cpp.llama_sampler_free(sampler)
+        compiled = loaded.grammars[text] = LlamaGrammar.from_string(text, verbose=False)
+        return compiled
+
+    def _grammar_for(self, loaded: _Loaded, request: LMRequest) -> Any:
+        if not self.use_grammar:
+            return None
+        if request.grammar:
+            return self._grammar(loaded, request.grammar)
+        if request.response_format:
+            from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+            schema = _schema_of(request.response_format)
+            cache_key = "schema:" + json.dumps(schema, sort_keys=True)
+            text = loaded.grammars.get(cache_key)
+            if text is None:
+                try:
+                    text = json_schema_to_gbnf(json.dumps(schema)) if schema is not None else JSON_GBNF
+                except Exception:  # a schema llama.cpp cannot translate: fall back to any JSON
+                    text = JSON_GBNF
+                loaded.grammars[cache_key] = text
+            return self._grammar(loaded, text)
+        return None
+
+    # -- the call ------------------------------------------------------------
+    def complete(self, request: LMRequest) -> LMResponse:
+        self.load()
+        loaded = self._loaded
+        assert loaded is not None
+        messages = [m.to_dict() for m in request.messages]
+        temperature = 0.0 if request.temperature is None else float(request.temperature)
+        max_tokens = DEFAULT_MAX_TOKENS if request.max_tokens is None else int(request.max_tokens)
+        texts: list[str] = []
+        reasons: list[str] = []
+        usage = Usage(calls=1)
+        with loaded.lock:
+            grammar = self._grammar_for(loaded, request)
+            llama_cpp = _import_llama_cpp()
+            for i in range(max(1, request.n)):
+                if not self.prefix_reuse:
+                    loaded.llama.reset()
+                seed = request.seed + i if request.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
+                try:
+                    reply = loaded.llama.create_chat_completion(
+                        messages=messages,
+                        temperature=temperature,
+                        max_tokens=max_tokens,
+                        stop=list(request.stop or []),
+                        seed=seed,
+                        grammar=grammar,
+                    )
+                except ValueError as exc:
+                    if "exceed context window" in str(exc):
+                        raise ContextWindowError(
+                            f"{exc}; shorten the prompt (fewer demos) or load the model with a larger n_ctx "
+                            f"(LocalLM({self.model!r}, n_ctx=...), now {self.n_ctx})",
+                            model=self.model,
+                        ) from exc
+                    raise LMError(f"llama.cpp failed: {exc}", model=self.model) from exc
+                except RuntimeError as exc:
+                    raise LMError(f"llama.cpp failed: {exc}", model=self.model) from exc
+                choice = reply["choices"][0]
+                texts.append(choice["message"].get("content") or "")
+                reasons.append(choice.get("finish_reason") or "stop")
+                counts = reply.get("usage") or {}
+                if i == 0:
+                    usage.prompt_tokens = int(counts.get("prompt_tokens", 0))
+                usage.completion_tokens += int(counts.get("completion_tokens", 0))
+        return LMResponse(texts=texts, usage=usage, model=self.model, finish_reasons=reasons)
+
+    def __repr__(self) -> str:
+        return f"LocalLM({self.model!r}, n_ctx={self.n_ctx}, n_threads={self.n_threads})"
+
+
+__all__ = ["DEFAULT_MAX_TOKENS", "DEFAULT_N_CTX", "INSTALL_HINT", "LocalLM", "unload_all", "usable_cores"]

@@ -1,0 +1,137 @@
+"""Predict: one LM call for one signature. Its learnable state is its
+signature's instructions and field descriptions, its demos and its config."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from .. import settings
+from ..adapters.base import Adapter
+from ..data import Example, Prediction
+from ..errors import ConfigurationError
+from ..lm.usage import track_usage
+from ..signature import Signature, make_signature
+from .module import Module
+
+_SAMPLING_KEYS = ("temperature", "max_tokens", "n", "stop", "seed", "rollout_id")
+_default_adapter: Adapter | None = None
+
+
+def default_adapter() -> Adapter:
+    global _default_adapter
+    if _default_adapter is None:
+        from ..adapters.chat import ChatAdapter
+
+        _default_adapter = ChatAdapter()
+    return _default_adapter
+
+
+class Predict(Module):
+    """``pl.Predict("question -> answer")(question="...")`` returns a Prediction with ``answer``."""
+
+    def __init__(self, signature: str | type[Signature], *, lm: Any = None, adapter: Adapter | None = None,
+                 **config: Any) -> None:
+        self.signature = make_signature(signature)
+        self._base_signature = self.signature
+        self.demos: list[Example] = []
+        self.config: dict[str, Any] = {}
+        self.lm = lm
+        self.adapter = adapter
+        self._set_config(config)
+
+    def _set_config(self, config: Mapping[str, Any]) -> None:
+        bad = set(config) - set(_SAMPLING_KEYS)
+        if bad:
+            raise ConfigurationError(
+                f"{type(self).__name__}: unknown option(s) {', '.join(sorted(bad))}; "
+                f"per-call options are: {', '.join(_SAMPLING_KEYS)}"
+            )
+        self.config.update(config)
+
+    # -- learnable state ------------------------------------------------------
+    def reset(self) -> None:
+        self.signature = self._base_signature
+        self.demos = []
+
+    def dump_state(self) -> dict[str, Any]:
+        from ..persist import dump_predictor
+
+        return dump_predictor(self)
+
+    def named_predictors(self) -> list[tuple[str, Predict]]:
+        return [("self", self)]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Predict:
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            if k in ("lm", "adapter", "signature", "_base_signature"):
+                new.__dict__[k] = v  # shared: an LM is a resource, a signature is immutable
+            else:
+                new.__dict__[k] = copy.deepcopy(v, memo)
+        return new
+
+    # -- calling --------------------------------------------------------------------
+    def _prepare(self, kwargs: dict[str, Any]) -> tuple[Any, Any, type[Signature], list[Any], dict[str, Any], dict[str, Any]]:
+        signature = kwargs.pop("signature", None) or self.signature
+        demos = kwargs.pop("demos", None)
+        if demos is None:
+            demos = self.demos
+        config = dict(self.config)
+        config.update(kwargs.pop("config", None) or {})
+        for key in _SAMPLING_KEYS:
+            if key in kwargs and key not in signature.input_fields:
+                config[key] = kwargs.pop(key)
+        lm = kwargs.pop("lm", None) or self.lm or settings.current_lm()
+        adapter = self.adapter or settings.get("adapter") or default_adapter()
+        unknown = [k for k in kwargs if k not in signature.input_fields]
+        missing = [k for k in signature.input_fields if k not in kwargs]
+        if unknown or missing:
+            parts = []
+            if missing:
+                parts.append(f"missing input(s) {', '.join(missing)}")
+            if unknown:
+                parts.append(f"unexpected input(s) {', '.join(unknown)}")
+            raise ConfigurationError(
+                f"{type(self).__name__}({signature.signature_string()}): {'; '.join(parts)}. "
+                f"Call it with {', '.join(f'{n}=...' for n in signature.input_fields)}"
+            )
+        return lm, adapter, signature, demos, config, kwargs
+
+    def _finish(self, completions: list[dict[str, Any]], inputs: dict[str, Any], usage: Any) -> Prediction:
+        pred = Prediction.from_completions(completions)
+        pred.set_usage(usage)
+        trace = settings.get("trace")
+        if trace is not None:
+            trace.append((self, inputs, pred))
+        return pred
+
+    def forward(self, **kwargs: Any) -> Prediction:
+        lm, adapter, signature, demos, config, inputs = self._prepare(kwargs)
+        with track_usage() as usage:
+            completions = adapter(lm, signature, demos, inputs, **config)
+        return self._finish(completions, inputs, usage.total)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Prediction:
+        if args:
+            raise ConfigurationError(
+                f"{type(self).__name__} takes keyword arguments: "
+                f"{', '.join(f'{n}=...' for n in self.signature.input_fields)}"
+            )
+        return self.forward(**kwargs)
+
+    async def aforward(self, **kwargs: Any) -> Prediction:
+        lm, adapter, signature, demos, config, inputs = self._prepare(kwargs)
+        with track_usage() as usage:
+            completions = await adapter.acall(lm, signature, demos, inputs, **config)
+        return self._finish(completions, inputs, usage.total)
+
+    async def acall(self, *args: Any, **kwargs: Any) -> Prediction:
+        if args:
+            raise ConfigurationError(f"{type(self).__name__} takes keyword arguments only")
+        return await self.aforward(**kwargs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.signature.signature_string()}, demos={len(self.demos)})"
