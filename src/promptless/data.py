@@ -35,7 +35,7 @@ class Example:
 
     # mapping access
     def __getattr__(self, key: str) -> Any:
-        if key.startswith("__") and key.endswith("__"):
+        if key.startswith("__") and key.endswith("__") or key in ("_store", "_input_keys"):
             raise AttributeError(key)
         try:
             return self._store[key]
@@ -75,6 +75,31 @@ class Example:
         inner = ", ".join(f"{k}={v!r}" for k, v in self._store.items())
         extra = f" (inputs: {', '.join(sorted(self._input_keys))})" if self._input_keys else ""
         return f"{type(self).__name__}({inner}){extra}"
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Example:
+        import copy
+
+        new = copy.copy(self)
+        object.__setattr__(new, "_store", copy.deepcopy(self._store, memo))
+        return new
+
+    def __copy__(self) -> Example:
+        new = object.__new__(type(self))
+        for cls in type(self).__mro__:
+            for slot in getattr(cls, "__slots__", ()):
+                if hasattr(self, slot):
+                    object.__setattr__(new, slot, object.__getattribute__(self, slot))
+        return new
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"store": self._store, "input_keys": self._input_keys}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        object.__setattr__(self, "_store", state["store"])
+        object.__setattr__(self, "_input_keys", state["input_keys"])
+        if isinstance(self, Prediction):
+            object.__setattr__(self, "_completions", None)
+            object.__setattr__(self, "_usage", None)
 
     def keys(self) -> list[str]:
         return list(self._store)

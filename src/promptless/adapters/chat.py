@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ParseError
 from ..types import Message
 from .base import NOT_SUPPLIED, Adapter
-from .parsing import coercer, is_structured, literal_choices, render_value, type_note
+from .parsing import coercer, is_structured, literal_choices, render_value, short_type, type_note
 
 if TYPE_CHECKING:
     from ..lm.base import BaseLM
@@ -167,7 +167,7 @@ class ChatAdapter(Adapter):
 
 
 def _describe(f: Field) -> str:
-    text = f"- {f.name} ({f.type_name})"
+    text = f"- {f.name} ({short_type(f.annotation)})"
     if f.desc:
         text += f": {f.desc}"
     return text

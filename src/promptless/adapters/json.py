@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ParseError
 from ..types import Message
 from .base import NOT_SUPPLIED, Adapter
-from .parsing import coerce, json_schema, parse_json_text, render_value, to_jsonable, type_note
+from .parsing import coerce, json_schema, parse_json_text, render_value, short_type, to_jsonable, type_note
 
 if TYPE_CHECKING:
     from ..lm.base import BaseLM
@@ -31,11 +31,11 @@ class JSONAdapter(Adapter):
     def system_message(self, signature: type[Signature]) -> str:
         lines = ["Input fields:"]
         for f in signature.input_fields.values():
-            lines.append(f"- {f.name} ({f.type_name})" + (f": {f.desc}" if f.desc else ""))
+            lines.append(f"- {f.name} ({short_type(f.annotation)})" + (f": {f.desc}" if f.desc else ""))
         lines += ["", "Output fields:"]
         for f in signature.output_fields.values():
             note = type_note(f.annotation)
-            text = f"- {f.name} ({f.type_name})" + (f": {f.desc}" if f.desc else "")
+            text = f"- {f.name} ({short_type(f.annotation)})" + (f": {f.desc}" if f.desc else "")
             if note:
                 text += f" [{note}]"
             lines.append(text)

@@ -84,6 +84,15 @@ def json_schema(annotation: Any) -> dict[str, Any]:
     return _adapter(annotation).json_schema()  # type: ignore[no-any-return]
 
 
+def short_type(annotation: Any) -> str:
+    """The type as shown in a prompt's field list; choices are listed once, in the reply structure."""
+    from ..signature import type_name
+
+    optional, inner = is_optional(annotation)
+    name = "label" if literal_choices(inner) is not None else type_name(inner)
+    return f"{name} or None" if optional else name
+
+
 def type_note(annotation: Any) -> str:
     """What the reply must look like for this type, in words, for the prompt."""
     optional, inner = is_optional(annotation)
@@ -150,7 +159,7 @@ to_jsonable = _to_jsonable
 
 # -- coercion ---------------------------------------------------------------------------
 
-_EMPH = re.compile(r"^[\s*_`\"'“”‘’«»]+|[\s*_`\"'“”‘’«».,;:!]+$")
+_EMPH = re.compile(r"^[\s*_`\"'“”‘’«»<]+|[\s*_`\"'“”‘’«»>.,;:!]+$")
 
 
 def normalise_label(text: str) -> str:

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal, Optional
+
+import pytest
+from pydantic import BaseModel
+
+import promptless as pl
+from promptless.adapters.chat import ChatAdapter
+from promptless.adapters.json import JSONAdapter
+from promptless.errors import ParseError
+
+GOLDEN = Path(__file__).parent / "golden"
+EVENT = "Battle of Nineveh: A Byzantine army under Emperor Heraclius defeats Persian forces."
+DEMOS = [
+    pl.Example(event="Battle of Hastings won by William the Conqueror and the Normans, 1066",
+               category="Wars and Conflicts", confidence=0.95).with_inputs("event"),
+    pl.Example(event="First transatlantic telephone call, 1927", category="Science and Innovation",
+               confidence=0.9).with_inputs("event"),
+]
+
+
+def _golden(name: str, messages) -> None:
+    data = [m.to_dict() for m in messages]
+    path = GOLDEN / f"{name}.json"
+    if os.environ.get("PROMPTLESS_UPDATE_GOLDEN") == "1":
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    expected = json.loads(path.read_text())
+    assert data == expected, f"rendered prompt changed; review and rerun with PROMPTLESS_UPDATE_GOLDEN=1 ({path})"
+
+
+def test_golden_chat_zero_shot(classify_signature):
+    _golden("chat_classify_zero_shot", ChatAdapter().format(classify_signature, [], {"event": EVENT}))
+
+
+def test_golden_chat_two_demos(classify_signature):
+    _golden("chat_classify_two_demos", ChatAdapter().format(classify_signature, DEMOS, {"event": EVENT}))
+
+
+def test_golden_json_two_demos(classify_signature):
+    _golden("json_classify_two_demos", JSONAdapter().format(classify_signature, DEMOS, {"event": EVENT}))
+
+
+def test_demo_turns_alternate(classify_signature):
+    msgs = ChatAdapter().format(classify_signature, DEMOS, {"event": EVENT})
+    assert [m.role for m in msgs] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert msgs[2].content.endswith("[[ ## completed ## ]]")
+    assert "Classify historic events." in msgs[0].content
+    assert msgs[0].content.index("[[ ## category ## ]]") < msgs[0].content.index("[[ ## confidence ## ]]")
+
+
+# -- parsing: the three replies from the issue plus more ---------------------------------------------
+
+GOOD_REPLIES = [
+    "[[ ## category ## ]] Wars and Conflicts\n\n[[ ## confidence ## ]] 0.9\n\n[[ ## completed ## ]]",
+    "[[ ## category ## ]]\nWar and Conflicts\n[[ ## confidence ## ]]\n0.8",
+    "Sure! Here is the answer.\n[[ ## Category ## ]]\nwars and conflicts\n[[ ## confidence ## ]]\n90%",
+    "[[## category ##]]\nWars and Conflicts\n[[## confidence ##]]\n0.7\n[[## completed ##]]",
+    "[[ ## CATEGORY ## ]]\n**Wars and Conflicts**\n\n[[ ## CONFIDENCE ## ]]\n0.85",
+    "[[ ## category ## ]]\n\"Wars and Conflicts\"\n\n[[ ## confidence ## ]]\n0.9 (high)\n\n[[ ## completed ## ]]",
+    "[[ ## category ## ]]\nWars and Conflicts.\n\n[[ ## confidence ## ]]\n1\n\n[[ ## completed ## ]]\nextra trailing text",
+    "[[ ## confidence ## ]]\n0.6\n\n[[ ## category ## ]]\nWars and Conflicts\n\n[[ ## completed ## ]]",
+    "[[ ## category ## ]]\nWars and conflicts\n\n[[ ## confidence ## ]]\n.9\n",
+    "[[ ## event ## ]]\nBattle\n\n[[ ## category ## ]]\nWars and Conflicts\n\n[[ ## confidence ## ]]\n0.9",
+    "[[ ## category ## ]]\nWars & Conflicts\n\n[[ ## confidence ## ]]\n0.9",
+    "[[ ## category ## ]]\nWars and Conflicts - a battle between empires\n\n[[ ## confidence ## ]]\n0.9",
+    "[[ ## category ## ]]\nwars_and_conflicts\n\n[[ ## confidence ## ]]\n0.9",
+    "[[ ##  category  ## ]]\n  Wars and Conflicts  \n\n[[ ## confidence ## ]]\n  0.9  \n[[ ## completed ## ]]",
+]
+
+
+@pytest.mark.parametrize("reply", GOOD_REPLIES)
+def test_tolerant_parse(classify_signature, reply):
+    out = ChatAdapter().parse(classify_signature, reply)
+    assert out["category"] == "Wars and Conflicts"
+    assert 0.0 <= out["confidence"] <= 1.0
+
+
+BAD_REPLIES = [
+    ("I think this is about a war.", ["category", "confidence"], {}),
+    ("[[ ## category ## ]]\nWars and Conflicts\n", ["confidence"], {}),
+    ("[[ ## category ## ]]\nBanana\n\n[[ ## confidence ## ]]\n0.5", [], {"category": "not one of the allowed"}),
+    ("[[ ## category ## ]]\nWars and Conflicts\n\n[[ ## confidence ## ]]\nvery high", [], {"confidence": "not a number"}),
+    ("[[ ## completed ## ]]\n[[ ## category ## ]]\nWars and Conflicts\n[[ ## confidence ## ]]\n0.5",
+     ["category", "confidence"], {}),
+    ("", ["category", "confidence"], {}),
+]
+
+
+@pytest.mark.parametrize(("reply", "missing", "invalid"), BAD_REPLIES)
+def test_bad_replies_raise_with_raw_and_fields(classify_signature, reply, missing, invalid):
+    with pytest.raises(ParseError) as info:
+        ChatAdapter().parse(classify_signature, reply)
+    err = info.value
+    assert err.raw == reply
+    assert err.missing == missing
+    for field, fragment in invalid.items():
+        assert fragment in err.invalid[field]
+    assert "raw reply" in str(err)
+
+
+def test_ambiguous_near_miss_is_refused():
+    sig = pl.Signature("x -> label: Literal['Category A1', 'Category A2']")
+    with pytest.raises(ParseError) as info:
+        ChatAdapter().parse(sig, "[[ ## label ## ]]\nCategory A")
+    assert "ambiguous" in info.value.invalid["label"]
+
+
+def test_single_output_without_headers_is_read_whole():
+    sig = pl.Signature("question -> answer")
+    assert ChatAdapter().parse(sig, "Paris") == {"answer": "Paris"}
+    sig2 = pl.Signature("question -> answer, why")
+    with pytest.raises(ParseError):
+        ChatAdapter().parse(sig2, "Paris")
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+def test_structured_values_coerced():
+    sig = pl.Signature(
+        "x -> items: list[int], table: dict[str, float], who: Person, ok: bool, maybe: Optional[int]",
+        custom_types={"Person": Person},
+    )
+    reply = (
+        "[[ ## items ## ]]\n```json\n[1, 2, 3]\n```\n"
+        "[[ ## table ## ]]\n{'a': 1.5, 'b': 2,}\n"
+        "[[ ## who ## ]]\n{\"name\": \"Ada\", \"age\": \"36\"}\n"
+        "[[ ## ok ## ]]\nyes\n"
+        "[[ ## maybe ## ]]\nNone\n[[ ## completed ## ]]"
+    )
+    out = ChatAdapter().parse(sig, reply)
+    assert out == {"items": [1, 2, 3], "table": {"a": 1.5, "b": 2.0}, "who": Person(name="Ada", age=36),
+                   "ok": True, "maybe": None}
+
+
+def test_json_adapter_parse_and_schema(classify_signature):
+    adapter = JSONAdapter()
+    out = adapter.parse(classify_signature, 'Here: {"category": "war and conflicts", "confidence": "0.8"}')
+    assert out == {"category": "Wars and Conflicts", "confidence": 0.8}
+    schema = adapter.output_schema(classify_signature)
+    assert schema["required"] == ["category", "confidence"]
+    assert "Wars and Conflicts" in schema["properties"]["category"]["enum"]
+    with pytest.raises(ParseError):
+        adapter.parse(classify_signature, "no json here")
+
+
+def test_chat_falls_back_to_json_once_and_usage_shows_it(classify_signature):
+    replies = ["I cannot format this.", '{"category": "Wars and Conflicts", "confidence": 0.7}']
+    lm = pl.ScriptedLM(replies)
+    with pl.track_usage() as usage:
+        pred = pl.Predict(classify_signature, lm=lm)(event=EVENT)
+    assert pred.category == "Wars and Conflicts"
+    assert usage.total.calls == 2
+    assert len(lm.requests) == 2
+    assert "JSON object" in lm.requests[1].messages[0].content
+
+
+def test_fallback_failure_raises_parse_error(classify_signature):
+    lm = pl.ScriptedLM(["nonsense"])
+    with pytest.raises(ParseError):
+        pl.Predict(classify_signature, lm=lm)(event=EVENT)
+    assert len(lm.requests) == 2
+
+
+def test_no_fallback_when_disabled(classify_signature):
+    lm = pl.ScriptedLM(["nonsense"])
+    with pl.context(adapter=ChatAdapter(fallback=None)), pytest.raises(ParseError):
+        pl.Predict(classify_signature, lm=lm)(event=EVENT)
+    assert len(lm.requests) == 1
+
+
+def test_structured_output_schema_sent_to_capable_lm(classify_signature):
+    class Capable(pl.ScriptedLM):
+        supports_structured_output = True
+
+    lm = Capable(['{"category": "Wars and Conflicts", "confidence": 0.7}'])
+    with pl.context(adapter=JSONAdapter()):
+        pl.Predict(classify_signature, lm=lm)(event=EVENT)
+    assert lm.requests[0].response_format["type"] == "object"
+
+
+def test_literal_ints_and_enum():
+    import enum
+
+    class Mood(enum.Enum):
+        HAPPY = "happy"
+        SAD = "sad"
+
+    sig = pl.make_signature({"x": pl.InputField(), "n": (Literal[1, 2, 3], pl.OutputField()),
+                             "mood": (Mood, pl.OutputField())})
+    out = ChatAdapter().parse(sig, "[[ ## n ## ]]\n2\n[[ ## mood ## ]]\nHappy")
+    assert out == {"n": 2, "mood": Mood.HAPPY}
