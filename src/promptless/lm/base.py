@@ -11,7 +11,6 @@ DSPy, ``lm(prompt)`` / ``lm(messages=[...])`` (a list of strings).
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections import deque
@@ -81,13 +80,15 @@ class BaseLM:
         self._lock = threading.Lock()
         self.max_concurrency = max_concurrency
         self._sem = threading.BoundedSemaphore(max_concurrency) if max_concurrency else None
-        self._asems: dict[int, asyncio.Semaphore] = {}
+        self._asems: dict[int, Any] = {}  # one asyncio.Semaphore per event loop
 
     # -- to implement -------------------------------------------------------
     def complete(self, request: LMRequest) -> LMResponse:  # pragma: no cover - abstract
         raise NotImplementedError
 
     async def acomplete(self, request: LMRequest) -> LMResponse:
+        import asyncio
+
         return await asyncio.to_thread(self.complete, request)
 
     # -- shared machinery ---------------------------------------------------
@@ -189,6 +190,8 @@ class BaseLM:
         if hit is not None:
             return self._finish(request, hit, key, started)
         if self.max_concurrency:
+            import asyncio
+
             loop_id = id(asyncio.get_running_loop())
             sem = self._asems.get(loop_id)
             if sem is None:

@@ -6,7 +6,6 @@ Predictors are found by walking instance attributes, lists, tuples and dicts
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import copy
 from collections.abc import Iterator
@@ -30,6 +29,8 @@ class Module:
         aforward = getattr(self, "aforward", None)
         if aforward is not None:
             return await aforward(*args, **kwargs)
+        import asyncio
+
         ctx = contextvars.copy_context()
         return await asyncio.to_thread(ctx.run, self.__call__, *args, **kwargs)
 

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up a development environment from a fresh clone:
+#   - a virtual environment in .venv with promptless (editable), the embedded-model
+#     backend (llama-cpp-python, compiled from source: ~10 minutes on 2 cores the first
+#     time, cached by pip afterwards), its OpenAI-compatible server and the dev tools;
+#   - Debian's chromium for the report-rendering test (when running as root and missing);
+#   - the smallest embedded model (smollm2-135m, ~98 MB), fetched and checksum-verified.
+# Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+echo "==> installing promptless with its extras (llama-cpp-python compiles on first install)"
+CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \
+  .venv/bin/python -m pip install --quiet -e '.[local,server,dev]'
+
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing chromium (for the HTML report test)"
+    (apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }) \
+      || echo "warning: chromium could not be installed; the report-rendering test will fail under CI"
+  else
+    echo "note: chromium is not installed; the report-rendering test needs Debian's chromium package"
+  fi
+fi
+
+echo "==> fetching the smallest embedded model"
+.venv/bin/promptless models pull smollm2-135m
+echo "==> ready: run '.venv/bin/promptless demo' or '.venv/bin/python -m pytest'"
