@@ -7,12 +7,14 @@ from .data import Example, Prediction
 from .errors import (
     BudgetExceededError,
     ConfigurationError,
+    EvaluationError,
     LMError,
     ParseError,
     PersistError,
     PromptlessError,
     SignatureError,
 )
+from .evaluate import Evaluate, EvaluationResult
 from .lm import LM, BaseLM, ScriptedLM
 from .lm.history import inspect_history
 from .lm.usage import track_usage
@@ -28,6 +30,9 @@ __all__ = [
     "ChainOfThought",
     "ChatAdapter",
     "ConfigurationError",
+    "Evaluate",
+    "EvaluationError",
+    "EvaluationResult",
     "Example",
     "InputField",
     "JSONAdapter",

@@ -17,6 +17,7 @@
     ├── ModelFetchError         named weights could not be fetched or failed their checksum
     ├── PersistError            a saved program that cannot be loaded into this one
     ├── BudgetExceededError     an optimizer or tracker ran out of its LM-call or cost budget
+    ├── EvaluationError         an evaluation stopped after more than max_errors failures (.result: partial)
     └── ToolError               a tool was called with bad arguments
 
 This module imports nothing from the package, so every layer may import it.
@@ -134,6 +135,17 @@ class PersistError(PromptlessError):
 
 class BudgetExceededError(PromptlessError):
     """An LM-call or cost budget was used up."""
+
+
+class EvaluationError(PromptlessError):
+    """An evaluation stopped early: more examples failed than ``max_errors`` allows.
+
+    ``result`` holds the partial ``EvaluationResult`` (examples never run are marked ``skipped``).
+    """
+
+    def __init__(self, message: str, *, result: Any = None) -> None:
+        self.result = result
+        super().__init__(message)
 
 
 class ToolError(PromptlessError):

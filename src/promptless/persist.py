@@ -141,7 +141,7 @@ def apply_state(program: Module, data: dict[str, Any], source: str = "state") ->
             if not isinstance(d, dict):
                 raise PersistError(f"{source}: predictor {name!r} has a demo that is not an object")
             ex = Example(d)
-            present = [n for n in input_names if n in d]
+            present = [str(n) for n in input_names if n in d]
             demos.append(ex.with_inputs(*present) if present else ex)
         if not isinstance(config, dict):
             raise PersistError(f"{source}: predictor {name!r} config must be an object")

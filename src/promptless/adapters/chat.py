@@ -126,7 +126,7 @@ class ChatAdapter(Adapter):
     # -- parse --------------------------------------------------------------
     def parse(self, signature: type[Signature], text: str) -> dict[str, Any]:
         outputs = signature.output_fields
-        wanted, coercers = _plan(signature)
+        wanted, coercers = _plan(signature)  # type: ignore[arg-type]
         found: dict[str, str] = {}
         matches = list(HEADER.finditer(text))
         for i, m in enumerate(matches):

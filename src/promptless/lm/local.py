@@ -15,11 +15,16 @@ greedy (temperature 0) unless asked otherwise, and a request's ``grammar``
 
 Consecutive calls that share a prompt prefix (the same instructions and
 demonstrations, a different final question) reuse the evaluated prefix: only
-the new tokens are processed. ``prefix_reuse=False`` turns that off.
+the new tokens are processed. ``prefix_reuse=False`` turns that off, so that
+every call evaluates its whole prompt. Greedy replies are repeatable either
+way, but not always identical between the two settings: llama.cpp computes a
+short suffix with other kernels than a whole prompt, and the tiny rounding
+difference can tip a near-tie between two tokens.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import json
@@ -36,6 +41,7 @@ from .base import BaseLM
 
 INSTALL_HINT = "pip install 'promptless[local]'"
 DEFAULT_N_CTX = 4096
+MIN_N_CTX = 256
 DEFAULT_MAX_TOKENS = 512
 
 
@@ -90,6 +96,9 @@ def _load(path: Path, n_ctx: int, n_threads: int, n_batch: int, verbose: bool) -
             )
         except ValueError as exc:
             raise ModelFetchError(f"llama.cpp could not load {path}: {exc}") from exc
+        if not _LOADED:
+            # Free the weights while llama.cpp is still importable, not during interpreter teardown.
+            atexit.register(unload_all)
         loaded = _LOADED[key] = _Loaded(llama=llama, path=path)
         return loaded
 
@@ -146,8 +155,8 @@ class LocalLM(BaseLM):
                 )
         if importlib.util.find_spec("llama_cpp") is None:
             raise ConfigurationError(f"local models need llama-cpp-python, which is not installed: {INSTALL_HINT}")
-        if n_ctx < 16:
-            raise ConfigurationError(f"n_ctx={n_ctx} is too small; the default is {DEFAULT_N_CTX}")
+        if n_ctx < MIN_N_CTX:  # llama.cpp rounds smaller contexts up, which llama-cpp-python mishandles
+            raise ConfigurationError(f"n_ctx={n_ctx} is too small: use at least {MIN_N_CTX} (default {DEFAULT_N_CTX})")
         self.n_ctx = n_ctx
         self.n_threads = n_threads or usable_cores()
         self.n_batch = n_batch

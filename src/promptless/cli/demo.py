@@ -1,0 +1,224 @@
+"""``promptless demo``: classify historic events with an embedded model and report how well it does.
+
+    promptless demo                                   # qwen2.5-coder-1.5b on the dev split
+    promptless demo --model local/smollm2-135m --limit 5
+    promptless demo --model openai/gpt-4o-mini --threads 8
+
+The run goes in stages over one ``DemoRun`` record: ``prepare`` (the LM, fetched
+on first use, the classifier and the data), ``evaluate_stage`` (accuracy, a
+table, usage, the results files), then, with ``--optimize``, ``optimize_stage``.
+A later stage reads what the earlier ones left on the record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "local/qwen2.5-coder-1.5b"
+DEFAULT_OUT = "promptless-demo"
+DEFAULT_SHOW = 8
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "demo",
+        help="classify historic events with a local model and report the accuracy",
+        description=(
+            "Run the historic-events classifier (a class-based signature with a Literal category and a float "
+            "confidence) on one split of the bundled data set, print the accuracy, a table of predictions against "
+            "the gold labels, LM calls, tokens and time, and write the results as JSON and CSV. A named local "
+            "model is fetched on first use."
+        ),
+    )
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"any LM string: local/<name>, local/<file.gguf>, openai/<model> (default: {DEFAULT_MODEL})")
+    parser.add_argument("--split", default="dev", choices=("train", "dev", "test"), help="data split (default: dev)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N examples of the split")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="examples run at once (default: 1 for local models, which have one context; 8 otherwise)")
+    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                        help=f"folder for the results files (default: ./{DEFAULT_OUT}/)")
+    parser.add_argument("--show", type=int, default=DEFAULT_SHOW, metavar="N",
+                        help=f"rows in the predictions table (default: {DEFAULT_SHOW}; 0: none)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the LM cache")
+    parser.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=False,
+                        help="after evaluating, optimize the classifier and evaluate it again (default: no)")
+    parser.set_defaults(func=run_demo)
+
+
+@dataclass
+class DemoRun:
+    """Everything one demo run has made so far; each stage reads and adds to it."""
+
+    args: argparse.Namespace
+    console: Any
+    model: str = ""
+    lm: Any = None
+    program: Any = None
+    devset: list[Any] = field(default_factory=list)
+    threads: int = 1
+    out_dir: Path = Path(DEFAULT_OUT)
+    load_seconds: float = 0.0
+    result: Any = None  # the EvaluationResult of the baseline program
+    files: list[Path] = field(default_factory=list)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """The whole demo; returns the exit code."""
+    run = prepare(args)
+    evaluate_stage(run)
+    if args.optimize:
+        code = optimize_stage(run)
+        if code:
+            return code
+    return 0
+
+
+# -- stages ---------------------------------------------------------------------------------------
+
+
+def prepare(args: argparse.Namespace) -> DemoRun:
+    """Make the LM (fetching and loading a local model, with progress), the classifier and the data."""
+    import promptless as pl
+    from promptless.errors import ConfigurationError
+    from promptless.tasks import load_events, make_classifier
+    from rich.console import Console
+
+    if args.limit is not None and args.limit < 1:
+        raise ConfigurationError(f"--limit must be 1 or more, got {args.limit}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigurationError(f"--threads must be 1 or more, got {args.threads}")
+    console = Console()
+    run = DemoRun(args=args, console=console, model=normalize_model(args.model), out_dir=Path(args.out))
+    run.devset = load_events(args.split, args.limit)
+    is_local = run.model.startswith("local/")
+    run.threads = args.threads or (1 if is_local else 8)
+
+    options: dict[str, Any] = {}
+    if args.no_cache:
+        options["cache"] = False
+    run.lm = pl.LM(run.model, **options)
+    if is_local and hasattr(run.lm, "load"):
+        console.print(f"Loading [bold]{run.model}[/bold] (fetched on first use) ...")
+        started = time.perf_counter()
+        run.lm.load()
+        run.load_seconds = time.perf_counter() - started
+        console.print(f"Model ready in {run.load_seconds:.1f} s: {run.lm.path}")
+    run.program = make_classifier(lm=run.lm)
+    return run
+
+
+def evaluate_stage(run: DemoRun) -> None:
+    """Evaluate the classifier on the split, print the report and write the results files."""
+    from promptless.evaluate import Evaluate, display_table
+    from promptless.tasks import category_match
+
+    args, console = run.args, run.console
+    console.print(
+        f"Classifying {len(run.devset)} events of the [bold]{args.split}[/bold] split with "
+        f"[bold]{run.model}[/bold] ({run.threads} thread{'s' if run.threads != 1 else ''})"
+    )
+    evaluate = Evaluate(devset=run.devset, metric=category_match, num_threads=run.threads,
+                        display_progress=not args.no_progress, display_table=0)
+    result = evaluate(run.program)
+    run.result = result
+    if args.show:
+        display_table(result, args.show, console=console)
+    run.files += write_results(run, result, "baseline")
+    print_report(run, result)
+
+
+def optimize_stage(run: DemoRun) -> int:
+    """The demo's second half: optimize the classifier on the train split, evaluate it again, compare.
+
+    Reads ``run.program``, ``run.lm``, ``run.result``; not in this build yet.
+    """
+    from promptless.errors import ConfigurationError
+
+    raise ConfigurationError(
+        "--optimize: the optimization half of the demo is not available in this build; run without --optimize"
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def normalize_model(model: str) -> str:
+    """``smollm2-135m`` (a bare known name) becomes ``local/smollm2-135m``; anything else is kept."""
+    if "/" not in model:
+        from promptless.lm import models
+
+        if model in models.REGISTRY:
+            return f"local/{model}"
+    return model
+
+
+def model_slug(model: str) -> str:
+    name = model.split("/", 1)[1] if "/" in model else model
+    if name.lower().endswith(".gguf"):
+        name = Path(name).stem
+    return re.sub(r"[^\w.\-]+", "-", name).strip("-") or "model"
+
+
+def write_results(run: DemoRun, result: Any, stage: str) -> list[Path]:
+    """``<out>/<model>_<split>.json`` (run details and every row) and ``.csv``; returns the paths."""
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = "" if stage == "baseline" else f"_{stage}"
+    base = run.out_dir / f"{model_slug(run.model)}_{run.args.split}{suffix}"
+    data = {
+        "task": "historic_events",
+        "stage": stage,
+        "model": run.model,
+        "split": run.args.split,
+        "threads": run.threads,
+        "model_load_seconds": round(run.load_seconds, 3),
+        "machine": machine_description(),
+        **result.to_dict(),
+    }
+    json_path = base.with_suffix(".json")
+    json_path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    csv_path = result.to_csv(base.with_suffix(".csv"))
+    return [json_path, csv_path]
+
+
+def machine_description() -> str:
+    from promptless.lm.local import usable_cores
+
+    return (f"{usable_cores()} cores {platform.machine()}, {platform.system()}, "
+            f"Python {platform.python_version()}")
+
+
+def print_report(run: DemoRun, result: Any) -> None:
+    console = run.console
+    usage = result.usage
+    n = len(result.rows)
+    correct = sum(1 for r in result.rows if r.score >= 1)
+    console.print()
+    console.print(f"[bold]Accuracy: {result.score:.1f}%[/bold] ({correct}/{n} correct)")
+    if result.n_errors:
+        console.print(f"Failed examples (counted as wrong): {result.n_errors}; see the error column in the CSV")
+    calls = f"LM calls: {usage.calls}"
+    if usage.cache_hits:
+        calls += f" (+ {usage.cache_hits} answered from the cache; --no-cache to run them again)"
+    console.print(calls)
+    console.print(f"Tokens: {usage.prompt_tokens:,} prompt + {usage.completion_tokens:,} completion "
+                  f"= {usage.total_tokens:,}")
+    per = result.seconds / n if n else 0.0
+    timing = f"Time: {result.seconds:.1f} s ({per:.2f} s per example)"
+    if run.load_seconds:
+        timing += f", plus {run.load_seconds:.1f} s to load the model"
+    console.print(timing)
+    console.print("Results written to: " + ", ".join(str(p) for p in run.files[-2:]))
+    sys.stdout.flush()
+
+
+__all__ = ["DemoRun", "evaluate_stage", "optimize_stage", "prepare", "register", "run_demo"]
