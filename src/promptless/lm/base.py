@@ -137,7 +137,10 @@ class BaseLM:
         hit = cache.get(key)
         if hit is None:
             return key, None
-        resp = LMResponse.from_dict(hit)
+        try:
+            resp = LMResponse.from_dict(hit)
+        except (KeyError, TypeError, ValueError):  # a row of another shape: treat as a miss
+            return key, None
         resp.cached = True
         resp.usage = Usage(calls=0, cache_hits=1, prompt_tokens=0, completion_tokens=0)
         return key, resp
@@ -167,7 +170,9 @@ class BaseLM:
         GLOBAL_HISTORY.append(entry)
         return resp
 
-    def request(self, messages: Any = None, *, prompt: str | None = None, cache: bool = True, **params: Any) -> LMResponse:
+    def request(
+        self, messages: Any = None, *, prompt: str | None = None, cache: bool = True, **params: Any
+    ) -> LMResponse:
         """One call: cache lookup, then the backend, then bookkeeping."""
         request = self.build_request(to_messages(messages, prompt), params)
         started = time.perf_counter()

@@ -106,13 +106,21 @@ class Cache:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            str(self.path), timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-        )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                str(self.path), timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            self._disable(exc)
+            return None
         try:
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             self._setup(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            self._disable(exc)
+            return None
         except BaseException:
             conn.close()
             raise
@@ -131,6 +139,18 @@ class Cache:
             alive.append((threading.current_thread(), conn))
             self._conns = alive
         return conn
+
+    def _disable(self, exc: BaseException) -> None:
+        """Stop using a file that cannot be opened; say so once."""
+        with self._conn_lock:
+            already, self._closed = self._closed, True
+        if not already:
+            logger.warning(
+                "LM cache file %s cannot be used (%s); caching in memory only for now. "
+                "Delete the file or set PROMPTLESS_CACHE_DIR to another folder to start afresh.",
+                self.path,
+                exc,
+            )
 
     @staticmethod
     def _setup(conn: sqlite3.Connection) -> None:

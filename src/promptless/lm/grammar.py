@@ -128,7 +128,8 @@ def _marker_value(kind: str, choices: list[str] | None, max_chars: int | None) -
 def marker_grammar(fields: Sequence[FieldSpec], *, max_chars: int | None = None) -> str:
     """GBNF for the chat marker protocol: each field's block in order, then the completed marker.
 
-    ``max_chars`` bounds free-text values (``None``: bounded only by ``max_tokens``).
+    ``max_chars`` bounds free-text values (``None``: bounded only by ``max_tokens``); a ``[``
+    counts together with the character after it, so a value can reach twice that in the worst case.
     """
     checked = _check(fields)
     lines = ["root ::= " + " ".join(f"field-{i}" for i in range(len(checked))) + ' "[[ ## completed ## ]]"']

@@ -46,8 +46,8 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _PATH = "/chat/completions"
 
 _CONTEXT_RE = re.compile(
-    r"context[ _]length|maximum context|context window|too many tokens|context_length_exceeded|"
-    r"prompt is too long|exceeds? the (?:model'?s )?(?:maximum|max)",
+    r"context[ _]length|maximum context|context window|context size|too many tokens|context_length_exceeded|"
+    r"prompt is too long",
     re.IGNORECASE,
 )
 _BEARER_RE = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
@@ -358,9 +358,7 @@ class OpenAILM(BaseLM):
             usage.completion_tokens = _int(raw_usage.get("completion_tokens"))
         if self.price is not None:
             usage.cost = (usage.prompt_tokens * self.price[0] + usage.completion_tokens * self.price[1]) / 1e6
-        return LMResponse(
-            texts=texts, usage=usage, model=str(data.get("model") or self.model), finish_reasons=finish
-        )
+        return LMResponse(texts=texts, usage=usage, model=str(data.get("model") or self.model), finish_reasons=finish)
 
     def _transport_error(self, exc: httpx.TransportError) -> LMError:
         what = self.redact(str(exc)) or type(exc).__name__

@@ -44,7 +44,7 @@ _active: ContextVar[tuple[UsageTracker, ...]] = ContextVar("promptless_usage", d
 @contextmanager
 def track_usage() -> Iterator[UsageTracker]:
     tracker = UsageTracker()
-    token = _active.set(_active.get() + (tracker,))
+    token = _active.set((*_active.get(), tracker))
     try:
         yield tracker
     finally:
