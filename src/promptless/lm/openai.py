@@ -91,6 +91,9 @@ class OpenAILM(BaseLM):
       to fill ``usage.cost``.
     - ``supports_structured_output``: send ``response_format`` JSON schemas
       (default True; turn off for servers that reject them).
+    - ``supports_grammar``: the server takes a GBNF ``grammar`` field (llama.cpp's
+      servers do); adapters then send one built from the signature, so even a
+      tiny model can only reply in the expected format (default False).
     - ``headers``: extra HTTP headers.
     - ``transport``: an httpx transport (e.g. ``httpx.MockTransport``) for
       tests; used by the async client too when it supports async.
@@ -108,6 +111,7 @@ class OpenAILM(BaseLM):
         retry: RetryPolicy | bool = True,
         price: tuple[float, float] | None = None,
         supports_structured_output: bool = True,
+        supports_grammar: bool = False,
         headers: dict[str, str] | None = None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         **kwargs: Any,
@@ -130,6 +134,7 @@ class OpenAILM(BaseLM):
             price = (float(price[0]), float(price[1]))
         self.price = price
         self.supports_structured_output = supports_structured_output
+        self.supports_grammar = supports_grammar
         self.extra_headers = dict(headers or {})
         self._transport = transport
         self._client: httpx.Client | None = None

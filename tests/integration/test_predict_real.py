@@ -1,0 +1,52 @@
+"""A Predict through real models: llama.cpp's OpenAI-compatible server and the embedded backend."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pytest
+
+import promptless as pl
+
+pytestmark = pytest.mark.integration
+
+
+class Sentiment(pl.Signature):
+    """Say whether the sentence is positive or negative."""
+
+    sentence: str = pl.InputField()
+    sentiment: Literal["positive", "negative"] = pl.OutputField()
+
+
+def test_predict_through_openai_compatible_server(llama_server, llama_server_model, tmp_path):
+    from promptless.lm.cache import Cache
+
+    lm = pl.LM(f"openai/{llama_server_model}", base_url=llama_server, cache=Cache(tmp_path / "c.sqlite3"),
+               max_tokens=64, temperature=0.0, supports_grammar=True)
+    predict = pl.Predict(Sentiment, lm=lm)
+    with pl.track_usage() as usage:
+        pred = predict(sentence="I love this wonderful day.")
+    assert pred.sentiment in ("positive", "negative")
+    assert usage.total.calls == 1 and usage.total.prompt_tokens > 0  # the server applied the grammar
+    # The same call again is a cache hit: no new LM call.
+    with pl.track_usage() as again:
+        predict(sentence="I love this wonderful day.")
+    assert again.total.calls == 0 and again.total.cache_hits >= 1
+
+
+def test_json_adapter_through_server(llama_server, llama_server_model):
+    lm = pl.LM(f"openai/{llama_server_model}", base_url=llama_server, cache=False, max_tokens=64,
+               temperature=0.0, supports_grammar=True)
+    with pl.context(adapter=pl.JSONAdapter()):
+        pred = pl.Predict(Sentiment, lm=lm)(sentence="This is the worst meal I ever had.")
+    assert pred.sentiment in ("positive", "negative")
+
+
+def test_predict_embedded_with_grammar_needs_one_call(smollm2_path):
+    lm = pl.LM(f"local/{smollm2_path}", cache=False, max_tokens=48)
+    predict = pl.Predict(Sentiment, lm=lm)
+    sentences = ["I love this wonderful day.", "This is the worst meal I ever had.", "What a great gift!"]
+    with pl.track_usage() as usage:
+        preds = [predict(sentence=s) for s in sentences]
+    assert all(p.sentiment in ("positive", "negative") for p in preds)
+    assert usage.total.calls == len(sentences)  # grammar-constrained: every reply parsed first time
