@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from .adapters import Adapter, ChatAdapter, JSONAdapter
 from .data import Example, Prediction
+from .embeddings import Embedder
 from .errors import (
     BudgetExceededError,
     ConfigurationError,
@@ -13,40 +14,77 @@ from .errors import (
     PersistError,
     PromptlessError,
     SignatureError,
+    ToolError,
 )
 from .evaluate import Evaluate, EvaluationResult
+from .history import History
 from .lm import LM, BaseLM, ScriptedLM
 from .lm.history import inspect_history
 from .lm.usage import track_usage
-from .modules import ChainOfThought, Module, Predict
+from .modules import (
+    BestOfN,
+    ChainOfThought,
+    Module,
+    MultiChainComparison,
+    Parallel,
+    Predict,
+    ProgramOfThought,
+    ReAct,
+    Refine,
+)
+from .optimize import (
+    BootstrapFewShot,
+    BootstrapFewShotWithRandomSearch,
+    LabeledFewShot,
+    MIPROv2,
+    OptimizationResult,
+)
+from .retrieve import Retriever
 from .settings import configure, context
 from .signature import InputField, OutputField, Signature, make_signature
+from .tools import Tool
 
 __all__ = [
     "LM",
     "Adapter",
     "BaseLM",
+    "BestOfN",
+    "BootstrapFewShot",
+    "BootstrapFewShotWithRandomSearch",
     "BudgetExceededError",
     "ChainOfThought",
     "ChatAdapter",
     "ConfigurationError",
+    "Embedder",
     "Evaluate",
     "EvaluationError",
     "EvaluationResult",
     "Example",
+    "History",
     "InputField",
     "JSONAdapter",
     "LMError",
+    "LabeledFewShot",
+    "MIPROv2",
     "Module",
+    "MultiChainComparison",
+    "OptimizationResult",
     "OutputField",
+    "Parallel",
     "ParseError",
     "PersistError",
     "Predict",
     "Prediction",
+    "ProgramOfThought",
     "PromptlessError",
+    "ReAct",
+    "Refine",
+    "Retriever",
     "ScriptedLM",
     "Signature",
     "SignatureError",
+    "Tool",
+    "ToolError",
     "configure",
     "context",
     "inspect_history",

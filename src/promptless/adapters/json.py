@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParseError
+from ..history import split_history
 from ..types import Message
 from .base import NOT_SUPPLIED, Adapter
 from .parsing import coerce, json_schema, parse_json_text, render_value, short_type, to_jsonable, type_note
@@ -62,12 +63,14 @@ class JSONAdapter(Adapter):
     def format(
         self, signature: type[Signature], demos: Sequence[Mapping[str, Any]], inputs: Mapping[str, Any]
     ) -> list[Message]:
+        signature, inputs, history = split_history(self, signature, inputs)
         messages = [Message("system", self.system_message(signature))]
         for demo in demos:
             if not any(n in demo for n in signature.input_fields):
                 continue
             messages.append(Message("user", self.format_inputs(signature, demo)))
             messages.append(Message("assistant", self.format_outputs(signature, demo)))
+        messages.extend(history)
         messages.append(Message("user", self.format_inputs(signature, inputs) + "\n\nReply with the JSON object."))
         return messages
 

@@ -25,6 +25,7 @@ from typing import Any
 DEFAULT_MODEL = "local/qwen2.5-coder-1.5b"
 DEFAULT_OUT = "promptless-demo"
 DEFAULT_SHOW = 8
+DEFAULT_TRAIN = 60
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         ),
     )
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"any LM string: local/<name>, local/<file.gguf>, openai/<model> (default: {DEFAULT_MODEL})")
+                        help="any LM string: local/<name>, local/<file.gguf>, openai/<model> "
+                        f"(default: {DEFAULT_MODEL})")
     parser.add_argument("--split", default="dev", choices=("train", "dev", "test"), help="data split (default: dev)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N examples of the split")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
@@ -52,6 +54,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the LM cache")
     parser.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=False,
                         help="after evaluating, optimize the classifier and evaluate it again (default: no)")
+    parser.add_argument("--prompt-model", default=None, metavar="MODEL",
+                        help="with --optimize: the LM that writes instructions (default: --model)")
+    parser.add_argument("--train-size", type=int, default=DEFAULT_TRAIN, metavar="N",
+                        help=f"with --optimize: training examples for the proposals (default: {DEFAULT_TRAIN}); "
+                        "the rest of the train split is the optimizer's validation set")
+    parser.add_argument("--max-calls", type=int, default=None, metavar="N",
+                        help="with --optimize: LM-call budget of the optimizer (default: none)")
+    parser.add_argument("--run-dir", default=None, metavar="DIR",
+                        help="with --optimize: checkpoint folder; the same command resumes an interrupted run")
     parser.set_defaults(func=run_demo)
 
 
@@ -70,6 +81,8 @@ class DemoRun:
     load_seconds: float = 0.0
     result: Any = None  # the EvaluationResult of the baseline program
     files: list[Path] = field(default_factory=list)
+    optimized: Any = None  # the optimized program (with --optimize)
+    optimized_result: Any = None  # its EvaluationResult on the same split
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -88,10 +101,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def prepare(args: argparse.Namespace) -> DemoRun:
     """Make the LM (fetching and loading a local model, with progress), the classifier and the data."""
+    from rich.console import Console
+
     import promptless as pl
     from promptless.errors import ConfigurationError
     from promptless.tasks import load_events, make_classifier
-    from rich.console import Console
 
     if args.limit is not None and args.limit < 1:
         raise ConfigurationError(f"--limit must be 1 or more, got {args.limit}")
@@ -112,7 +126,7 @@ def prepare(args: argparse.Namespace) -> DemoRun:
         started = time.perf_counter()
         run.lm.load()
         run.load_seconds = time.perf_counter() - started
-        console.print(f"Model ready in {run.load_seconds:.1f} s: {run.lm.path}")
+        console.print(f"Model ready in {run.load_seconds:.1f} s: {run.lm.path}", soft_wrap=True)
     run.program = make_classifier(lm=run.lm)
     return run
 
@@ -138,15 +152,103 @@ def evaluate_stage(run: DemoRun) -> None:
 
 
 def optimize_stage(run: DemoRun) -> int:
-    """The demo's second half: optimize the classifier on the train split, evaluate it again, compare.
+    """The demo's second half: MIPROv2 light, instruction-only, on the train split; then the same evaluation
+    of the optimized classifier, saved as JSON, loaded into a fresh classifier that must predict the same.
 
-    Reads ``run.program``, ``run.lm``, ``run.result``; not in this build yet.
+    Reads ``run.program``, ``run.lm``, ``run.result``; sets ``run.optimized`` and ``run.optimized_result``.
+    The first ``--train-size`` training examples ground the proposals; the rest of the train split is the
+    optimizer's validation set, so the split evaluated here is never used to choose the instruction.
     """
-    from promptless.errors import ConfigurationError
+    import logging
 
-    raise ConfigurationError(
-        "--optimize: the optimization half of the demo is not available in this build; run without --optimize"
+    import promptless as pl
+    from promptless.errors import ConfigurationError
+    from promptless.evaluate import Evaluate, display_table
+    from promptless.tasks import category_match, load_events, make_classifier
+
+    args, console = run.args, run.console
+    train_all = load_events("train")
+    n_train = args.train_size
+    if n_train < 1 or n_train >= len(train_all):
+        raise ConfigurationError(f"--train-size must be between 1 and {len(train_all) - 1}, got {n_train}")
+    trainset, valset = train_all[:n_train], train_all[n_train:]
+    prompt_model = run.lm
+    prompt_name = run.model
+    if args.prompt_model:
+        prompt_name = normalize_model(args.prompt_model)
+        prompt_model = pl.LM(prompt_name, **({"cache": False} if args.no_cache else {}))
+    console.print()
+    console.print(
+        f"[bold]Optimizing[/bold] the instruction with MIPROv2 (light, instruction-only): {len(trainset)} training "
+        f"and {len(valset)} validation examples of the train split, prompt model [bold]{prompt_name}[/bold]"
     )
+    from promptless.cli.optimize import TrialLog
+
+    handler = TrialLog("  ")
+    log = logging.getLogger("promptless.optimize")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        optimizer = pl.MIPROv2(
+            category_match, prompt_model=prompt_model, task_model=run.lm, auto="light",
+            max_bootstrapped_demos=0, max_labeled_demos=0, num_threads=run.threads,
+            max_lm_calls=args.max_calls, run_dir=args.run_dir, progress=False if args.no_progress else None,
+        )
+        optimized: Any = optimizer.compile(run.program, trainset=trainset, valset=valset)
+    finally:
+        log.removeHandler(handler)
+    opt = optimized.optimization
+    run.optimized = optimized
+    by_role = opt.usage.get("calls_by_role", {})
+    console.print(
+        f"Search: {len(opt.trials)} trials, {opt.calls} LM calls ({by_role.get('task', 0)} task, "
+        f"{by_role.get('prompt', 0)} prompt), {opt.seconds:.0f} s; validation score "
+        f"{_pct(opt.baseline_score)} -> {_pct(opt.final_score)}"
+        + (" (budget reached)" if opt.stopped == "budget" else "")
+    )
+    console.print("Instruction: " + repr(optimized.signature.instructions), soft_wrap=True)
+
+    console.print(f"Evaluating the optimized classifier on the [bold]{args.split}[/bold] split ...")
+    evaluate = Evaluate(devset=run.devset, metric=category_match, num_threads=run.threads,
+                        display_progress=not args.no_progress, display_table=0)
+    result = evaluate(optimized)
+    run.optimized_result = result
+    if args.show:
+        display_table(result, args.show, console=console)
+    run.files += write_results(run, result, "optimized")
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    saved = optimized.save(run.out_dir / "classifier_optimized.json",
+                           metadata={"optimizer": "MIPROv2", "auto": "light", "task_model": run.model,
+                                     "prompt_model": prompt_name, "score": result.score, "split": args.split})
+    report = opt.report(run.out_dir / "optimization_report.html")
+    run.files += [saved, report]
+
+    # the saved JSON, loaded into a fresh classifier, must predict the same
+    fresh = make_classifier(lm=run.lm).load(saved)
+    check = run.devset[: min(10, len(run.devset))]
+    before = [r.prediction.get("category") if r.prediction is not None else None for r in result.rows[: len(check)]]
+    after = []
+    for ex in check:
+        try:
+            after.append(fresh(**ex.inputs().to_dict()).category)
+        except Exception:  # a failure here counts as a different prediction
+            after.append(None)
+    same = sum(1 for a, b in zip(before, after, strict=True) if a == b)
+
+    console.print()
+    base = run.result.score if run.result is not None else None
+    lift = "" if base is None else f" ({result.score - base:+.1f} points)"
+    console.print(f"[bold]Accuracy on {args.split}: {_pct(base)}% -> {result.score:.1f}%{lift}[/bold]")
+    console.print(f"Saved: {saved}; reloaded into a fresh classifier: {same}/{len(check)} predictions identical")
+    console.print(f"Report: {report}")
+    if same != len(check):
+        console.print("[red]the reloaded classifier predicts differently; see the saved JSON[/red]")
+        return 1
+    return 0
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -184,9 +286,9 @@ def write_results(run: DemoRun, result: Any, stage: str) -> list[Path]:
         "machine": machine_description(),
         **result.to_dict(),
     }
-    json_path = base.with_suffix(".json")
+    json_path = base.parent / f"{base.name}.json"  # not with_suffix: model names hold dots (qwen2.5-coder-1.5b)
     json_path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    csv_path = result.to_csv(base.with_suffix(".csv"))
+    csv_path = result.to_csv(base.parent / f"{base.name}.csv")
     return [json_path, csv_path]
 
 
@@ -217,7 +319,7 @@ def print_report(run: DemoRun, result: Any) -> None:
     if run.load_seconds:
         timing += f", plus {run.load_seconds:.1f} s to load the model"
     console.print(timing)
-    console.print("Results written to: " + ", ".join(str(p) for p in run.files[-2:]))
+    console.print("Results written to: " + ", ".join(str(p) for p in run.files[-2:]), soft_wrap=True)
     sys.stdout.flush()
 
 

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import sys
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +36,6 @@ from ..errors import ConfigurationError, EvaluationError
 from ..lm.usage import track_usage
 from ..types import Usage
 from .runner import Outcome, ParallelRunner, RunReport
-
-logger = logging.getLogger("promptless.evaluate")
 
 _OVERRIDABLE = (
     "num_threads",
@@ -289,7 +285,7 @@ class Evaluate:
                 usage: Usage, opts: dict[str, Any]) -> EvaluationResult:
         rows: list[EvaluationRow] = []
         failure = float(opts["failure_score"])
-        for ex, outcome in zip(examples, report.outcomes):
+        for ex, outcome in zip(examples, report.outcomes, strict=True):
             if not outcome.started:
                 rows.append(EvaluationRow(outcome.index, ex, None, failure, None, skipped=True))
             elif outcome.error is not None:
@@ -297,6 +293,7 @@ class Evaluate:
                                           _describe_error(outcome, opts["provide_traceback"]),
                                           seconds=outcome.seconds))
             else:
+                assert outcome.value is not None
                 prediction, score = outcome.value
                 rows.append(EvaluationRow(outcome.index, ex, prediction, score, seconds=outcome.seconds))
         score = 100.0 * sum(r.score for r in rows) / len(rows) if rows else 0.0
@@ -311,15 +308,20 @@ class Evaluate:
         table = opts["display_table"]
         if table:
             display_table(result, None if table is True else int(table))
-        for row in result.rows:
-            if row.error:
-                logger.debug("example %d failed: %s", row.index, row.error)
+        if result.n_errors:
+            import logging
+
+            logger = logging.getLogger("promptless.evaluate")
+            for row in result.rows:
+                if row.error:
+                    logger.debug("example %d failed: %s", row.index, row.error)
         if result.stopped:
             first = next((r for r in result.rows if r.error), None)
+            where, why = (first.index, _first_line(first.error or "")) if first else ("?", "")
             raise EvaluationError(
                 f"evaluation stopped: {result.n_errors} examples failed, more than max_errors={opts['max_errors']}; "
                 f"{sum(r.skipped for r in result.rows)} of {len(result.rows)} were not run. "
-                f"First error (example {first.index if first else '?'}): {_first_line(first.error if first else '')}. "
+                f"First error (example {where}): {why}. "
                 "Fix the cause, or raise max_errors (None never stops); the partial result is in .result",
                 result=result,
             )

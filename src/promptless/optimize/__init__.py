@@ -1,0 +1,35 @@
+"""Optimizers: programs in, better programs out.
+
+    opt = pl.MIPROv2(metric=exact, auto="light", prompt_model=big_lm, task_model=small_lm,
+                     max_bootstrapped_demos=0, max_labeled_demos=0)
+    better = opt.compile(program, trainset=train, valset=dev)
+    better.optimization.report("run.html")
+
+Nothing heavy is imported here: optuna is imported by MIPROv2 when it searches, rich when the live display
+is shown.
+"""
+
+from __future__ import annotations
+
+from .base import Budget, Optimizer
+from .bootstrap import BootstrapFewShot
+from .fewshot import LabeledFewShot
+from .mipro import MIPROv2
+from .proposer import clean_instruction
+from .random_search import BootstrapFewShotWithRandomSearch
+from .result import OptimizationResult, Trial
+
+Teleprompter = Optimizer
+
+__all__ = [
+    "BootstrapFewShot",
+    "BootstrapFewShotWithRandomSearch",
+    "Budget",
+    "LabeledFewShot",
+    "MIPROv2",
+    "OptimizationResult",
+    "Optimizer",
+    "Teleprompter",
+    "Trial",
+    "clean_instruction",
+]

@@ -1,0 +1,104 @@
+"""``promptless optimize`` on a user's program file and JSONL data, with a scripted LM."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from promptless.cli import main
+
+PROGRAM = textwrap.dedent(
+    '''
+    import json, re
+    from pathlib import Path
+    import promptless as pl
+
+    GOLD = {row["event"]: row["category"] for row in map(json.loads, Path(__file__).with_name("all.jsonl").open())}
+    CATS = sorted(set(GOLD.values()))
+
+    class Classify(pl.Signature):
+        """Classify the event."""
+        event: str = pl.InputField()
+        category: str = pl.OutputField()
+
+    def reply(messages):
+        if "proposed_instruction" in messages[0].content:
+            text = "Sure! Here is the instruction: Find the CLUE."
+            return f"[[ ## proposed_instruction ## ]]\\n{text}\\n\\n[[ ## completed ## ]]"
+        ins = messages[0].content.split("Task:")[-1]
+        event = re.search(r"\\[\\[ ## event ## \\]\\]\\n(.*)", messages[-1].content).group(1).strip()
+        n = (len(messages) - 2) // 2
+        right = "CLUE" in ins or n >= 1
+        label = GOLD[event] if right else CATS[(CATS.index(GOLD[event]) + 1) % len(CATS)]
+        return f"[[ ## category ## ]]\\n{label}\\n\\n[[ ## completed ## ]]"
+
+    LM = pl.ScriptedLM(reply)
+
+    def build():
+        return pl.Predict(Classify, lm=LM)
+    '''
+)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    cats = ["War", "Science", "Economy", "Politics"]
+    rows = [{"event": f"event {i}", "category": cats[i % 4], "id": i} for i in range(40)]
+    (tmp_path / "all.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:15]))
+    (tmp_path / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[15:]))
+    (tmp_path / "app.py").write_text(PROGRAM)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_optimize_mipro_from_the_command_line(project, capsys):
+    code = main(["optimize", "app.py:build", "train.jsonl", "--valset", "dev.jsonl", "--metric", "exact",
+                 "--field", "category", "--optimizer", "mipro", "--max-bootstrapped-demos", "0",
+                 "--max-labeled-demos", "0", "--out", "best.json", "--report", "run.html", "--result", "run.json",
+                 "--run-dir", "ckpt", "--no-progress"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "baseline 0.0 -> optimized 100.0" in out.out
+    saved = json.loads((project / "best.json").read_text())
+    assert saved["predictors"]["self"]["signature"]["instructions"] == "Find the CLUE."
+    assert saved["metadata"]["final_score"] == 100.0
+    assert "<svg" in (project / "run.html").read_text()
+    assert json.loads((project / "run.json").read_text())["optimizer"] == "MIPROv2"
+    assert (project / "ckpt" / "run.sqlite").exists()
+    assert "trial 0 (baseline)" in out.err  # one log line per trial
+    # the saved state loads into a fresh program
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("app_fresh", project / "app.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fresh = mod.build().load(project / "best.json")
+    assert fresh.signature.instructions == "Find the CLUE."
+
+
+@pytest.mark.parametrize("name", ["labeled", "bootstrap", "random"])
+def test_the_demo_optimizers_from_the_command_line(project, capsys, name):
+    code = main(["optimize", "app:build", "train.jsonl", "--valset", "dev.jsonl", "--field", "category",
+                 "--optimizer", name, "--max-labeled-demos", "2", "--num-candidates", "2", "--out", "out.json",
+                 "--quiet", "--no-progress"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "optimized 100.0" in out.out
+    assert len(json.loads((project / "out.json").read_text())["predictors"]["self"]["demos"]) >= 1
+
+
+def test_budget_and_errors_on_the_command_line(project, capsys):
+    code = main(["optimize", "app.py:build", "train.jsonl", "--valset", "dev.jsonl", "--field", "category",
+                 "--max-calls", "7", "--max-bootstrapped-demos", "0", "--max-labeled-demos", "0", "--quiet",
+                 "--no-progress", "--out", "o.json"])
+    out = capsys.readouterr()
+    assert code == 0 and "LM calls 7 of 7" in out.out and "stopped: budget" in out.out
+    assert main(["optimize", "app.py:nothing", "train.jsonl"]) == 1
+    assert "no attribute" in capsys.readouterr().err
+    assert main(["optimize", "app.py:build", "train.jsonl", "--optimizer", "labeled", "--prompt-model", "x/y"]) == 1
+    assert "--prompt-model applies to --optimizer mipro only" in capsys.readouterr().err
+    assert main(["optimize", "app.py:build", "train.jsonl", "--inputs", "question"]) == 1
+    assert "no field(s) question" in capsys.readouterr().err

@@ -1,0 +1,56 @@
+"""The demo's second half (``promptless demo --optimize``) with a scripted LM in place of the local model."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+
+from rich.console import Console
+
+import promptless as pl
+from promptless.cli.demo import DemoRun, evaluate_stage, optimize_stage
+from promptless.tasks import load_events, make_classifier
+
+
+def _scripted() -> pl.ScriptedLM:
+    gold = {ex.event: ex.category for split in ("train", "dev") for ex in load_events(split)}
+
+    def reply(messages):
+        if "proposed_instruction" in messages[0].content:
+            return ("[[ ## proposed_instruction ## ]]\nSure! Here's a new instruction:\n"
+                    "\"Use the CLUE words of the event to choose its category.\"\n\n[[ ## completed ## ]]")
+        instructions = messages[0].content.split("Task:")[-1]
+        event = re.search(r"\[\[ ## event ## \]\]\n(.*?)\n\n", messages[-1].content, re.S).group(1)
+        label = gold[event] if "CLUE" in instructions else "Politics and Governance"
+        return f"[[ ## category ## ]]\n{label}\n\n[[ ## confidence ## ]]\n0.8\n\n[[ ## completed ## ]]"
+
+    return pl.ScriptedLM(reply)
+
+
+def test_demo_optimizes_saves_and_reloads(tmp_path, capsys):
+    lm = _scripted()
+    args = argparse.Namespace(model="scripted", split="dev", limit=20, threads=1, out=str(tmp_path), show=0,
+                              no_progress=True, no_cache=False, optimize=True, prompt_model=None, train_size=60,
+                              max_calls=None, run_dir=None)
+    buf = io.StringIO()
+    run = DemoRun(args=args, console=Console(file=buf, width=200), model="scripted", lm=lm,
+                  program=make_classifier(lm=lm), devset=load_events("dev", 20), out_dir=tmp_path)
+    evaluate_stage(run)
+    assert optimize_stage(run) == 0
+    text = buf.getvalue()
+    assert run.optimized.signature.instructions == "Use the CLUE words of the event to choose its category."
+    assert run.optimized_result.score == 100.0 > run.result.score
+    assert "reloaded into a fresh classifier: 10/10 predictions identical" in text
+    saved = json.loads((tmp_path / "classifier_optimized.json").read_text())
+    assert saved["metadata"]["optimizer"] == "MIPROv2"
+    assert (tmp_path / "optimization_report.html").exists()
+    assert (tmp_path / "scripted_dev_optimized.json").exists()
+    # the optimizer never saw the dev split, and instruction-only means no demos and no bootstrapping
+    dev_events = {ex.event for ex in load_events("dev")}
+    search = run.optimized.optimization
+    assert all(len(r.messages) == 2 for r in lm.requests)
+    assert search.valset_size == 90
+    assert not any(row["inputs"]["event"] in dev_events for row in search.per_example)
+    assert "trial 0 (baseline)" in capsys.readouterr().err
