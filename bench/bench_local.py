@@ -324,7 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the raw speed runs (median)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "local.json")
     parser.add_argument(
-        "--wait-idle", type=float, default=0.0, metavar="S", help="wait up to S seconds for a quiet machine per model"
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait up to S seconds for a quiet machine per model; give up (exit 3) if it stays busy",
     )
     args = parser.parse_args(argv)
     names = args.model or ["smollm2-135m"]
@@ -332,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in names:
         idle = wait_until_idle(args.wait_idle) if args.wait_idle else cpu_idle_fraction()
+        if args.wait_idle and idle is not None and idle < 0.9:
+            print(f"the machine stayed busy for {args.wait_idle:.0f} s; not measuring {name}", file=sys.stderr)
+            return 3
         print(f"benchmarking {name} ...", file=sys.stderr)
         wall, cpu = time.perf_counter(), time.process_time()
         result = bench_model(name, args.repeats)

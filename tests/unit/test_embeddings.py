@@ -109,3 +109,20 @@ def test_function_embedder_and_configuration_errors():
     bad = pl.Embedder(lambda texts: [[1.0]])
     with pytest.raises(LMResponseError, match="returned 1 vectors for 2 texts"):
         bad(["a", "b"])
+
+
+def test_local_backend_option_is_checked():
+    with pytest.raises(ConfigurationError, match="backend"):
+        pl.Embedder("local/all-MiniLM-L6-v2", backend="onnx")
+
+
+def test_wordpiece_tokenizer(tmp_path):
+    from promptless.minilm import WordPiece
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "battle", "of", "has", "##ting", "##s", ",", "cafe", "東"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    wp = WordPiece(tmp_path / "vocab.txt")
+    ids = wp.ids("The Battle of  Hastings, CAFÉ 東xyz")
+    assert [vocab[i] for i in ids] == ["[CLS]", "the", "battle", "of", "has", "##ting", "##s", ",", "cafe", "東",
+                                       "[UNK]", "[SEP]"]
+    assert len(wp.ids("the " * 1000)) == 256 and wp.ids("")[-1] == 3

@@ -349,3 +349,27 @@ def test_cli_models_list_and_pull(
     assert main(["models", "list"]) == 0
     assert "clitest" in capsys.readouterr().out
     assert main(["models", "pull", "no-such"]) == 1
+
+
+# -- LocalLM's checks that need neither llama.cpp nor weights ----------------------
+
+
+def test_local_lm_without_llama_cpp_gives_the_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from promptless.errors import ConfigurationError
+    from promptless.lm import local
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        local.importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real_find_spec(name, *a)
+    )
+    with pytest.raises(ConfigurationError, match=r"pip install 'promptless\[local\]'"):
+        local.LocalLM("smollm2-135m", cache=False)
+
+
+def test_local_lm_unknown_model_fails_before_loading() -> None:
+    from promptless.lm.local import LocalLM
+
+    with pytest.raises(ModelFetchError, match="known models: smollm2-135m"):
+        LocalLM("no-such-model", cache=False)

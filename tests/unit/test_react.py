@@ -118,6 +118,16 @@ def test_the_loop_never_exceeds_max_iters(max_iters):
     assert f"thought_{max_iters - 1}" in pred.trajectory and f"thought_{max_iters}" not in pred.trajectory
 
 
+def test_a_repeated_call_still_runs_and_is_pointed_out():
+    lm = agent_lm([step("lookup", {"name": "ada"}), step("lookup", {"name": "ada"}), step("lookup", {"name": "alan"}),
+                   step("finish", {})])
+    pred = pl.ReAct("question -> answer", tools=[lookup], max_iters=5)(question="q", lm=lm)
+    t = pred.trajectory
+    assert t["observation_0"] == "born 1815"
+    assert t["observation_1"].startswith("born 1815\n(Note: step 2 repeats the call of step 1 exactly.")
+    assert t["observation_2"] == "born 1912"
+
+
 def test_max_iters_with_every_step_unreadable():
     lm = agent_lm(["garbage"] * 10)
     pred = pl.ReAct("question -> answer", tools=[calculator], max_iters=2)(question="q", lm=lm)

@@ -10,7 +10,9 @@ error) is added to the trajectory as an observation. When the model picks
 
 Nothing the model writes in a step stops the loop early or raises: an
 unreadable step, an unknown tool, arguments the tool refuses and a tool that
-raises all become observations the model sees in its next step. The returned
+raises all become observations the model sees in its next step. A call that
+repeats an earlier one exactly still runs, and its observation carries a note
+saying so (small models otherwise tend to loop on their first call). The returned
 prediction holds the outputs, the extract step's ``reasoning`` and the whole
 ``trajectory`` (``thought_0``, ``tool_name_0``, ``tool_args_0``,
 ``observation_0``, ...); ``ReAct.format_trajectory`` renders it, and every
@@ -157,6 +159,18 @@ class ReAct(Module):
                 f"Error: next_tool_args must be a JSON object of the arguments of {name!r}, got {raw_args.strip()!r}"
                 [:600])
 
+    @staticmethod
+    def _repeat_note(trajectory: dict[str, Any], i: int, observation: str) -> str:
+        """The observation, with a note when step ``i`` repeats an earlier call exactly (small models loop)."""
+        call = (trajectory[f"tool_name_{i}"], json.dumps(trajectory[f"tool_args_{i}"], sort_keys=True, default=str))
+        for j in range(i):
+            earlier = (trajectory.get(f"tool_name_{j}"),
+                       json.dumps(trajectory.get(f"tool_args_{j}"), sort_keys=True, default=str))
+            if earlier == call:
+                return (f"{observation}\n(Note: step {i + 1} repeats the call of step {j + 1} exactly. To make "
+                        "progress, call a tool with other arguments, or finish.)")
+        return observation
+
     def _step_inputs(self, inputs: dict[str, Any], trajectory: dict[str, Any]) -> dict[str, Any]:
         return {**inputs, "trajectory": self.format_trajectory(trajectory)}
 
@@ -194,7 +208,7 @@ class ReAct(Module):
                     thought, name, args, observation = self._salvage(exc)
                 i = self._record(trajectory, thought, name, args)
                 if observation is None:
-                    observation = self.tools[name].run(args)
+                    observation = self._repeat_note(trajectory, i, self.tools[name].run(args))
                 trajectory[f"observation_{i}"] = self._observe(observation)
                 if name == FINISH and observation == "Completed.":
                     break
@@ -215,7 +229,7 @@ class ReAct(Module):
                     thought, name, args, observation = self._salvage(exc)
                 i = self._record(trajectory, thought, name, args)
                 if observation is None:
-                    observation = await self.tools[name].arun(args)
+                    observation = self._repeat_note(trajectory, i, await self.tools[name].arun(args))
                 trajectory[f"observation_{i}"] = self._observe(observation)
                 if name == FINISH and observation == "Completed.":
                     break

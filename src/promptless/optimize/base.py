@@ -287,7 +287,11 @@ class Run:
         self.num_threads = optimizer.num_threads
         self.budget = Budget(optimizer.max_lm_calls, optimizer.max_cost)
         self.store = RunStore(optimizer.run_dir)
-        self.resumed = self.store.check_identity(identity)
+        try:
+            self.resumed = self.store.check_identity(identity)
+        except ConfigurationError:
+            self.store.close()
+            raise
         self.identity = identity
         self._default_lm = settings.get("lm")
         self.task_model = task_model
