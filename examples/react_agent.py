@@ -157,6 +157,7 @@ def scripted_lm() -> pl.ScriptedLM:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="local/qwen2.5-coder-1.5b", help="an LM string, or 'scripted'")
+    parser.add_argument("--lm-threads", type=int, default=None, help="CPU threads of a local model (default: all)")
     parser.add_argument("--dev", type=int, default=10, help="dev questions scored before and after (at most 10)")
     parser.add_argument("--train", type=int, default=8, help="training questions for BootstrapFewShot (at most 8)")
     parser.add_argument("--max-iters", type=int, default=5)
@@ -164,7 +165,8 @@ def main() -> None:
     parser.add_argument("--show", action="store_true", help="print the last agent run as the model saw it")
     args = parser.parse_args()
 
-    lm = scripted_lm() if args.model == "scripted" else pl.LM(args.model)
+    options = {"n_threads": args.lm_threads} if args.lm_threads and args.model.startswith("local/") else {}
+    lm = scripted_lm() if args.model == "scripted" else pl.LM(args.model, **options)
     pl.configure(lm=lm)
     agent = pl.ReAct(CountryQuestion, tools=[calculator, lookup], max_iters=args.max_iters)
     dev = make_questions(DEV_PAIRS, 0)[: args.dev]

@@ -120,6 +120,7 @@ def scripted_lm() -> pl.ScriptedLM:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="local/qwen2.5-coder-1.5b", help="an LM string, or 'scripted'")
+    parser.add_argument("--lm-threads", type=int, default=None, help="CPU threads of a local model (default: all)")
     parser.add_argument("--embedder", default="auto", choices=("auto", "local", "hash"))
     parser.add_argument("--k", type=int, default=3, help="passages retrieved per question")
     parser.add_argument("--dev", type=int, default=12, help="dev questions scored before and after")
@@ -128,7 +129,8 @@ def main() -> None:
     parser.add_argument("--save", default=None, help="save the optimized program's state to this .json file")
     args = parser.parse_args()
 
-    lm = scripted_lm() if args.model == "scripted" else pl.LM(args.model)
+    options = {"n_threads": args.lm_threads} if args.lm_threads and args.model.startswith("local/") else {}
+    lm = scripted_lm() if args.model == "scripted" else pl.LM(args.model, **options)
     pl.configure(lm=lm)
 
     t0 = time.perf_counter()

@@ -41,7 +41,6 @@ from ..errors import BudgetExceededError, ConfigurationError
 from ..lm.usage import track_usage
 from ..modules.module import Module
 from ..persist import dump_predictor
-from .checkpoint import RunStore
 from .result import OptimizationResult, Trial
 
 logger = logging.getLogger("promptless.optimize")
@@ -286,6 +285,8 @@ class Run:
         self.metric = metric
         self.num_threads = optimizer.num_threads
         self.budget = Budget(optimizer.max_lm_calls, optimizer.max_cost)
+        from .checkpoint import RunStore  # sqlite3 only when an optimizer runs
+
         self.store = RunStore(optimizer.run_dir)
         try:
             self.resumed = self.store.check_identity(identity)
