@@ -35,7 +35,7 @@ class Example:
 
     # mapping access
     def __getattr__(self, key: str) -> Any:
-        if key.startswith("__") and key.endswith("__") or key in ("_store", "_input_keys"):
+        if (key.startswith("__") and key.endswith("__")) or key in ("_store", "_input_keys"):
             raise AttributeError(key)
         try:
             return self._store[key]
@@ -234,7 +234,7 @@ def split(
     items = list(examples)
     random.Random(seed).shuffle(items)
     n = len(items)
-    counts = [int(round(s * n)) if isinstance(s, float) and s <= 1 else int(s) for s in sizes]
+    counts = [round(s * n) if isinstance(s, float) and s <= 1 else int(s) for s in sizes]
     if sum(counts) > n:
         raise ValueError(f"split sizes {list(sizes)} ask for {sum(counts)} examples but there are {n}")
     out, start = [], 0

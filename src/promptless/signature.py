@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import enum
+import inspect
 import keyword
 import sys
 import typing
@@ -371,7 +372,7 @@ def _dedent(doc: str) -> str:
 
 
 def _fields_from_class(cls: type) -> list[Field]:
-    own = cls.__dict__.get("__annotations__", {})
+    own = inspect.get_annotations(cls)
     markers = {k: v for k, v in cls.__dict__.items() if isinstance(v, _FieldMarker)}
     try:
         hints = typing.get_type_hints(cls, include_extras=False) if own else {}

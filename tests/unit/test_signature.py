@@ -98,12 +98,12 @@ def test_class_form_reads_types_docstring_and_descriptions():
     assert Everything.instructions == "Do everything."
     assert Everything.input_fields["text"].desc == "some text"
     assert Everything.output_fields["person"].annotation is Person
-    assert list(Everything.output_fields)[0] == "count"
+    assert next(iter(Everything.output_fields)) == "count"
     assert "text" not in Everything.__dict__  # markers are consumed, not left as class attributes
 
 
 def test_class_field_without_marker_is_an_error():
-    with pytest.raises(SignatureError, match="needs a value of pl.InputField"):
+    with pytest.raises(SignatureError, match=r"needs a value of pl\.InputField"):
 
         class Bad(pl.Signature):
             question: str
@@ -142,7 +142,7 @@ def test_edits_return_new_signatures():
     assert s.output_fields["answer"].desc == ""
     with pytest.raises(SignatureError, match="no field 'nope'"):
         s.delete("nope")
-    with pytest.raises(SignatureError, match="both sides|declared twice"):
+    with pytest.raises(SignatureError, match=r"both sides|declared twice"):
         s.append("answer", pl.InputField())
 
 

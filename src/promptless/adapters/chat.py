@@ -94,14 +94,14 @@ class ChatAdapter(Adapter):
     def format_inputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
         parts = []
         for name in signature.input_fields:
-            value = values[name] if name in values else NOT_SUPPLIED
+            value = values.get(name, NOT_SUPPLIED)
             parts.append(f"{header(name)}\n{render_value(value)}")
         return "\n\n".join(parts)
 
     def format_outputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
         parts = []
         for name in signature.output_fields:
-            value = values[name] if name in values else NOT_SUPPLIED
+            value = values.get(name, NOT_SUPPLIED)
             parts.append(f"{header(name)}\n{render_value(value)}")
         parts.append(header("completed"))
         return "\n\n".join(parts)
