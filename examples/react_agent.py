@@ -162,6 +162,9 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=8, help="training questions for BootstrapFewShot (at most 8)")
     parser.add_argument("--max-iters", type=int, default=5)
     parser.add_argument("--optimize", action="store_true", help="optimize with BootstrapFewShot and score again")
+    parser.add_argument("--teacher", choices=("self", "scripted"), default="self",
+                        help="who makes the traces BootstrapFewShot keeps: the model itself (default), or the "
+                        "scripted policy (hand-written demonstrations, for a model that solves none zero-shot)")
     parser.add_argument("--show", action="store_true", help="print the last agent run as the model saw it")
     args = parser.parse_args()
 
@@ -191,7 +194,11 @@ def main() -> None:
             t0 = time.perf_counter()
             optimizer = BootstrapFewShot(metric=close_enough, max_bootstrapped_demos=2, max_labeled_demos=0,
                                          progress=False)
-            optimized = optimizer.compile(agent, trainset=train)
+            teacher = None
+            if args.teacher == "scripted":
+                teacher = agent.deepcopy()
+                teacher.set_lm(scripted_lm())
+            optimized = optimizer.compile(agent, trainset=train, teacher=teacher)
             compile_s, compile_calls = time.perf_counter() - t0, usage.calls
         for name, p in optimized.named_predictors():
             print(f"  {name}: {len(p.demos)} demos")
