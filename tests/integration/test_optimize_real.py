@@ -10,13 +10,13 @@ from promptless.tasks import category_match, load_events, make_classifier
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_mipro_instruction_only_with_a_real_model(smollm2_path, tmp_path):
     lm = pl.LM("local/smollm2-135m", cache=False, max_tokens=120)
     train, dev = load_events("train")[:8], load_events("dev")[:8]
     opt = pl.MIPROv2(category_match, prompt_model=lm, task_model=lm, auto=None, num_candidates=2, num_trials=2,
                      minibatch_size=4, max_bootstrapped_demos=0, max_labeled_demos=0, max_lm_calls=30,
-                     run_dir=str(tmp_path / "run"), progress=False)
+                     proposal_max_tokens=120, run_dir=str(tmp_path / "run"), progress=False)
     with pl.track_usage() as usage:
         program = opt.compile(make_classifier(), trainset=train, valset=dev)
     r = program.optimization

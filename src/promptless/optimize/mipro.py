@@ -94,7 +94,8 @@ class MIPROv2(Optimizer):
     Explicit ``num_candidates``, ``num_trials``, ``minibatch_size`` and ``minibatch_full_eval_steps`` override
     the preset. ``minibatch=False`` scores every trial on the whole validation set. ``seed`` fixes the
     proposals, minibatches and TPE. ``data_summary``: ``"stats"`` (computed, no call), ``"lm"`` (one prompt-model
-    call) or False. ``max_lm_calls`` / ``max_cost`` / ``run_dir`` / ``num_threads``: see ``Optimizer``
+    call) or False. ``proposal_max_tokens`` caps each proposal's length. ``max_lm_calls`` / ``max_cost`` /
+    ``run_dir`` / ``num_threads``: see ``Optimizer``
     (DSPy's ``log_dir`` is taken as the run directory).
     """
 
@@ -123,6 +124,7 @@ class MIPROv2(Optimizer):
         max_rounds: int = 1,
         tips: tuple[str, ...] = TIPS,
         data_summary: str | bool = "stats",
+        proposal_max_tokens: int = 300,
         max_lm_calls: int | None = None,
         max_cost: float | None = None,
         run_dir: str | None = None,
@@ -153,6 +155,7 @@ class MIPROv2(Optimizer):
         self.max_rounds = max_rounds
         self.tips = tuple(tips)
         self.data_summary = data_summary
+        self.proposal_max_tokens = proposal_max_tokens
         self.track_stats = track_stats
         self._check_options()
 
@@ -285,7 +288,7 @@ class MIPROv2(Optimizer):
         run.progress.update(stage="proposing instructions")
         proposer = InstructionProposer(
             run, student, train, seed=self.seed, tips=self.tips, init_temperature=self.init_temperature,
-            data_summary=self.data_summary,
+            data_summary=self.data_summary, max_tokens=self.proposal_max_tokens,
         )
         instr: dict[str, list[str]] = {}
         try:

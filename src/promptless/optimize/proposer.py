@@ -284,7 +284,7 @@ class InstructionProposer:
         data_summary: str | bool = "stats",
         examples_per_proposal: int = 5,
         max_chars: int = 1500,
-        max_tokens: int = 400,
+        max_tokens: int = 300,
     ) -> None:
         if data_summary not in ("stats", "lm", False, None):
             raise ConfigurationError(f"data_summary must be 'stats', 'lm' or False, got {data_summary!r}")
