@@ -14,6 +14,7 @@ from __future__ import annotations
 from .base import Budget, Optimizer
 from .bootstrap import BootstrapFewShot
 from .fewshot import LabeledFewShot
+from .knn import KNNFewShot
 from .mipro import MIPROv2
 from .proposer import clean_instruction
 from .random_search import BootstrapFewShotWithRandomSearch
@@ -25,6 +26,7 @@ __all__ = [
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
     "Budget",
+    "KNNFewShot",
     "LabeledFewShot",
     "MIPROv2",
     "OptimizationResult",
