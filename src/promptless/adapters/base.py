@@ -31,6 +31,30 @@ class Adapter:
     def format(
         self, signature: type[Signature], demos: Sequence[Mapping[str, Any]], inputs: Mapping[str, Any]
     ) -> list[Message]:
+        """System message, a user/assistant pair per demo, earlier History turns, then the final user turn."""
+        from ..history import split_history
+
+        signature, inputs, history = split_history(self, signature, inputs)
+        messages = [Message("system", self.system_message(signature))]
+        for demo in demos:
+            if not any(n in demo for n in signature.input_fields):
+                continue
+            messages.append(Message("user", self.format_inputs(signature, demo)))
+            messages.append(Message("assistant", self.format_outputs(signature, demo)))
+        messages.extend(history)
+        messages.append(Message("user", self.final_user(signature, inputs)))
+        return messages
+
+    def system_message(self, signature: type[Signature]) -> str:
+        raise NotImplementedError
+
+    def format_inputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
+        raise NotImplementedError
+
+    def format_outputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
+        raise NotImplementedError
+
+    def final_user(self, signature: type[Signature], inputs: Mapping[str, Any]) -> str:
         raise NotImplementedError
 
     def parse(self, signature: type[Signature], text: str) -> dict[str, Any]:

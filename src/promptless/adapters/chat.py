@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParseError
-from ..history import split_history
-from ..types import Message
 from .base import NOT_SUPPLIED, Adapter
 from .parsing import coercer, is_structured, literal_choices, render_value, short_type, type_note
 
@@ -111,20 +109,8 @@ class ChatAdapter(Adapter):
         order = names[0] if len(names) == 1 else ", then ".join(names)
         return f"Reply with {order}, and end with {header('completed')}."
 
-    def format(
-        self, signature: type[Signature], demos: Sequence[Mapping[str, Any]], inputs: Mapping[str, Any]
-    ) -> list[Message]:
-        signature, inputs, history = split_history(self, signature, inputs)
-        messages = [Message("system", self.system_message(signature))]
-        for demo in demos:
-            if not any(n in demo for n in signature.input_fields):
-                continue
-            messages.append(Message("user", self.format_inputs(signature, demo)))
-            messages.append(Message("assistant", self.format_outputs(signature, demo)))
-        messages.extend(history)
-        final = self.format_inputs(signature, inputs) + "\n\n" + self.reply_request(signature)
-        messages.append(Message("user", final))
-        return messages
+    def final_user(self, signature: type[Signature], inputs: Mapping[str, Any]) -> str:
+        return self.format_inputs(signature, inputs) + "\n\n" + self.reply_request(signature)
 
     # -- parse --------------------------------------------------------------
     def parse(self, signature: type[Signature], text: str) -> dict[str, Any]:

@@ -8,12 +8,10 @@ adapter falls back to this adapter once when its own parse fails.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParseError
-from ..history import split_history
-from ..types import Message
 from .base import NOT_SUPPLIED, Adapter
 from .parsing import coerce, json_schema, parse_json_text, render_value, short_type, to_jsonable, type_note
 
@@ -60,19 +58,8 @@ class JSONAdapter(Adapter):
         obj = {n: to_jsonable(values[n]) if n in values else NOT_SUPPLIED for n in signature.output_fields}
         return json.dumps(obj, ensure_ascii=False)
 
-    def format(
-        self, signature: type[Signature], demos: Sequence[Mapping[str, Any]], inputs: Mapping[str, Any]
-    ) -> list[Message]:
-        signature, inputs, history = split_history(self, signature, inputs)
-        messages = [Message("system", self.system_message(signature))]
-        for demo in demos:
-            if not any(n in demo for n in signature.input_fields):
-                continue
-            messages.append(Message("user", self.format_inputs(signature, demo)))
-            messages.append(Message("assistant", self.format_outputs(signature, demo)))
-        messages.extend(history)
-        messages.append(Message("user", self.format_inputs(signature, inputs) + "\n\nReply with the JSON object."))
-        return messages
+    def final_user(self, signature: type[Signature], inputs: Mapping[str, Any]) -> str:
+        return self.format_inputs(signature, inputs) + "\n\nReply with the JSON object."
 
     def parse(self, signature: type[Signature], text: str) -> dict[str, Any]:
         outputs = signature.output_fields
