@@ -10,6 +10,8 @@ from promptless.optimize.proposer import (
     clean_instruction,
     describe_program,
     describe_step,
+    mistakes_text,
+    shorten,
     stats_summary,
 )
 
@@ -70,7 +72,7 @@ def test_accept_instruction_rejects_empty_short_long_and_duplicates():
     existing = ["Classify the event."]
     assert accept_instruction("", existing) == "empty"
     assert accept_instruction("Do it.", existing) == "too short"
-    assert accept_instruction("x" * 2000, existing) == "too long"
+    assert accept_instruction("x" * 3000, existing) == "too long"
     assert accept_instruction("classify  the EVENT", existing) == "duplicate"
     assert accept_instruction("Use [[ ## category ## ]] here.", existing) == "contains reply markers"
     assert accept_instruction("Classify the event by theme.", existing) is None
@@ -96,3 +98,25 @@ def test_grounding_is_computed_without_an_lm():
              pl.Example(event="f", label="War").with_inputs("event")]
     summary = stats_summary(train, p)
     assert "3 training examples" in summary and "War (2)" in summary and "Peace (1)" in summary
+
+
+def test_an_overlong_proposal_is_cut_after_a_full_sentence():
+    text = "Read the event. " * 10 + "Then decide"
+    cut = shorten(text, 100)
+    assert cut.endswith("event.") and len(cut) <= 100
+    assert shorten("short.", 100) == "short."
+    assert shorten("x" * 300, 100) == "x" * 300  # no sentence to cut at: left for the length check to reject
+
+
+def test_mistakes_text_shows_the_answer_spread_and_some_mistakes():
+    examples = [pl.Example(event=f"e{i}", category="War" if i % 2 else "Peace").with_inputs("event")
+                for i in range(6)]
+    rows = [{"score": 1.0 if ex.category == "Peace" else 0.0, "output": {"category": "Peace", "confidence": 0.5},
+             "error": None} for ex in examples]
+    rows[1] = {"score": 0.0, "output": None, "error": "ParseError: no markers"}
+    text = mistakes_text(examples, rows)
+    assert "gets 3 of 6 examples right" in text
+    assert "Its answers for 'category': Peace (5)" in text and "The correct answers: Peace (3), War (3)" in text
+    assert "- event: e3 -> answered category Peace; correct: category War" in text
+    assert "- event: e1 -> failed (ParseError: no markers)" in text
+    assert mistakes_text(examples, [None] * 6) == "(not known)"

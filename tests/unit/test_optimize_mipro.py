@@ -300,3 +300,18 @@ def test_the_result_describes_the_validation_examples_actually_scored():
     split = MIPROv2(metric, prompt_model=prompt, task_model=task, max_bootstrapped_demos=0,
                     max_labeled_demos=0).compile(pl.Predict(Classify), trainset=make_data(30)).optimization
     assert split.valset_size == len(split.per_example) == 24
+
+
+def test_proposals_are_grounded_in_the_baselines_mistakes_and_every_label():
+    train, dev, task, prompt = setup()
+    MIPROv2(metric, prompt_model=prompt, task_model=task, max_bootstrapped_demos=0,
+            max_labeled_demos=0).compile(pl.Predict(Classify), trainset=train, valset=dev)
+    first = prompt.requests[0].messages[-1].content
+    assert "gets 0 of 40 examples right" in first and "Some mistakes:" in first
+    assert all(c in first for c in CATS)  # one worked example per label
+    assert "Fix the mistakes shown" in "".join(r.messages[-1].content for r in prompt.requests)
+    prompt2 = PromptLM(PROPOSALS)
+    MIPROv2(metric, prompt_model=prompt2, task_model=setup()[2], max_bootstrapped_demos=0, max_labeled_demos=0,
+            feedback=False).compile(pl.Predict(Classify), trainset=train, valset=dev)
+    text = "".join(r.messages[-1].content for r in prompt2.requests)
+    assert "Some mistakes" not in text and "Fix the mistakes shown" not in text

@@ -51,9 +51,9 @@ from typing import Any
 from ..data import Example
 from ..errors import BudgetExceededError, ConfigurationError
 from ..modules.module import Module
-from .base import Metric, Optimizer, Run, program_fingerprint
+from .base import Metric, Optimizer, Run, example_key, program_fingerprint
 from .bootstrap import demo_candidates
-from .proposer import TIPS, InstructionProposer
+from .proposer import TIPS, InstructionProposer, mistakes_text
 from .result import Trial
 
 AUTO_PRESETS: dict[str, dict[str, int]] = {
@@ -94,7 +94,9 @@ class MIPROv2(Optimizer):
     Explicit ``num_candidates``, ``num_trials``, ``minibatch_size`` and ``minibatch_full_eval_steps`` override
     the preset. ``minibatch=False`` scores every trial on the whole validation set. ``seed`` fixes the
     proposals, minibatches and TPE. ``data_summary``: ``"stats"`` (computed, no call), ``"lm"`` (one prompt-model
-    call) or False. ``proposal_max_tokens`` caps each proposal's length. ``max_lm_calls`` / ``max_cost`` /
+    call) or False. ``proposal_max_tokens`` caps each proposal's length. ``feedback=True`` shows the prompt
+    model how the baseline does on the validation set (its answer distribution and a few mistakes; already
+    scored, so no extra call). ``max_lm_calls`` / ``max_cost`` /
     ``run_dir`` / ``num_threads``: see ``Optimizer``
     (DSPy's ``log_dir`` is taken as the run directory).
     """
@@ -124,7 +126,8 @@ class MIPROv2(Optimizer):
         max_rounds: int = 1,
         tips: tuple[str, ...] = TIPS,
         data_summary: str | bool = "stats",
-        proposal_max_tokens: int = 300,
+        proposal_max_tokens: int = 450,
+        feedback: bool = True,
         max_lm_calls: int | None = None,
         max_cost: float | None = None,
         run_dir: str | None = None,
@@ -156,6 +159,7 @@ class MIPROv2(Optimizer):
         self.tips = tuple(tips)
         self.data_summary = data_summary
         self.proposal_max_tokens = proposal_max_tokens
+        self.feedback = feedback
         self.track_stats = track_stats
         self._check_options()
 
@@ -201,6 +205,8 @@ class MIPROv2(Optimizer):
             "init_temperature": self.init_temperature,
             "tips": list(self.tips),
             "data_summary": self.data_summary,
+            "proposal_max_tokens": self.proposal_max_tokens,
+            "feedback": self.feedback,
             "prompt_model": _model_name(self.prompt_model),
             "task_model": _model_name(self.task_model),
         }
@@ -286,9 +292,15 @@ class MIPROv2(Optimizer):
 
         # 3. instruction candidates
         run.progress.update(stage="proposing instructions")
+        feedback = ""
+        if self.feedback:  # the baseline's validation results, already scored: no extra call
+            base_fp = run.notes["baseline_fingerprint"]
+            rows = [None if (rec := run.store.get("score", f"{base_fp}/{example_key(ex)}")) is None else rec.value
+                    for ex in val]
+            feedback = mistakes_text(val, rows, seed=self.seed)
         proposer = InstructionProposer(
             run, student, train, seed=self.seed, tips=self.tips, init_temperature=self.init_temperature,
-            data_summary=self.data_summary, max_tokens=self.proposal_max_tokens,
+            data_summary=self.data_summary, max_tokens=self.proposal_max_tokens, feedback=feedback,
         )
         instr: dict[str, list[str]] = {}
         try:

@@ -29,14 +29,12 @@ if TYPE_CHECKING:
     from .base import Run
 
 TIPS: tuple[str, ...] = (
-    "Keep it short and plain: one or two sentences a small model cannot misread.",
+    "Fix the mistakes shown: say what the program gets wrong now and how to get it right.",
+    "For each allowed output value, say in a few words which inputs belong to it, so similar values are told apart.",
     "Name the clues in the input that decide the answer, and which output each clue points to.",
-    "Tell similar output values apart: say in a few words what belongs to each one.",
+    "Keep it short and plain: one or two sentences a small model cannot misread.",
     "Open with a persona that suits the task, e.g. 'You are an expert ...', then state the task.",
-    "Warn against the most likely mistake on this task and say how to avoid it.",
-    "Be thorough: cover the edge cases and say what to do when the input is ambiguous.",
     "Write it as a short numbered procedure to follow before answering.",
-    "Say what a correct answer looks like, using the worked examples as a guide (do not copy them).",
 )
 
 
@@ -51,6 +49,7 @@ class ProposeInstruction(Signature):
     data_summary: str = InputField(desc="what the training data looks like")
     examples: str = InputField(desc="worked examples of this step: inputs and correct outputs")
     current_instruction: str = InputField(desc="the step's instruction now")
+    mistakes: str = InputField(desc="how the program does with the current instruction, and where it goes wrong")
     tip: str = InputField(desc="how to write the new instruction")
     proposed_instruction: str = OutputField(desc="the new instruction, and nothing else")
 
@@ -168,7 +167,16 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().rstrip(".").casefold()
 
 
-def accept_instruction(text: str, existing: list[str], *, min_chars: int = 12, max_chars: int = 1500) -> str | None:
+def shorten(text: str, max_chars: int) -> str:
+    """``text`` cut after its last full sentence within ``max_chars`` (if that keeps at least half of it)."""
+    if len(text) <= max_chars:
+        return text
+    head = text[:max_chars]
+    cut = max(head.rfind(". "), head.rfind(".\n"), head.rfind("; "))
+    return head[: cut + 1].strip() if cut >= max_chars // 2 else text
+
+
+def accept_instruction(text: str, existing: list[str], *, min_chars: int = 12, max_chars: int = 2500) -> str | None:
     """The reason to reject a cleaned proposal, or None to keep it."""
     if not text.strip():
         return "empty"
@@ -210,7 +218,8 @@ def describe_program(program: Module) -> str:
     from ..modules.predict import Predict
 
     if isinstance(program, Predict):
-        head = "A program of one step that maps " + program.signature.signature_string() + "."
+        sig = program.signature
+        head = f"A program of one step that maps {', '.join(sig.input_fields)} -> {', '.join(sig.output_fields)}."
     else:
         head = f"A program ({type(program).__name__}) of {len(preds)} step(s)."
         if doc and not doc.startswith("Base class"):
@@ -239,6 +248,41 @@ def stats_summary(trainset: list[Example], program: Module) -> str:
             lengths = [len(v.split()) for v in values]
             lines.append(f"Output {k!r}: free text, about {round(sum(lengths) / max(1, len(lengths)))} words.")
     return " ".join(lines)
+
+
+def mistakes_text(examples: list[Any], rows: list[dict[str, Any] | None], *, seed: int = 0, limit: int = 6) -> str:
+    """How the program did on scored examples: right / wrong counts, how its answers are spread against the
+    correct ones (for label-like outputs), and a few of its mistakes."""
+    from ..adapters.parsing import render_value
+
+    pairs = [(ex, row) for ex, row in zip(examples, rows, strict=True) if row is not None]
+    if not pairs:
+        return "(not known)"
+    right = sum(1 for _, row in pairs if float(row.get("score") or 0) >= 1)
+    lines = [f"With the current instruction the program gets {right} of {len(pairs)} examples right."]
+    outputs = [row.get("output") or {} for _, row in pairs]
+    keys = [k for k in dict.fromkeys(k for ex, _ in pairs for k in ex.labels()) if any(k in o for o in outputs)]
+    for k in keys:
+        answered = Counter(str(o.get(k)) for o in outputs if k in o)
+        correct = Counter(str(ex.get(k)) for ex, _ in pairs if k in ex)
+        if len(correct) <= 25 and len(answered) <= 25:
+            lines.append(f"Its answers for {k!r}: " + ", ".join(f"{v} ({c})" for v, c in answered.most_common())
+                         + ". The correct answers: " + ", ".join(f"{v} ({c})" for v, c in correct.most_common())
+                         + ".")
+    wrong = [(ex, row) for ex, row in pairs if float(row.get("score") or 0) < 1]
+    random.Random(seed).shuffle(wrong)
+    if wrong:
+        lines.append("Some mistakes:")
+    for ex, row in wrong[:limit]:
+        shown = "; ".join(f"{k}: {render_value(v)}" for k, v in ex.inputs().items())
+        if row.get("error"):
+            lines.append(f"- {shown} -> failed ({str(row['error'])[:120]})")
+            continue
+        out = row.get("output") or {}
+        got = ", ".join(f"{k} {render_value(out.get(k))!s}" for k in keys if k in out) or "(no answer)"
+        want = ", ".join(f"{k} {render_value(ex.get(k))}" for k in keys) or render_value(ex.labels().to_dict())
+        lines.append(f"- {shown} -> answered {got}; correct: {want}")
+    return "\n".join(lines)
 
 
 def format_examples(examples: list[Any], predictor: Predict, limit: int = 3) -> str:
@@ -282,9 +326,10 @@ class InstructionProposer:
         tips: tuple[str, ...] = TIPS,
         init_temperature: float = 0.5,
         data_summary: str | bool = "stats",
-        examples_per_proposal: int = 5,
-        max_chars: int = 1500,
-        max_tokens: int = 300,
+        examples_per_proposal: int | None = None,
+        max_chars: int = 2500,
+        max_tokens: int = 450,
+        feedback: str = "",
     ) -> None:
         if data_summary not in ("stats", "lm", False, None):
             raise ConfigurationError(f"data_summary must be 'stats', 'lm' or False, got {data_summary!r}")
@@ -298,6 +343,7 @@ class InstructionProposer:
         self.examples_per_proposal = examples_per_proposal
         self.max_chars = max_chars
         self.max_tokens = max_tokens
+        self.feedback = feedback
         self.rejected: list[dict[str, str]] = []
         self._summary: str | None = None
 
@@ -335,10 +381,15 @@ class InstructionProposer:
         from ..modules.predict import Predict
 
         rng = random.Random(f"{self.seed}/{name}/{i}")
-        tip = self.tips[(i - 1 + self.seed) % len(self.tips)] if len(self.tips) > 1 else self.tips[0]
+        tips = [t for t in self.tips if self.feedback or "mistake" not in t.lower()] or [""]
+        tip = tips[(i - 1 + self.seed) % len(tips)]
         pool = list(self.trainset)
         rng.shuffle(pool)
-        examples = format_examples(varied(pool, predictor), predictor, self.examples_per_proposal)
+        limit = self.examples_per_proposal
+        if limit is None:  # one example per label for label-like outputs (up to 12), else 5
+            labels = {repr([ex.get(n) for n in predictor.signature.output_fields if n in ex]) for ex in pool}
+            limit = min(12, max(5, len(labels)))
+        examples = format_examples(varied(pool, predictor), predictor, limit)
         proposer = Predict(
             ProposeInstruction,
             lm=self.run.prompt_lm(),
@@ -354,6 +405,7 @@ class InstructionProposer:
                 data_summary=self.data_summary(),
                 examples=examples,
                 current_instruction=predictor.signature.instructions,
+                mistakes=self.feedback or "(not known)",
                 tip=tip or "(none)",
             )
             raw = str(pred.proposed_instruction)
@@ -373,7 +425,7 @@ class InstructionProposer:
                 return self._ask(name, predictor, i, n)
 
             rec = self.run.cached("proposal", f"instruction/{self.seed}/{name}/{i}/{n}", ask)
-            cleaned = clean_instruction(rec.get("raw", ""))
+            cleaned = shorten(clean_instruction(rec.get("raw", "")), self.max_chars)
             why = accept_instruction(cleaned, out, max_chars=self.max_chars)
             if why is None:
                 out.append(cleaned)
@@ -390,5 +442,7 @@ __all__ = [
     "clean_instruction",
     "describe_program",
     "describe_step",
+    "mistakes_text",
+    "shorten",
     "stats_summary",
 ]
