@@ -2,7 +2,7 @@
 
     python bench/bench_mipro.py                         # promptless: baseline + every optimizer (see STEPS)
     python bench/bench_mipro.py --steps mipro0 mipro2   # only some steps
-X
+    python bench/bench_mipro.py --steps --dspy          # DSPy 3.4.1's MIPROv2 (0 and 2 demos), needs bench/.venv
 
 The protocol, the same for every step and both sides: the classifier ``ClassifyEvent`` (Literal category, float
 confidence), the first 60 examples of the train split to ground proposals and make demos, the other 90 as the
@@ -58,13 +58,13 @@ def _save(key: str, value: dict[str, Any]) -> None:
 # -- promptless ------------------------------------------------------------------------------------------
 
 
-def run_promptless(steps: list[str], redo: bool) -> None:
+def run_promptless(steps: list[str], redo: bool, threads: int) -> None:
     sys.path.insert(0, str(ROOT / "src"))
     import promptless as pl
     from promptless.evaluate import Evaluate
     from promptless.tasks import category_match, load_events, make_classifier
 
-    lm = pl.LM(f"local/{MODEL}", cache=False)
+    lm = pl.LM(f"local/{MODEL}", cache=False, n_threads=threads)
     t0 = time.perf_counter()
     lm.load()
     print(f"loaded {MODEL} in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -144,7 +144,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_dspy(demos: list[int], redo: bool) -> None:
+def run_dspy(demos: list[int], redo: bool, threads: int) -> None:
     """Start llama.cpp's server, then run the DSPy side in bench/.venv against it."""
     sys.path.insert(0, str(ROOT / "src"))
     import httpx
@@ -160,7 +160,7 @@ def run_dspy(demos: list[int], redo: bool) -> None:
     log = open(HERE / "results" / "llama_server.log", "wb")  # noqa: SIM115
     server = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", MODEL, "--host",
-         "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", str(os.cpu_count() or 2)],
+         "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", str(threads)],
         stdout=log, stderr=subprocess.STDOUT,
     )
     try:
@@ -204,12 +204,15 @@ def dspy_child(base: str, demos: int, out: str) -> None:
             "Man-Made Disasters and Accidents", "Natural Disasters and Climate", "Sports and Entertainment",
             "Famous Personalities and Achievements")
 
-    class ClassifyEvent(dspy.Signature):
-        """Classify the historic event into the one category that fits it best."""
-
-        event: str = dspy.InputField(desc="a dated historic event, in one line")
-        category: Literal[cats] = dspy.OutputField(desc="the category of the event")  # type: ignore[valid-type]
-        confidence: float = dspy.OutputField(desc="how sure you are of the category, from 0.0 to 1.0")
+    # built with real annotation objects: this file's ``from __future__ import annotations`` would leave
+    # ``Literal[cats]`` a string that pydantic cannot resolve from inside a function
+    ClassifyEvent = type("ClassifyEvent", (dspy.Signature,), {  # noqa: N806
+        "__doc__": "Classify the historic event into the one category that fits it best.",
+        "__annotations__": {"event": str, "category": Literal[cats], "confidence": float},
+        "event": dspy.InputField(desc="a dated historic event, in one line"),
+        "category": dspy.OutputField(desc="the category of the event"),
+        "confidence": dspy.OutputField(desc="how sure you are of the category, from 0.0 to 1.0"),
+    })
 
     def metric(example: Any, pred: Any, trace: Any = None) -> bool:
         return str(getattr(pred, "category", "")).strip().casefold() == example.category.casefold()
@@ -246,6 +249,37 @@ def dspy_child(base: str, demos: int, out: str) -> None:
     }, indent=2))
 
 
+LABELS = {
+    "promptless/baseline": "promptless, no optimizer",
+    "promptless/mipro0": "promptless MIPROv2 light, instruction-only",
+    "promptless/mipro2": "promptless MIPROv2 light, up to 2 demos",
+    "promptless/labeled": "promptless LabeledFewShot(k=4)",
+    "promptless/bootstrap": "promptless BootstrapFewShot(4 bootstrapped)",
+    "promptless/random": "promptless BootstrapFewShotWithRandomSearch(3 candidates)",
+    "dspy/mipro0": "DSPy 3.4.1 MIPROv2 light, instruction-only",
+    "dspy/mipro2": "DSPy 3.4.1 MIPROv2 light, up to 2 demos",
+}
+
+
+def table() -> str:
+    """The results as a Markdown table (dev accuracy before/after, calls by role, times)."""
+    data = _load()
+    base = data.get("promptless/baseline", {}).get("dev", {}).get("accuracy")
+    rows = ["| run | dev before | dev after | task-LM calls | prompt-LM calls | search time | val before → after |",
+            "|---|---|---|---|---|---|---|"]
+    for key, label in LABELS.items():
+        r = data.get(key)
+        if r is None or key == "promptless/baseline":
+            continue
+        before = r.get("dev_before", {}).get("accuracy", base)
+        by_role = r.get("calls_by_role", {})
+        val = (f"{r['val_before']:.1f} → {r['val_after']:.1f}"
+               if r.get("val_before") is not None and r.get("val_after") is not None else "–")
+        rows.append(f"| {label} | {before} | {r['dev']['accuracy']} | {by_role.get('task', 0)} | "
+                    f"{by_role.get('prompt', 0)} | {r.get('search_seconds', 0):,.0f} s | {val} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--dspy-child":
         dspy_child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
@@ -254,12 +288,18 @@ def main() -> None:
     ap.add_argument("--steps", nargs="*", default=list(STEPS), choices=STEPS)
     ap.add_argument("--dspy", action="store_true", help="also run DSPy 3.4.1's MIPROv2 (needs bench/.venv)")
     ap.add_argument("--dspy-demos", nargs="*", type=int, default=[0, 2])
+    ap.add_argument("--table", action="store_true", help="print the results as a Markdown table and stop")
     ap.add_argument("--redo", action="store_true", help="run finished steps again")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2,
+                    help="llama.cpp threads (use 1 when promptless and DSPy run side by side on 2 cores)")
     args = ap.parse_args()
+    if args.table:
+        print(table())
+        return
     if args.steps:
-        run_promptless(args.steps, args.redo)
+        run_promptless(args.steps, args.redo, args.threads)
     if args.dspy:
-        run_dspy(args.dspy_demos, args.redo)
+        run_dspy(args.dspy_demos, args.redo, args.threads)
     print(json.dumps(_load(), indent=1)[:4000])
 
 
