@@ -196,3 +196,21 @@ def test_literal_ints_and_enum():
                              "mood": (Mood, pl.OutputField())})
     out = ChatAdapter().parse(sig, "[[ ## n ## ]]\n2\n[[ ## mood ## ]]\nHappy")
     assert out == {"n": 2, "mood": Mood.HAPPY}
+
+
+def test_an_optional_output_may_be_none_under_the_grammar_too():
+    class Year(pl.Signature):
+        """When did it happen, if the text says."""
+
+        text: str = pl.InputField()
+        year: int | None = pl.OutputField()
+
+    class GrammarLM:
+        supports_grammar = True
+
+    chat = ChatAdapter()
+    grammar = chat.request_params(Year, GrammarLM())["grammar"]
+    assert '( int-value | "None" )' in grammar
+    assert chat.parse(Year, "[[ ## year ## ]]\nNone\n\n[[ ## completed ## ]]") == {"year": None}
+    js = JSONAdapter().request_params(Year, GrammarLM())
+    assert '( json-int | "null" )' in js.get("grammar", "")

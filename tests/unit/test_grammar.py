@@ -97,6 +97,23 @@ def test_bad_field_specs(fields: list[FieldSpec], message: str) -> None:
         marker_grammar(fields)
 
 
+OPTIONAL_KINDS: list[FieldSpec] = [
+    ("note", "str?", None), ("category", "literal?", CATEGORIES), ("confidence", "float?", None),
+    ("year", "int?", None), ("is_war", "bool?", None),
+]
+
+
+def test_optional_kinds_also_allow_no_value() -> None:
+    marker = marker_grammar(OPTIONAL_KINDS).splitlines()
+    assert marker[1] == 'field-0 ::= "[[ ## note ## ]]\\n" text-value "\\n\\n"'  # free text covers "None"
+    assert marker[4] == 'field-3 ::= "[[ ## year ## ]]\\n" ( int-value | "None" ) "\\n\\n"'
+    assert marker[2].endswith('"Other" ) | "None" ) "\\n\\n"')
+    js = json_grammar(OPTIONAL_KINDS).splitlines()[0]
+    assert '( json-int | "null" )' in js and '( json-string | "null" )' in js
+    with pytest.raises(ConfigurationError, match="kind"):
+        marker_grammar([("x", "date?", None)])
+
+
 # -- llama.cpp accepts them --------------------------------------------------------
 
 GRAMMARS = {
@@ -105,6 +122,8 @@ GRAMMARS = {
     "marker-literal": marker_grammar([("category", "literal", CATEGORIES), ("confidence", "float", None)]),
     "json-all-kinds": json_grammar(ALL_KINDS),
     "json-escapes": json_grammar([('quote"d', "literal", ['a"b', "c\\d", "e\nf"])]),
+    "marker-optional": marker_grammar(OPTIONAL_KINDS),
+    "json-optional": json_grammar(OPTIONAL_KINDS),
 }
 
 

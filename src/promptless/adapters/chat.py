@@ -163,18 +163,20 @@ def _describe(f: Field) -> str:
 
 
 def _spec(f: Field) -> tuple[str, str, list[str] | None]:
+    """The grammar's field spec; an Optional field's kind ends in ``?`` so the model may also say None."""
     from .parsing import is_optional
 
-    _, inner = is_optional(f.annotation)
+    optional, inner = is_optional(f.annotation)
+    q = "?" if optional else ""
     choices = literal_choices(inner)
     if choices is not None:
-        return (f.name, "literal", [str(c) for c in choices])
+        return (f.name, "literal" + q, [str(c) for c in choices])
     if inner is int:
-        return (f.name, "int", None)
+        return (f.name, "int" + q, None)
     if inner is float:
-        return (f.name, "float", None)
+        return (f.name, "float" + q, None)
     if inner is bool:
-        return (f.name, "bool", None)
+        return (f.name, "bool" + q, None)
     if is_structured(inner):
         return (f.name, "json", None)
-    return (f.name, "str", None)
+    return (f.name, "str" + q, None)

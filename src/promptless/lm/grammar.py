@@ -3,6 +3,8 @@
 A field is described by a ``FieldSpec``: ``(name, kind, choices)`` where kind
 is one of ``"str"``, ``"int"``, ``"float"``, ``"bool"``, ``"literal"`` (then
 ``choices`` lists the allowed values, as text) or ``"json"`` (any JSON value).
+A kind ending in ``?`` (``"int?"``, ``"literal?"``, ...) also allows no value:
+``None`` in the marker format, ``null`` in JSON (an ``Optional[...]`` field).
 
 ``marker_grammar(fields)`` describes the chat marker protocol::
 
@@ -89,9 +91,9 @@ def _check(fields: Sequence[FieldSpec]) -> list[tuple[str, str, list[str] | None
             name, kind, choices = spec
         except (TypeError, ValueError):
             raise ConfigurationError(f"a field spec is (name, kind, choices), got {spec!r}") from None
-        if kind not in KINDS:
+        if kind.removesuffix("?") not in KINDS:
             raise ConfigurationError(f"field {name!r} has kind {kind!r}; grammar kinds are: {', '.join(KINDS)}")
-        if kind == "literal":
+        if kind.removesuffix("?") == "literal":
             if not choices:
                 raise ConfigurationError(f"literal field {name!r} needs a non-empty list of choices")
             choices = [str(c) for c in choices]
@@ -109,6 +111,10 @@ def _alternatives(values: list[str]) -> str:
 
 
 def _marker_value(kind: str, choices: list[str] | None, max_chars: int | None) -> str:
+    if kind == "str?":  # free text already covers "None"
+        kind = "str"
+    if kind.endswith("?"):
+        return f'( {_marker_value(kind[:-1], choices, max_chars)} | "None" )'
     if kind == "str":
         if max_chars is None:
             return "text-value"
@@ -135,7 +141,7 @@ def marker_grammar(fields: Sequence[FieldSpec], *, max_chars: int | None = None)
     lines = ["root ::= " + " ".join(f"field-{i}" for i in range(len(checked))) + ' "[[ ## completed ## ]]"']
     kinds = set()
     for i, (name, kind, choices) in enumerate(checked):
-        kinds.add(kind)
+        kinds.add(kind.removesuffix("?"))
         header = gbnf_literal(f"[[ ## {name} ## ]]\n")
         lines.append(f'field-{i} ::= {header} {_marker_value(kind, choices, max_chars)} "\\n\\n"')
     if "str" in kinds:
@@ -148,6 +154,8 @@ def marker_grammar(fields: Sequence[FieldSpec], *, max_chars: int | None = None)
 
 
 def _json_value(kind: str, choices: list[str] | None) -> str:
+    if kind.endswith("?"):
+        return f'( {_json_value(kind[:-1], choices)} | "null" )'
     if kind == "str":
         return "json-string"
     if kind == "int":
