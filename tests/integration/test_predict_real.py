@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 import pytest
@@ -23,7 +24,7 @@ def test_predict_through_openai_compatible_server(llama_server, llama_server_mod
 
     lm = pl.LM(f"openai/{llama_server_model}", base_url=llama_server, cache=Cache(tmp_path / "c.sqlite3"),
                max_tokens=64, temperature=0.0, supports_grammar=True)
-    predict = pl.Predict(Sentiment, lm=lm)
+    predict = pl.Predict(Sentiment, lm=lm, adapter=pl.ChatAdapter(use_grammar=True))
     with pl.track_usage() as usage:
         pred = predict(sentence="I love this wonderful day.")
     assert pred.sentiment in ("positive", "negative")
@@ -42,11 +43,29 @@ def test_json_adapter_through_server(llama_server, llama_server_model):
     assert pred.sentiment in ("positive", "negative")
 
 
+SENTENCES = ["I love this wonderful day.", "This is the worst meal I ever had.", "What a great gift!"]
+
+
 def test_predict_embedded_with_grammar_needs_one_call(smollm2_path):
     lm = pl.LM(f"local/{smollm2_path}", cache=False, max_tokens=48)
-    predict = pl.Predict(Sentiment, lm=lm)
+    predict = pl.Predict(Sentiment, lm=lm, adapter=pl.ChatAdapter(use_grammar=True))
     sentences = ["I love this wonderful day.", "This is the worst meal I ever had.", "What a great gift!"]
     with pl.track_usage() as usage:
         preds = [predict(sentence=s) for s in sentences]
     assert all(p.sentiment in ("positive", "negative") for p in preds)
     assert usage.total.calls == len(sentences)  # grammar-constrained: every reply parsed first time
+
+
+def test_predict_embedded_default_grammar_only_for_replies_that_need_it(smollm2_path):
+    lm = pl.LM(f"local/{smollm2_path}", cache=False, max_tokens=48, history_size=50)
+    predict = pl.Predict(Sentiment, lm=lm)
+    with pl.track_usage() as usage:
+        preds = [predict(sentence=s) for s in SENTENCES * 2]
+    assert all(p.sentiment in ("positive", "negative") for p in preds)  # every reply parsed, at worst on retry
+    assert len(SENTENCES) * 2 <= usage.total.calls <= len(SENTENCES) * 4
+    # a retry is the same prompt under the grammar; a first attempt is free
+    requests = [entry["request"] for entry in lm.history]
+    assert requests[0].grammar is None
+    for before, after in itertools.pairwise(requests):
+        if after.grammar is not None:
+            assert before.grammar is None and after.messages == before.messages

@@ -208,9 +208,59 @@ def test_an_optional_output_may_be_none_under_the_grammar_too():
     class GrammarLM:
         supports_grammar = True
 
-    chat = ChatAdapter()
+    chat = ChatAdapter(use_grammar=True)
     grammar = chat.request_params(Year, GrammarLM())["grammar"]
     assert '( int-value | "None" )' in grammar
     assert chat.parse(Year, "[[ ## year ## ]]\nNone\n\n[[ ## completed ## ]]") == {"year": None}
     js = JSONAdapter().request_params(Year, GrammarLM())
     assert '( json-int | "null" )' in js.get("grammar", "")
+
+
+class _GrammarScripted(pl.ScriptedLM):
+    supports_grammar = True
+
+
+GOOD = "[[ ## answer ## ]]\n5\n\n[[ ## completed ## ]]"
+
+
+def test_a_grammar_lm_is_asked_freely_first_and_under_the_grammar_only_after_a_bad_reply():
+    lm = _GrammarScripted(["about five, I think", GOOD], cycle=False)
+    with pl.track_usage() as usage:
+        out = pl.Predict("question -> answer: int", lm=lm)(question="q")
+    assert out.answer == 5
+    first, retry = lm.requests
+    assert first.grammar is None and retry.grammar is not None and "answer" in retry.grammar
+    assert retry.messages == first.messages  # the same chat-format prompt, now constrained
+    assert usage.total.calls == 2
+    # a reply that parses costs one free call and no grammar
+    lm2 = _GrammarScripted([GOOD])
+    pl.Predict("question -> answer: int", lm=lm2)(question="q")
+    assert [r.grammar for r in lm2.requests] == [None]
+
+
+def test_use_grammar_true_constrains_every_request_and_false_never():
+    always = _GrammarScripted([GOOD])
+    pl.Predict("question -> answer: int", lm=always, adapter=ChatAdapter(use_grammar=True))(question="q")
+    assert always.requests[0].grammar is not None
+    never = _GrammarScripted(["about five, I think", '{"answer": 5}'], cycle=False)
+    out = pl.Predict("question -> answer: int", lm=never, adapter=ChatAdapter(use_grammar=False))(question="q")
+    assert out.answer == 5  # the JSON fallback answered
+    assert [r.grammar is None for r in never.requests] == [True, False]  # the JSON adapter's own grammar
+    with pytest.raises(pl.ConfigurationError, match="use_grammar"):
+        ChatAdapter(use_grammar="sometimes")
+
+
+def test_without_grammar_support_a_bad_reply_goes_to_the_json_fallback():
+    lm = pl.ScriptedLM(["about five, I think", '{"answer": 5}'], cycle=False)
+    assert pl.Predict("question -> answer: int", lm=lm)(question="q").answer == 5
+    assert all(r.grammar is None for r in lm.requests)
+
+
+def test_the_last_line_repeats_label_choices_unless_they_are_very_long():
+    short = pl.Signature("event -> category: Literal['War', 'Peace'], confidence: float")
+    last = ChatAdapter().format(short, [], {"event": "x"})[-1].content.splitlines()[-1]
+    assert last == ("Reply with [[ ## category ## ]] (exactly one of: War; Peace), then [[ ## confidence ## ]], "
+                    "and end with [[ ## completed ## ]].")
+    many = Literal[tuple(f"label number {i} with a long name" for i in range(60))]  # type: ignore[valid-type]
+    sig = short.with_updated_fields("category", many)
+    assert "exactly one of" not in ChatAdapter().format(sig, [], {"event": "x"})[-1].content

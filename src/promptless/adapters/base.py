@@ -3,7 +3,8 @@
 An adapter has two pure halves, ``format`` and ``parse``, that golden tests
 pin, and ``__call__``, which makes the LM call (with any grammar or schema the
 LM can use) and parses every completion. A completion that cannot be parsed
-raises ``ParseError``; the chat adapter then retries once with its fallback.
+raises ``ParseError``; the chat adapter then asks once more: in its own format under a
+grammar when the LM takes one (``retry_params``), else through its fallback adapter.
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ class Adapter:
         """Extra request fields for this LM (a grammar, a JSON schema); none by default."""
         return {}
 
+    def retry_params(self, signature: type[Signature], lm: BaseLM) -> dict[str, Any]:
+        """Request fields for asking again, in this same format, after a reply that did not parse (a grammar
+        that makes the reply parse). Empty: no such retry; the fallback adapter, if any, is asked instead."""
+        return {}
+
     # -- the call -----------------------------------------------------------
     def _parse_all(self, signature: type[Signature], resp: LMResponse) -> list[dict[str, Any]]:
         parsed: list[dict[str, Any]] = []
@@ -93,6 +99,9 @@ class Adapter:
         try:
             return self._parse_all(signature, resp)
         except ParseError:
+            retry = self.retry_params(signature, lm)
+            if retry:  # one constrained retry in the same format
+                return self._parse_all(signature, lm.request(messages, **{**retry, **params}))
             if self.fallback is None:
                 raise
             return self.fallback(lm, signature, demos, inputs, **params)
@@ -111,6 +120,9 @@ class Adapter:
         try:
             return self._parse_all(signature, resp)
         except ParseError:
+            retry = self.retry_params(signature, lm)
+            if retry:  # one constrained retry in the same format
+                return self._parse_all(signature, await lm.arequest(messages, **{**retry, **params}))
             if self.fallback is None:
                 raise
             return await self.fallback.acall(lm, signature, demos, inputs, **params)

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ParseError
+from ..errors import ConfigurationError, ParseError
 from .base import NOT_SUPPLIED, Adapter
 from .parsing import coercer, is_structured, literal_choices, render_value, short_type, type_note
 
@@ -49,7 +49,9 @@ def _plan(signature: type[Signature]) -> tuple[dict[str, str], dict[str, Any]]:
 class ChatAdapter(Adapter):
     name = "chat"
 
-    def __init__(self, fallback: Adapter | bool | None = True, use_grammar: bool = True) -> None:
+    def __init__(self, fallback: Adapter | bool | None = True, use_grammar: bool | str = "fallback") -> None:
+        if use_grammar not in (True, False, "fallback"):
+            raise ConfigurationError(f"use_grammar must be True, False or 'fallback', got {use_grammar!r}")
         if fallback is True:
             from .json import JSONAdapter
 
@@ -105,7 +107,18 @@ class ChatAdapter(Adapter):
         return "\n\n".join(parts)
 
     def reply_request(self, signature: type[Signature]) -> str:
-        names = [header(n) for n in signature.output_fields]
+        """The last line of the prompt: the headers in order, each label field with its allowed values again.
+
+        Repeating the choices next to where the model starts writing matters for small models: on the
+        historic-events dev split qwen2.5-coder-1.5b scored 50.0 % on the first 40 events with the choices in
+        the system message only, 67.5 % with them repeated here (docs/guide.md, "Small models").
+        """
+        names = []
+        for name, f in signature.output_fields.items():
+            choices = literal_choices(f.annotation)
+            listed = "; ".join(str(c) for c in choices) if choices else ""
+            names.append(f"{header(name)} (exactly one of: {listed})" if listed and len(listed) <= 1000
+                         else header(name))
         order = names[0] if len(names) == 1 else ", then ".join(names)
         return f"Reply with {order}, and end with {header('completed')}."
 
@@ -145,8 +158,20 @@ class ChatAdapter(Adapter):
         return {n: values[n] for n in outputs}
 
     # -- grammar ---------------------------------------------------------------
+    # With an LM that takes a GBNF grammar (llama.cpp), use_grammar decides when it is sent:
+    # "fallback" (default): the first request is free and a reply that does not parse is asked again under
+    # the grammar, which always parses. True: every request is constrained. False: never.
+    # Why not always: constraining a small model's first attempt costs accuracy on label fields
+    # (qwen2.5-coder-1.5b on historic-events dev: see docs/guide.md), while its free replies parse almost
+    # always; the grammar is kept for the reply that needs it.
     def request_params(self, signature: type[Signature], lm: BaseLM) -> dict[str, Any]:
-        if not (self.use_grammar and getattr(lm, "supports_grammar", False)):
+        return self._grammar(signature, lm) if self.use_grammar is True else {}
+
+    def retry_params(self, signature: type[Signature], lm: BaseLM) -> dict[str, Any]:
+        return self._grammar(signature, lm) if self.use_grammar == "fallback" else {}
+
+    def _grammar(self, signature: type[Signature], lm: BaseLM) -> dict[str, Any]:
+        if not getattr(lm, "supports_grammar", False):
             return {}
         try:
             from ..lm.grammar import marker_grammar
