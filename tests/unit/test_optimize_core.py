@@ -311,3 +311,20 @@ def test_importing_promptless_stays_light():
     code = "import sys, promptless; print('optuna' in sys.modules, 'rich' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_a_run_made_under_another_prompt_format_is_not_resumed(tmp_path):
+    train, dev = make_data(6), make_data(6, start=100)
+    task = keyword_lm(gold_of(train + dev))
+
+    def compile_once():
+        LabeledFewShot(k=2, metric=metric, run_dir=str(tmp_path)).compile(pl.Predict(Classify, lm=task),
+                                                                          trainset=train, valset=dev)
+
+    compile_once()
+    compile_once()  # same format: resumes
+    with pl.context(adapter=pl.ChatAdapter(use_grammar=True)), \
+            pytest.raises(ConfigurationError, match="differs in: prompt"):
+        compile_once()
+    with pl.context(adapter=pl.JSONAdapter()), pytest.raises(ConfigurationError, match="differs in: prompt"):
+        compile_once()

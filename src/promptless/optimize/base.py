@@ -190,6 +190,25 @@ def program_fingerprint(program: Module) -> str:
     return _digest({"type": type(program).__qualname__, "predictors": state})
 
 
+def prompt_fingerprint(program: Module, example: Example | None) -> str:
+    """A hash of how each predictor's prompt is rendered now (adapter, its settings, the formatted messages
+    for one example), so a run directory made under another prompt format is not resumed as if it were this."""
+    from ..modules.predict import default_adapter
+
+    out: dict[str, Any] = {}
+    for name, p in program.named_predictors():
+        adapter = p.adapter or settings.get("adapter") or default_adapter()
+        cfg = {k: v for k, v in sorted(vars(adapter).items())
+               if not k.startswith("_") and isinstance(v, (str, int, float, bool, type(None)))}
+        try:
+            inputs = {k: (example.get(k) if example is not None else None) for k in p.signature.input_fields}
+            messages: Any = [m.to_dict() for m in adapter.format(p.signature, p.demos, inputs)]
+        except Exception as exc:  # an input this predictor's format cannot render from the example
+            messages = type(exc).__name__
+        out[name] = {"adapter": type(adapter).__qualname__, "config": cfg, "messages": messages}
+    return _digest(to_jsonable(out))
+
+
 def example_key(example: Example) -> str:
     """A stable hash of an example's content and which of its fields are inputs."""
     keys = sorted(example.input_keys or ())
@@ -577,6 +596,7 @@ class Optimizer:
             "optimizer": type(self).__name__,
             "settings": self.settings_identity(),
             "student": program_fingerprint(student),
+            "prompt": prompt_fingerprint(student, train[0] if train else None),
             "trainset": examples_fingerprint(train),
             "valset": examples_fingerprint(val),
         }
