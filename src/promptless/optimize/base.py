@@ -202,7 +202,8 @@ def prompt_fingerprint(program: Module, example: Example | None) -> str:
                if not k.startswith("_") and isinstance(v, (str, int, float, bool, type(None)))}
         try:
             inputs = {k: (example.get(k) if example is not None else None) for k in p.signature.input_fields}
-            messages: Any = [m.to_dict() for m in adapter.format(p.signature, p.demos, inputs)]
+            demos: list[Any] = list(p.demos)
+            messages: Any = [m.to_dict() for m in adapter.format(p.signature, demos, inputs)]
         except Exception as exc:  # an input this predictor's format cannot render from the example
             messages = type(exc).__name__
         out[name] = {"adapter": type(adapter).__qualname__, "config": cfg, "messages": messages}
