@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from typing import Literal
 
 import pytest
 
@@ -59,6 +60,14 @@ def keyword_lm(gold: dict[str, str], keyword: str = "CLUE") -> pl.ScriptedLM:
         return reply(label if keyword in instructions else wrong(label))
 
     return pl.ScriptedLM(fn)
+
+
+class Pick(pl.Signature):
+    """Classify the event."""
+
+    event: str = pl.InputField()
+    category: Literal["Wars and Conflicts", "Science and Innovation", "Economic Events", "Politics and Governance"] = \
+        pl.OutputField()
 
 
 def metric(example, pred, trace=None):
@@ -328,3 +337,30 @@ def test_a_run_made_under_another_prompt_format_is_not_resumed(tmp_path):
         compile_once()
     with pl.context(adapter=pl.JSONAdapter()), pytest.raises(ConfigurationError, match="differs in: prompt"):
         compile_once()
+
+
+def test_calls_cut_off_mid_example_are_counted_when_the_run_resumes(tmp_path):
+    """An unparsable free reply is asked again under the grammar; when the budget refuses that second request,
+    the first call has no stored result. A resume with the same budget must count it and pay nothing more."""
+    train, dev = make_data(6), make_data(12, start=100)
+    gold = gold_of(train + dev)
+
+    def fn(messages):
+        if event_of(messages).endswith("7"):
+            return "It is about wars, I think."  # not one of the labels: the adapter asks again
+        return reply(gold[event_of(messages)])
+
+    def compile_once(task):
+        opt = MIPROv2(metric, prompt_model=pl.ScriptedLM(PROPOSALS), task_model=task, auto=None, num_candidates=2,
+                      num_trials=2, minibatch_size=4, max_bootstrapped_demos=0, max_labeled_demos=0,
+                      max_lm_calls=8, run_dir=str(tmp_path), progress=False)
+        return opt.compile(pl.Predict(Pick), trainset=train, valset=dev)
+
+    first_lm = pl.ScriptedLM(fn)
+    first = compile_once(first_lm)
+    assert first.optimization.stopped == "budget" and len(first_lm.requests) == 8
+    again_lm = pl.ScriptedLM(fn)
+    again = compile_once(again_lm)
+    assert len(again_lm.requests) == 0
+    assert again.optimization.calls == 8 and again.optimization.stopped == "budget"
+    assert again.signature.instructions == first.signature.instructions

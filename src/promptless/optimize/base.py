@@ -65,6 +65,8 @@ class Budget:
         self.cost = 0.0
         self.by_role: dict[str, int] = {}
         self.replayed_calls = 0
+        self.fresh_calls = 0  # calls made by this process (not charged from an earlier one)
+        self.fresh_cost = 0.0
         self._reserved = 0
         self._lock = threading.Lock()
         self.hit = False
@@ -103,6 +105,8 @@ class Budget:
             self._reserved -= 1
             self.calls += calls
             self.cost += cost
+            self.fresh_calls += calls
+            self.fresh_cost += cost
             self.by_role[role] = self.by_role.get(role, 0) + calls
 
     def charge(self, calls: int, cost: float = 0.0) -> None:
@@ -327,6 +331,18 @@ class Run:
         self.student: Module | None = None
         if self.resumed:
             logger.info("resuming the run in %s", optimizer.run_dir)
+            # calls an earlier process paid for but never stored a result of (cut off by the budget mid-example)
+            for key, _ in self.store.items("lost"):
+                self.budget.charge(*self.store.take_previous_cost("lost", key))
+
+    def record_lost(self) -> None:
+        """Store the calls this process paid for that no record holds (an example cut off by the budget, a
+        step that failed), so a resumed run counts them and stops where an uninterrupted one would."""
+        calls = self.budget.fresh_calls - self.store.fresh_calls
+        cost = self.budget.fresh_cost - self.store.fresh_cost
+        if calls > 0 or cost > 1e-12:
+            self.store.put("lost", f"{self.store.count('lost'):05d}", {"calls": max(calls, 0)},
+                           calls=max(calls, 0), cost=max(cost, 0.0))
 
     # -- LMs ---------------------------------------------------------------------
     def guard(self, lm: Any, role: str) -> GuardedLM:
@@ -612,7 +628,10 @@ class Optimizer:
                 program = self._compile(run, student, train, val, teacher, **kwargs)
             result = self._build_result(run, student, program, val, tracker)
         finally:
-            run.store.close()
+            try:
+                run.record_lost()
+            finally:
+                run.store.close()
         program.optimization = result  # type: ignore[attr-defined]
         self.result = result
         return program

@@ -8,8 +8,9 @@ A run directory (``run_dir=``) holds ``run.sqlite`` with two tables:
   ``score`` (one candidate program on one example: its score, output and error),
   ``trace`` (a bootstrapped teacher trace), ``proposal`` (an instruction
   candidate, a demo set, a data summary) and ``trial`` (a finished trial, for
-  reports and for watching a run from outside). Each row keeps the LM calls and
-  cost it took.
+  reports and for watching a run from outside) and ``lost`` (calls paid for
+  whose result was never stored: an example cut off by the budget). Each row
+  keeps the LM calls and cost it took.
 
 Every key is deterministic (fingerprints of programs and examples, seeds and
 indices), so an optimizer written as a deterministic replay resumes for free:
@@ -19,8 +20,8 @@ from the file instead of the LMs. The same table is the in-run memo that keeps
 an identical candidate from being scored twice on the same example.
 
 Rows loaded from an earlier process are charged to the budget when first
-reused (``take_previous_cost``), so a resumed run stops where an uninterrupted
-one would. Without ``run_dir`` the store lives in memory.
+reused (``take_previous_cost``), and ``lost`` rows when the run resumes, so a
+resumed run stops where an uninterrupted one would. Without ``run_dir`` the store lives in memory.
 
 Each write is its own transaction (WAL mode), so a kill loses at most the rows
 being written at that instant.
@@ -76,6 +77,8 @@ class RunStore:
             ) from None
         self._records: dict[tuple[str, str], Record] = {}
         self._seq = 0
+        self.fresh_calls = 0  # calls held by the records this process wrote
+        self.fresh_cost = 0.0
         for kind, key, value, calls, cost, seq in self._db.execute(
             "SELECT kind, key, value, calls, cost, seq FROM records ORDER BY seq"
         ):
@@ -121,6 +124,8 @@ class RunStore:
                 (kind, key, text, int(calls), float(cost), self._seq),
             )
             self._records[(kind, key)] = Record(json.loads(text), int(calls), float(cost))
+            self.fresh_calls += int(calls)
+            self.fresh_cost += float(cost)
 
     def take_previous_cost(self, kind: str, key: str) -> tuple[int, float]:
         """The calls and cost of a record written by an earlier process, once (then zero)."""
