@@ -169,7 +169,8 @@ def test_demo_runs_end_to_end_with_a_scripted_lm(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(pl, "LM", fake_lm)
     out = tmp_path / "demo"
-    code = main(["demo", "--model", "openai/fake-1.5b", "--limit", "6", "--out", str(out), "--no-progress"])
+    code = main(["demo", "--model", "openai/fake-1.5b", "--limit", "6", "--out", str(out), "--no-progress",
+                 "--no-optimize"])
     assert code == 0 and made == ["openai/fake-1.5b"]
     assert sorted(p.name for p in out.iterdir()) == ["fake-1.5b_dev.csv", "fake-1.5b_dev.json"]
     data = json.loads((out / "fake-1.5b_dev.json").read_text())
@@ -179,6 +180,7 @@ def test_demo_runs_end_to_end_with_a_scripted_lm(tmp_path, monkeypatch, capsys):
     assert (out / "fake-1.5b_dev.csv").read_text().count("\n") == 7
     text = capsys.readouterr().out
     assert "Accuracy: 100.0% (6/6 correct)" in text and "LM calls: 6" in text and "fake-1.5b_dev.json" in text
+    assert "Optimizing" not in text
 
 
 def test_demo_model_names():

@@ -54,3 +54,18 @@ def test_demo_optimizes_saves_and_reloads(tmp_path, capsys):
     assert search.valset_size == 90
     assert not any(row["inputs"]["event"] in dev_events for row in search.per_example)
     assert "trial 0 (baseline)" in capsys.readouterr().err
+
+
+def test_the_demo_command_optimizes_by_default(tmp_path, monkeypatch, capsys):
+    from promptless.cli import main
+
+    lm = _scripted()
+    monkeypatch.setattr(pl, "LM", lambda model, **options: lm)
+    out = tmp_path / "demo"
+    code = main(["demo", "--model", "openai/scripted", "--limit", "12", "--out", str(out), "--no-progress",
+                 "--show", "0"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "Optimizing" in text and "10/10 predictions identical" in text
+    assert re.search(r"Accuracy on dev: [\d.]+% -> 100\.0%", text)
+    assert (out / "classifier_optimized.json").exists() and (out / "scripted_dev_optimized.json").exists()

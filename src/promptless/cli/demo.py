@@ -1,13 +1,15 @@
 """``promptless demo``: classify historic events with an embedded model and report how well it does.
 
-    promptless demo                                   # qwen2.5-coder-1.5b on the dev split
+    promptless demo                                   # qwen2.5-coder-1.5b: evaluate, optimize, evaluate again
+    promptless demo --no-optimize                     # only the evaluation
     promptless demo --model local/smollm2-135m --limit 5
     promptless demo --model openai/gpt-4o-mini --threads 8
 
 The run goes in stages over one ``DemoRun`` record: ``prepare`` (the LM, fetched
 on first use, the classifier and the data), ``evaluate_stage`` (accuracy, a
-table, usage, the results files), then, with ``--optimize``, ``optimize_stage``.
-A later stage reads what the earlier ones left on the record.
+table, usage, the results files), then ``optimize_stage`` (MIPROv2 light,
+instruction-only; ``--no-optimize`` skips it). A later stage reads what the
+earlier ones left on the record.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description=(
             "Run the historic-events classifier (a class-based signature with a Literal category and a float "
             "confidence) on one split of the bundled data set, print the accuracy, a table of predictions against "
-            "the gold labels, LM calls, tokens and time, and write the results as JSON and CSV. A named local "
-            "model is fetched on first use."
+            "the gold labels, LM calls, tokens and time, and write the results as JSON and CSV. Then optimize "
+            "the classifier's instruction with MIPROv2 light on the train split, evaluate it again on the same "
+            "split, save it as JSON and check that the saved program, loaded afresh, predicts the same "
+            "(--no-optimize stops after the first evaluation). A named local model is fetched on first use."
         ),
     )
     parser.add_argument("--model", default=DEFAULT_MODEL,
@@ -52,8 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help=f"rows in the predictions table (default: {DEFAULT_SHOW}; 0: none)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the LM cache")
-    parser.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=False,
-                        help="after evaluating, optimize the classifier and evaluate it again (default: no)")
+    parser.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=True,
+                        help="after evaluating, optimize the classifier and evaluate it again (default: yes; "
+                        "--no-optimize stops after the first evaluation)")
     parser.add_argument("--prompt-model", default=None, metavar="MODEL",
                         help="with --optimize: the LM that writes instructions (default: --model)")
     parser.add_argument("--train-size", type=int, default=DEFAULT_TRAIN, metavar="N",
@@ -81,7 +86,7 @@ class DemoRun:
     load_seconds: float = 0.0
     result: Any = None  # the EvaluationResult of the baseline program
     files: list[Path] = field(default_factory=list)
-    optimized: Any = None  # the optimized program (with --optimize)
+    optimized: Any = None  # the optimized program (unless --no-optimize)
     optimized_result: Any = None  # its EvaluationResult on the same split
 
 
@@ -111,6 +116,12 @@ def prepare(args: argparse.Namespace) -> DemoRun:
         raise ConfigurationError(f"--limit must be 1 or more, got {args.limit}")
     if args.threads is not None and args.threads < 1:
         raise ConfigurationError(f"--threads must be 1 or more, got {args.threads}")
+    if getattr(args, "optimize", False):  # checked now, not after a long first evaluation
+        n_train = len(load_events("train"))
+        if not 1 <= args.train_size < n_train:
+            raise ConfigurationError(f"--train-size must be between 1 and {n_train - 1}, got {args.train_size}")
+        if args.max_calls is not None and args.max_calls < 1:
+            raise ConfigurationError(f"--max-calls must be 1 or more, got {args.max_calls}")
     console = Console()
     run = DemoRun(args=args, console=console, model=normalize_model(args.model), out_dir=Path(args.out))
     run.devset = load_events(args.split, args.limit)
@@ -182,6 +193,13 @@ def optimize_stage(run: DemoRun) -> int:
         f"[bold]Optimizing[/bold] the instruction with MIPROv2 (light, instruction-only): {len(trainset)} training "
         f"and {len(valset)} validation examples of the train split, prompt model [bold]{prompt_name}[/bold]"
     )
+    if args.run_dir:
+        console.print(f"Checkpoints in {args.run_dir}: the same command resumes an interrupted search.")
+    elif not args.no_cache:
+        console.print("Interrupted? The same command again answers the calls already made from the LM cache "
+                      "(--no-optimize skips this half).")
+    else:
+        console.print("With --no-cache, pass --run-dir DIR to make an interrupted search resumable.")
     from promptless.cli.optimize import TrialLog
 
     handler = TrialLog("  ")
