@@ -258,19 +258,21 @@ LABELS = {
     "promptless/random": "promptless BootstrapFewShotWithRandomSearch(3 candidates)",
     "dspy/mipro0": "DSPy 3.4.1 MIPROv2 light, instruction-only",
     "dspy/mipro2": "DSPy 3.4.1 MIPROv2 light, up to 2 demos",
+    "grammar_first_prompt/mipro0": "earlier chat prompt: promptless MIPROv2 light, instruction-only",
+    "grammar_first_prompt/labeled": "earlier chat prompt: promptless LabeledFewShot(k=4)",
 }
 
 
 def table() -> str:
     """The results as a Markdown table (dev accuracy before/after, calls by role, times)."""
     data = _load()
-    base = data.get("promptless/baseline", {}).get("dev", {}).get("accuracy")
     rows = ["| run | dev before | dev after | task-LM calls | prompt-LM calls | search time | val before → after |",
             "|---|---|---|---|---|---|---|"]
     for key, label in LABELS.items():
         r = data.get(key)
-        if r is None or key == "promptless/baseline":
+        if r is None or key.endswith("/baseline"):
             continue
+        base = data.get(key.split("/")[0] + "/baseline", {}).get("dev", {}).get("accuracy")
         before = r.get("dev_before", {}).get("accuracy", base)
         by_role = r.get("calls_by_role", {})
         val = (f"{r['val_before']:.1f} → {r['val_after']:.1f}"
