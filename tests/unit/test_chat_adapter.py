@@ -264,3 +264,23 @@ def test_the_last_line_repeats_label_choices_unless_they_are_very_long():
     many = Literal[tuple(f"label number {i} with a long name" for i in range(60))]  # type: ignore[valid-type]
     sig = short.with_updated_fields("category", many)
     assert "exactly one of" not in ChatAdapter().format(sig, [], {"event": "x"})[-1].content
+
+
+class _Answer(pl.Signature):
+    """Answer with a note."""
+
+    question: str = pl.InputField()
+    note: str = pl.OutputField()
+    score: float = pl.OutputField()
+    label: Literal["yes", "no"] = pl.OutputField()
+
+
+@pytest.mark.parametrize("adapter", [ChatAdapter(), JSONAdapter()], ids=["chat", "json"])
+def test_a_demo_leaves_out_typed_outputs_it_lacks_and_marks_missing_text(adapter):
+    demo = pl.Example(question="Is water wet?", label="yes").with_inputs("question")
+    messages = adapter.format(_Answer, [demo], {"question": "Is fire cold?"})
+    shown = messages[2].content  # the demo's reply
+    assert "yes" in shown and "Not supplied for this example." in shown  # note: free text, marked
+    assert "score" not in shown  # a float placeholder would be a reply that does not parse
+    full = pl.Example(question="Is water wet?", note="it is", score=0.5, label="yes").with_inputs("question")
+    assert "score" in adapter.format(_Answer, [full], {"question": "Is fire cold?"})[2].content

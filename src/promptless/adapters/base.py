@@ -22,6 +22,16 @@ if TYPE_CHECKING:
 NOT_SUPPLIED = "Not supplied for this example."
 
 
+def demo_shows_missing(annotation: Any) -> bool:
+    """Whether a demo's missing output field is shown with the ``NOT_SUPPLIED`` placeholder (free-text
+    fields) or left out (typed fields: a number, a label, a list...). A placeholder under a typed field is a
+    reply that does not parse, and small models copy it: labelled demos without a ``confidence: float`` value
+    cost qwen2.5-coder-1.5b 12.5 points on 40 dev events when they showed the placeholder."""
+    from .parsing import is_optional
+
+    return is_optional(annotation)[1] is str
+
+
 class Adapter:
     name = "adapter"
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, ParseError
-from .base import NOT_SUPPLIED, Adapter
+from .base import NOT_SUPPLIED, Adapter, demo_shows_missing
 from .parsing import coercer, is_structured, literal_choices, render_value, short_type, type_note
 
 if TYPE_CHECKING:
@@ -100,9 +100,10 @@ class ChatAdapter(Adapter):
 
     def format_outputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
         parts = []
-        for name in signature.output_fields:
-            value = values.get(name, NOT_SUPPLIED)
-            parts.append(f"{header(name)}\n{render_value(value)}")
+        for name, f in signature.output_fields.items():
+            if name not in values and not demo_shows_missing(f.annotation):
+                continue
+            parts.append(f"{header(name)}\n{render_value(values.get(name, NOT_SUPPLIED))}")
         parts.append(header("completed"))
         return "\n\n".join(parts)
 

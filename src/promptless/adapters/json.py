@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParseError
-from .base import NOT_SUPPLIED, Adapter
+from .base import NOT_SUPPLIED, Adapter, demo_shows_missing
 from .parsing import coerce, json_schema, parse_json_text, render_value, short_type, to_jsonable, type_note
 
 if TYPE_CHECKING:
@@ -55,7 +55,8 @@ class JSONAdapter(Adapter):
         )
 
     def format_outputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
-        obj = {n: to_jsonable(values[n]) if n in values else NOT_SUPPLIED for n in signature.output_fields}
+        obj = {n: to_jsonable(values[n]) if n in values else NOT_SUPPLIED
+               for n, f in signature.output_fields.items() if n in values or demo_shows_missing(f.annotation)}
         return json.dumps(obj, ensure_ascii=False)
 
     def final_user(self, signature: type[Signature], inputs: Mapping[str, Any]) -> str:
