@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -110,6 +111,8 @@ def run_promptless(steps: list[str], redo: bool, threads: int) -> None:
         if step == "baseline":
             _save(key, {"dev": dev_eval(make_classifier(lm=lm))})
             continue
+        if redo:  # a fresh search: the old run directory may hold another prompt format, or the old result
+            shutil.rmtree(RUNS / step, ignore_errors=True)
         opt, extra = optimizer_for(step)
         t0 = time.perf_counter()
         optimized = opt.compile(make_classifier(lm=lm), trainset=train, **extra)
