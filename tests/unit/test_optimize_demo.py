@@ -69,3 +69,14 @@ def test_the_demo_command_optimizes_by_default(tmp_path, monkeypatch, capsys):
     assert "Optimizing" in text and "10/10 predictions identical" in text
     assert re.search(r"Accuracy on dev: [\d.]+% -> 100\.0%", text)
     assert (out / "classifier_optimized.json").exists() and (out / "scripted_dev_optimized.json").exists()
+
+
+def test_optimizing_on_the_split_it_evaluates_is_flagged(tmp_path, monkeypatch, capsys):
+    from promptless.cli import main
+
+    lm = _scripted()
+    monkeypatch.setattr(pl, "LM", lambda model, **options: lm)
+    code = main(["demo", "--model", "openai/scripted", "--split", "train", "--limit", "4", "--out",
+                 str(tmp_path), "--no-progress", "--show", "0", "--max-calls", "20"])
+    assert code == 0
+    assert "score after optimization is optimistic" in capsys.readouterr().out

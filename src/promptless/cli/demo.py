@@ -193,6 +193,9 @@ def optimize_stage(run: DemoRun) -> int:
         f"[bold]Optimizing[/bold] the instruction with MIPROv2 (light, instruction-only): {len(trainset)} training "
         f"and {len(valset)} validation examples of the train split, prompt model [bold]{prompt_name}[/bold]"
     )
+    if args.split == "train":
+        console.print("[yellow]Note: the optimizer learns from the train split, the one evaluated here, so the "
+                      "score after optimization is optimistic; --split dev or test gives a fair one.[/yellow]")
     if args.run_dir:
         console.print(f"Checkpoints in {args.run_dir}: the same command resumes an interrupted search.")
     elif not args.no_cache:
