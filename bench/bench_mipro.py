@@ -256,6 +256,8 @@ LABELS = {
     "promptless/baseline": "promptless, no optimizer",
     "promptless/mipro0": "promptless MIPROv2 light, instruction-only",
     "promptless/mipro2": "promptless MIPROv2 light, up to 2 demos",
+    "promptless/mipro2_placeholder_demos": "promptless MIPROv2 light, up to 2 demos, before demos left out missing "
+                                           "typed fields",
     "promptless/labeled": "promptless LabeledFewShot(k=4)",
     "promptless/bootstrap": "promptless BootstrapFewShot(4 bootstrapped)",
     "promptless/random": "promptless BootstrapFewShotWithRandomSearch(3 candidates)",
