@@ -117,9 +117,7 @@ def prepare(args: argparse.Namespace) -> DemoRun:
     if args.threads is not None and args.threads < 1:
         raise ConfigurationError(f"--threads must be 1 or more, got {args.threads}")
     if getattr(args, "optimize", False):  # checked now, not after a long first evaluation
-        n_train = len(load_events("train"))
-        if not 1 <= args.train_size < n_train:
-            raise ConfigurationError(f"--train-size must be between 1 and {n_train - 1}, got {args.train_size}")
+        check_train_size(args.train_size, len(load_events("train")))
         if args.max_calls is not None and args.max_calls < 1:
             raise ConfigurationError(f"--max-calls must be 1 or more, got {args.max_calls}")
     console = Console()
@@ -173,15 +171,13 @@ def optimize_stage(run: DemoRun) -> int:
     import logging
 
     import promptless as pl
-    from promptless.errors import ConfigurationError
     from promptless.evaluate import Evaluate, display_table
     from promptless.tasks import category_match, load_events, make_classifier
 
     args, console = run.args, run.console
     train_all = load_events("train")
     n_train = args.train_size
-    if n_train < 1 or n_train >= len(train_all):
-        raise ConfigurationError(f"--train-size must be between 1 and {len(train_all) - 1}, got {n_train}")
+    check_train_size(n_train, len(train_all))
     trainset, valset = train_all[:n_train], train_all[n_train:]
     prompt_model = run.lm
     prompt_name = run.model
@@ -266,6 +262,14 @@ def optimize_stage(run: DemoRun) -> int:
         console.print("[red]the reloaded classifier predicts differently; see the saved JSON[/red]")
         return 1
     return 0
+
+
+def check_train_size(n: int, total: int) -> None:
+    """``--train-size`` leaves at least one training example for the proposals and one for validation."""
+    from promptless.errors import ConfigurationError
+
+    if not 1 <= n < total:
+        raise ConfigurationError(f"--train-size must be between 1 and {total - 1}, got {n}")
 
 
 def _pct(value: float | None) -> str:

@@ -65,8 +65,7 @@ class Budget:
         self.cost = 0.0
         self.by_role: dict[str, int] = {}
         self.replayed_calls = 0
-        self.fresh_calls = 0  # calls made by this process (not charged from an earlier one)
-        self.fresh_cost = 0.0
+        self.replayed_cost = 0.0
         self._reserved = 0
         self._lock = threading.Lock()
         self.hit = False
@@ -105,8 +104,6 @@ class Budget:
             self._reserved -= 1
             self.calls += calls
             self.cost += cost
-            self.fresh_calls += calls
-            self.fresh_cost += cost
             self.by_role[role] = self.by_role.get(role, 0) + calls
 
     def charge(self, calls: int, cost: float = 0.0) -> None:
@@ -117,6 +114,7 @@ class Budget:
             self.calls += calls
             self.cost += cost
             self.replayed_calls += calls
+            self.replayed_cost += cost
 
     def check(self) -> None:
         """Raise BudgetExceededError if nothing is left (used between steps)."""
@@ -338,8 +336,8 @@ class Run:
     def record_lost(self) -> None:
         """Store the calls this process paid for that no record holds (an example cut off by the budget, a
         step that failed), so a resumed run counts them and stops where an uninterrupted one would."""
-        calls = self.budget.fresh_calls - self.store.fresh_calls
-        cost = self.budget.fresh_cost - self.store.fresh_cost
+        calls = self.budget.calls - self.budget.replayed_calls - self.store.fresh_calls
+        cost = self.budget.cost - self.budget.replayed_cost - self.store.fresh_cost
         if calls > 0 or cost > 1e-12:
             self.store.put("lost", f"{self.store.count('lost'):05d}", {"calls": max(calls, 0)},
                            calls=max(calls, 0), cost=max(cost, 0.0))

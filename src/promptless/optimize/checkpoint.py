@@ -21,7 +21,8 @@ an identical candidate from being scored twice on the same example.
 
 Rows loaded from an earlier process are charged to the budget when first
 reused (``take_previous_cost``), and ``lost`` rows when the run resumes, so a
-resumed run stops where an uninterrupted one would. Without ``run_dir`` the store lives in memory.
+resumed run stops where an uninterrupted one would. Without ``run_dir`` the
+store lives in memory.
 
 Each write is its own transaction (WAL mode), so a kill loses at most the rows
 being written at that instant.
