@@ -16,8 +16,9 @@ import promptless as pl
 from promptless.errors import BudgetExceededError, ConfigurationError
 from promptless.lm.cache import Cache
 from promptless.optimize import BootstrapFewShotWithRandomSearch, LabeledFewShot, MIPROv2
-from promptless.optimize.base import Budget, GuardedLM, example_key, program_fingerprint
+from promptless.optimize.budget import Budget, GuardedLM
 from promptless.optimize.checkpoint import RunStore, count_trials
+from promptless.optimize.fingerprint import example_key, program_fingerprint
 from promptless.optimize.progress import Progress
 
 CATS = ["Wars and Conflicts", "Science and Innovation", "Economic Events", "Politics and Governance"]

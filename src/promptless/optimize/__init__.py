@@ -11,8 +11,9 @@ is shown.
 
 from __future__ import annotations
 
-from .base import Budget, Optimizer
+from .base import Optimizer
 from .bootstrap import BootstrapFewShot
+from .budget import Budget
 from .fewshot import LabeledFewShot
 from .knn import KNNFewShot
 from .mipro import MIPROv2

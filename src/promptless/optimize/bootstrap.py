@@ -21,9 +21,12 @@ from .. import settings
 from ..adapters.parsing import to_jsonable
 from ..data import Example
 from ..errors import BudgetExceededError, ConfigurationError, PromptlessError
+from ..evaluate.scoring import Metric, call_metric, metric_name
 from ..modules.module import Module
-from .base import Metric, Optimizer, Run, call_metric, example_key, metric_name, program_fingerprint, score_candidate
+from .base import Optimizer, score_candidate
 from .fewshot import labeled_demos
+from .fingerprint import example_key, program_fingerprint
+from .run import Run
 
 
 @dataclass
@@ -262,7 +265,7 @@ class BootstrapFewShot(Optimizer):
             max_labeled_demos=self.max_labeled_demos, max_rounds=self.max_rounds, max_errors=self.max_errors,
         )
         program = demos.apply(student.deepcopy())
-        run.notes["candidates"] = {"demo_sets": [demos.describe()]}
+        run.notes.candidates = {"demo_sets": [demos.describe()]}
         if valset and self.metric is not None and run.stopped != "budget":
             run.progress.update(stage="scoring")
             self._score_baseline(run, student, valset)

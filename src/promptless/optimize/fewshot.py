@@ -7,7 +7,8 @@ from typing import Any
 
 from ..data import Example
 from ..modules.module import Module
-from .base import Optimizer, Run, score_candidate
+from .base import Optimizer, score_candidate
+from .run import Run
 
 
 def labeled_demos(trainset: list[Example], k: int, *, sample: bool = True, seed: int = 0) -> list[Example]:

@@ -24,7 +24,8 @@ from typing import Any
 from ..data import Example
 from ..errors import ConfigurationError
 from ..modules.module import Module
-from .base import Optimizer, Run, score_candidate
+from .base import Optimizer, score_candidate
+from .run import Run
 
 
 def input_text(values: Any, keys: Sequence[str]) -> str:

@@ -50,11 +50,14 @@ from typing import Any
 
 from ..data import Example
 from ..errors import BudgetExceededError, ConfigurationError
+from ..evaluate.scoring import Metric
 from ..modules.module import Module
-from .base import Metric, Optimizer, Run, example_key, program_fingerprint
+from .base import Optimizer
 from .bootstrap import demo_candidates
+from .fingerprint import example_key, program_fingerprint
 from .proposer import TIPS, InstructionProposer, mistakes_text
 from .result import Trial
+from .run import Run
 
 AUTO_PRESETS: dict[str, dict[str, int]] = {
     "light": {"num_candidates": 6, "num_trials": 10, "minibatch_size": 20, "minibatch_full_eval_steps": 10,
@@ -259,7 +262,7 @@ class MIPROv2(Optimizer):
                  teacher: Module | None, **kwargs: Any) -> Module:
         opts = self._resolved()
         train, val = self._split(trainset, valset, opts["valset_cap"])
-        run.notes["valset"] = val  # the examples actually scored (capped or split from trainset)
+        run.notes.valset = val  # the examples actually scored (capped or split from trainset)
         names = [n for n, _ in student.named_predictors()]
 
         # 1. baseline
@@ -267,7 +270,7 @@ class MIPROv2(Optimizer):
         baseline = self._score_baseline(run, student, val)
         if baseline is None:
             return student.deepcopy()
-        full: dict[str, float] = run.notes.setdefault("full_scores", {})
+        full = run.notes.full_scores
         n = int(opts["num_candidates"])
 
         # 2. demo candidates (none at all for an instruction-only search)
@@ -294,7 +297,7 @@ class MIPROv2(Optimizer):
         run.progress.update(stage="proposing instructions")
         feedback = ""
         if self.feedback:  # the baseline's validation results, already scored: no extra call
-            base_fp = run.notes["baseline_fingerprint"]
+            base_fp = run.notes.baseline_fingerprint
             rows = [None if (rec := run.store.get("score", f"{base_fp}/{example_key(ex)}")) is None else rec.value
                     for ex in val]
             feedback = mistakes_text(val, rows, seed=self.seed)
@@ -360,10 +363,11 @@ class MIPROv2(Optimizer):
             study = optuna.create_study(direction="maximize", sampler=sampler)
             study.add_trial(optuna.trial.create_trial(params={k: 0 for k in dims}, distributions=dists,
                                                       value=baseline))
-        base_fp = run.notes["baseline_fingerprint"]
-        seen: dict[str, dict[str, int]] = {base_fp: {k: 0 for k in dims}}  # fingerprint -> params, first seen order
+        base_fp = run.notes.baseline_fingerprint
+        assert base_fp is not None
+        seen = run.notes.combos  # fingerprint -> params, in first-seen order
+        seen[base_fp] = {k: 0 for k in dims}
         seen_combos: set[tuple[int, ...]] = {tuple(0 for _ in dims)}
-        run.notes["combos"] = seen
         scored = 0
         asks = 0
         max_asks = 3 * num_trials + 10
@@ -401,7 +405,7 @@ class MIPROv2(Optimizer):
                 except BudgetExceededError:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     raise
-                full[fp] = t.score  # type: ignore[assignment]
+                run.notes.add_full_score(fp, t.score)
                 value = float(t.score or 0.0)
             study.tell(trial, value)
             scored += 1
@@ -426,7 +430,8 @@ class MIPROv2(Optimizer):
     def _full_eval_step(self, run: Run, student: Module, val: list[Example], instr: dict[str, list[str]],
                         demos: dict[str, list[list[Example]]], seen: dict[str, dict[str, int]],
                         full: dict[str, float]) -> None:
-        base_fp = run.notes["baseline_fingerprint"]
+        base_fp = run.notes.baseline_fingerprint
+        assert base_fp is not None
         order = list(seen)
         pending = [fp for fp in order if fp not in full]
         if not pending:
@@ -441,22 +446,22 @@ class MIPROv2(Optimizer):
                 continue  # behind the best program on the same examples: not worth a full evaluation
             program = self._build(student, seen[fp], instr, demos)
             t = run.trial("full", seen[fp], fp, val, program)
-            full[fp] = t.score  # type: ignore[assignment]
+            run.notes.add_full_score(fp, t.score)
             return
 
     def _finish(self, run: Run, student: Module, instr: dict[str, list[str]],
                 demos: dict[str, list[list[Example]]], demo_labels: list[str],
                 proposer: InstructionProposer | None = None) -> Module:
-        full: dict[str, float] = run.notes.get("full_scores", {})
-        seen: dict[str, dict[str, int]] = run.notes.get("combos", {})
-        base_fp = run.notes.get("baseline_fingerprint")
+        full = run.notes.full_scores
+        seen = run.notes.combos
+        base_fp = run.notes.baseline_fingerprint
         best_fp, best_score = base_fp, full.get(base_fp, float("-inf")) if base_fp else float("-inf")
         for fp in seen:
             if fp in full and full[fp] > best_score:
                 best_fp, best_score = fp, full[fp]
         params = seen.get(best_fp or "", {})
-        run.notes["best_params"] = dict(params)
-        run.notes["candidates"] = {
+        run.notes.best_params = dict(params)
+        run.notes.candidates = {
             "instructions": instr,
             "demo_sets": demo_labels,
             "demo_set_sizes": {name: [len(d) for d in sets] for name, sets in demos.items()},

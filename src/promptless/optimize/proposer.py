@@ -26,7 +26,7 @@ from ..signature import InputField, OutputField, Signature
 if TYPE_CHECKING:
     from ..modules.module import Module
     from ..modules.predict import Predict
-    from .base import Run
+    from .run import Run
 
 TIPS: tuple[str, ...] = (
     "Fix the mistakes shown: say what the program gets wrong now and how to get it right.",

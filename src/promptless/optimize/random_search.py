@@ -11,9 +11,12 @@ from typing import Any
 
 from ..data import Example
 from ..errors import BudgetExceededError, ConfigurationError
+from ..evaluate.scoring import Metric
 from ..modules.module import Module
-from .base import Metric, Optimizer, Run, program_fingerprint
+from .base import Optimizer
 from .bootstrap import DemoSet, demo_candidates
+from .fingerprint import program_fingerprint
+from .run import Run
 
 
 class BootstrapFewShotWithRandomSearch(Optimizer):
@@ -76,13 +79,12 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
                 f"BootstrapFewShotWithRandomSearch.compile() got unexpected option(s): {', '.join(sorted(kwargs))}"
             )
         val = valset or trainset
-        run.notes["valset"] = val
+        run.notes.valset = val
         run.progress.update(stage="baseline")
         best_score = self._score_baseline(run, student, val)
         best_program: Module = student.deepcopy()
         if best_score is None:
             return best_program
-        full = run.notes.setdefault("full_scores", {})
         described = []
         n = self.num_candidate_programs + 3
         candidate_sets: list[DemoSet] = []
@@ -108,11 +110,11 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
             except BudgetExceededError:
                 run.stopped = "budget"
                 break
-            full[fp] = t.score
+            run.notes.add_full_score(fp, t.score)
             if t.score is not None and t.score > best_score:
                 best_score, best_program = t.score, program
-                run.notes["best_params"] = params
-        run.notes["candidates"] = {"demo_sets": described}
+                run.notes.best_params = params
+        run.notes.candidates = {"demo_sets": described}
         return best_program
 
 
