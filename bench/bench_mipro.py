@@ -100,6 +100,8 @@ def run_promptless(steps: list[str], redo: bool, threads: int) -> None:
 
     import logging
 
+    from promptless.optimize.report import write_report
+
     logging.basicConfig(level=logging.INFO, format="  %(message)s", stream=sys.stdout)
     done = _load()
     for step in steps:
@@ -118,7 +120,7 @@ def run_promptless(steps: list[str], redo: bool, threads: int) -> None:
         optimized = opt.compile(make_classifier(lm=lm), trainset=train, **extra)
         search_seconds = time.perf_counter() - t0
         r = optimized.optimization
-        r.report(RUNS / f"{step}.html")
+        write_report(r, RUNS / f"{step}.html")
         record = {
             "optimizer": r.optimizer,
             "search_seconds": round(search_seconds, 1),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import promptless as pl
+from promptless.optimize import write_report
 from promptless.tasks import category_match, load_events, make_classifier
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,7 @@ def test_mipro_instruction_only_with_a_real_model(smollm2_path, tmp_path):
     path = program.save(tmp_path / "classify.json")
     fresh = make_classifier(lm=lm).load(path)
     assert fresh.signature.instructions == program.signature.instructions
-    assert "<svg" in r.report(tmp_path / "run.html").read_text()
+    assert "<svg" in write_report(r, tmp_path / "run.html").read_text()
     # the same call again resumes from the run directory: nothing is paid twice
     with pl.track_usage() as again:
         opt.compile(make_classifier(), trainset=train, valset=dev)

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 import promptless as pl
-from promptless.optimize import MIPROv2
+from promptless.optimize import MIPROv2, write_report
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ def _run_report(tmp_path):
                   minibatch_size=10, minibatch_full_eval_steps=3)
     program = opt.compile(pl.Predict(Classify), trainset=data[:20], valset=data[20:])
     result = program.optimization
-    return result, result.report(tmp_path / "run.html")
+    return result, write_report(result, tmp_path / "run.html")
 
 
 def test_report_renders_in_headless_chromium(tmp_path):

@@ -365,3 +365,38 @@ def test_calls_cut_off_mid_example_are_counted_when_the_run_resumes(tmp_path):
     assert len(again_lm.requests) == 0
     assert again.optimization.calls == 8 and again.optimization.stopped == "budget"
     assert again.signature.instructions == first.signature.instructions
+
+
+def _optimize_imports() -> dict[str, set[str]]:
+    """Every import between the optimizer modules, lazy and TYPE_CHECKING ones included."""
+    import ast
+    from pathlib import Path
+
+    import promptless.optimize
+
+    root = Path(promptless.optimize.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in sorted(root.glob("*.py")):
+        name = path.stem
+        graph[name] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                targets = [node.module] if node.module else [a.name for a in node.names]
+                graph[name].update(t.split(".")[0] for t in targets)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("promptless.optimize."):
+                graph[name].add(node.module.split(".")[2])
+    return graph
+
+
+def test_the_optimizer_modules_import_each_other_without_a_circle():
+    graph = _optimize_imports()
+    assert "report" not in graph["result"]  # the report reads the result; the result knows nothing of it
+
+    def visit(node: str, path: list[str]) -> None:
+        assert node not in path, "import circle: " + " -> ".join([*path, node])
+        for nxt in graph.get(node, ()):
+            if nxt != "__init__":
+                visit(nxt, [*path, node])
+
+    for name in graph:
+        visit(name, [])

@@ -9,7 +9,7 @@ import pytest
 
 import promptless as pl
 from promptless.errors import ConfigurationError
-from promptless.optimize import MIPROv2
+from promptless.optimize import MIPROv2, write_report
 from promptless.optimize.mipro import AUTO_PRESETS
 
 CATS = ["Wars and Conflicts", "Science and Innovation", "Economic Events", "Politics and Governance"]
@@ -285,7 +285,7 @@ def test_report_of_a_mipro_run(tmp_path):
     train, dev, task, prompt = setup()
     out = MIPROv2(metric, prompt_model=prompt, task_model=task, max_bootstrapped_demos=0,
                   max_labeled_demos=0).compile(pl.Predict(Classify), trainset=train, valset=dev)
-    page = out.optimization.report(tmp_path / "run.html").read_text()
+    page = write_report(out.optimization, tmp_path / "run.html").read_text()
     assert page.count('class="trial-point') == len(out.optimization.trials)
     assert "CLUE" in page and "<script" not in page
     assert re.search(r"""(src|href)=["']?https?:""", page) is None

@@ -237,7 +237,9 @@ def optimize_stage(run: DemoRun) -> int:
     saved = optimized.save(run.out_dir / "classifier_optimized.json",
                            metadata={"optimizer": "MIPROv2", "auto": "light", "task_model": run.model,
                                      "prompt_model": prompt_name, "score": result.score, "split": args.split})
-    report = opt.report(run.out_dir / "optimization_report.html")
+    from promptless.optimize.report import write_report
+
+    report = write_report(opt, run.out_dir / "optimization_report.html")
     run.files += [saved, report]
 
     # the saved JSON, loaded into a fresh classifier, must predict the same

@@ -197,7 +197,9 @@ def run_optimize(args: argparse.Namespace) -> int:
         path = optimized.save(args.out, metadata=meta)
         print(f"optimized program saved to {path} (load it with program.load({str(path)!r}))")
     if args.report:
-        print(f"report: {result.report(args.report)}")
+        from promptless.optimize.report import write_report
+
+        print(f"report: {write_report(result, args.report)}")
     if args.result:
         print(f"run record: {result.to_json(args.result)}")
     return 0

@@ -3,7 +3,7 @@
     opt = pl.MIPROv2(metric=exact, auto="light", prompt_model=big_lm, task_model=small_lm,
                      max_bootstrapped_demos=0, max_labeled_demos=0)
     better = opt.compile(program, trainset=train, valset=dev)
-    better.optimization.report("run.html")
+    write_report(better.optimization, "run.html")
 
 Nothing heavy is imported here: optuna is imported by MIPROv2 when it searches, rich when the live display
 is shown.
@@ -19,6 +19,7 @@ from .knn import KNNFewShot
 from .mipro import MIPROv2
 from .proposer import clean_instruction
 from .random_search import BootstrapFewShotWithRandomSearch
+from .report import write_report
 from .result import OptimizationResult, Trial
 
 Teleprompter = Optimizer
@@ -35,4 +36,5 @@ __all__ = [
     "Teleprompter",
     "Trial",
     "clean_instruction",
+    "write_report",
 ]

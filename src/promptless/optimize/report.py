@@ -1,5 +1,8 @@
 """One self-contained HTML page for an optimization run: inline CSS and SVG, no scripts, nothing fetched.
 
+    from promptless.optimize import write_report
+    write_report(program.optimization, "run.html")
+
 Sections: the summary (baseline, optimized, calls, cost, time), the score of every trial as a plot, the best
 instructions and demos per predictor, the candidates, the trials table, the baseline against the optimized
 program on every validation example, and the LM usage.
@@ -9,10 +12,10 @@ from __future__ import annotations
 
 import html
 import json
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
-if TYPE_CHECKING:
-    from .result import OptimizationResult, Trial
+from .result import OptimizationResult, Trial
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0 auto;max-width:1100px;padding:24px;
@@ -235,6 +238,14 @@ def render_report(result: OptimizationResult) -> str:
     return "\n".join(out)
 
 
+def write_report(result: OptimizationResult, path: str | Path) -> Path:
+    """Write ``result`` as one self-contained HTML page (inline SVG and CSS, no scripts) and return its path."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(render_report(result), encoding="utf-8")
+    return p
+
+
 def _delta(row: dict[str, Any]) -> float:
     b, o = row.get("baseline"), row.get("optimized")
     if not b or not o:
@@ -242,4 +253,4 @@ def _delta(row: dict[str, Any]) -> float:
     return float(o.get("score") or 0) - float(b.get("score") or 0)
 
 
-__all__ = ["plot_svg", "render_report"]
+__all__ = ["plot_svg", "render_report", "write_report"]

@@ -1,4 +1,7 @@
-"""What an optimization run leaves behind: its trials, scores, best prompts, usage, and an HTML report."""
+"""What an optimization run leaves behind: its trials, scores, best prompts and usage.
+
+``report.write_report(result, path)`` writes it as one HTML page; this module knows nothing of that page.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ class Trial:
 
 @dataclass
 class OptimizationResult:
-    """The record of one ``compile`` run; ``report(path)`` writes it as one self-contained HTML page."""
+    """The record of one ``compile`` run (``write_report(result, path)`` writes it as one HTML page)."""
 
     optimizer: str
     settings: dict[str, Any]
@@ -111,15 +114,6 @@ class OptimizationResult:
             f"OptimizationResult(optimizer={self.optimizer!r}, baseline={self.baseline_score}, "
             f"final={self.final_score}, trials={len(self.trials)}, calls={self.calls}, stopped={self.stopped!r})"
         )
-
-    def report(self, path: str | Path) -> Path:
-        """Write one self-contained HTML page (inline SVG and CSS, no scripts) and return its path."""
-        from .report import render_report
-
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(render_report(self), encoding="utf-8")
-        return p
 
 
 __all__ = ["OptimizationResult", "Trial"]
