@@ -37,13 +37,29 @@ def main(argv: list[str] | None = None) -> int:
     from promptless.errors import PromptlessError
 
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that went away (`promptless models list | head`) shows up here
+        return code
+    except BrokenPipeError:
+        _drop_stdout()
+        return 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader left
     except PromptlessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush does not hit the closed pipe again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (captured in tests)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover
