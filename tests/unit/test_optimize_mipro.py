@@ -315,3 +315,118 @@ def test_proposals_are_grounded_in_the_baselines_mistakes_and_every_label():
             feedback=False).compile(pl.Predict(Classify), trainset=train, valset=dev)
     text = "".join(r.messages[-1].content for r in prompt2.requests)
     assert "Some mistakes" not in text and "Fix the mistakes shown" not in text
+
+
+# -- DSPy's option names: each does what it says, or is refused -------------------------------------------
+
+
+def _field(request, name: str) -> str:
+    text = request.messages[-1].content
+    return re.search(rf"\[\[ ## {name} ## \]\]\n(.*?)(?:\n\n(?:\[\[|Reply with)|\Z)", text, re.S).group(1).strip()
+
+
+def test_teacher_settings_lm_makes_the_bootstrap_traces():
+    train, dev, task, prompt = setup(n_train=8, n_dev=12)
+    gold = {ex.event: ex.category for ex in train + dev}
+    teacher = TaskLM(gold, lambda ins, n, e: True)
+    out = MIPROv2(metric, prompt_model=prompt, task_model=task, auto=None, num_candidates=3, num_trials=2,
+                  max_bootstrapped_demos=2, max_labeled_demos=0, teacher_settings={"lm": teacher}, progress=False,
+                  ).compile(pl.Predict(Classify), trainset=train, valset=dev)
+    assert teacher.calls, "the teacher LM made no call"
+    assert {e for _, _, e in teacher.calls} <= {ex.event for ex in train}  # it only bootstraps
+    assert not any(e in {ex.event for ex in train} and n == 0 for _, n, e in task.calls)
+    assert out.optimization.settings["teacher_settings"] == {"lm": "scripted"}
+
+
+def test_teacher_settings_that_cannot_apply_are_refused():
+    with pytest.raises(ConfigurationError, match="teacher_settings has temperature"):
+        MIPROv2(metric, teacher_settings={"temperature": 1.0})
+    with pytest.raises(ConfigurationError, match="must be a dict"):
+        MIPROv2(metric, teacher_settings=["lm"])  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="max_bootstrapped_demos=0"):
+        MIPROv2(metric, teacher_settings={"lm": pl.ScriptedLM("x")}, max_bootstrapped_demos=0)
+    MIPROv2(metric, teacher_settings={}, max_bootstrapped_demos=0)  # nothing asked for: fine
+
+
+def test_track_stats_false_and_permission_prompts_are_refused():
+    MIPROv2(metric, track_stats=True)
+    with pytest.raises(ConfigurationError, match=r"track_stats=False.*program\.optimization"):
+        MIPROv2(metric, track_stats=False)
+    train, dev, task, prompt = setup(n_train=4, n_dev=4)
+    opt = MIPROv2(metric, prompt_model=prompt, task_model=task, max_bootstrapped_demos=0, max_labeled_demos=0)
+    with pytest.raises(ConfigurationError, match=r"requires_permission_to_run=True.*max_lm_calls"):
+        opt.compile(pl.Predict(Classify), trainset=train, valset=dev, requires_permission_to_run=True)
+    assert not task.requests  # refused before any call
+
+
+@pytest.mark.parametrize(("option", "field", "kept"), [
+    ("program_aware_proposer", "program", "A program of one step"),
+    ("fewshot_aware_proposer", "examples", "event: event number"),
+    ("data_aware_proposer", "data_summary", "training examples"),
+    ("tip_aware_proposer", "tip", ""),
+])
+def test_proposer_switches_leave_their_grounding_out(option, field, kept):
+    def proposal_fields(**options):
+        train, dev, task, prompt = setup(n_train=8, n_dev=8)
+        MIPROv2(metric, prompt_model=prompt, task_model=task, auto=None, num_candidates=3, num_trials=1,
+                max_bootstrapped_demos=0, max_labeled_demos=0, feedback=False, progress=False,
+                ).compile(pl.Predict(Classify), trainset=train, valset=dev, **options)
+        return [_field(r, field) for r in prompt.requests]
+
+    on, off = proposal_fields(**{option: True}), proposal_fields(**{option: False})
+    assert len(on) == len(off) == 2
+    assert all(text in ("(not given)", "(none)") for text in off)
+    assert all(text not in ("(not given)", "(none)") and kept in text for text in on)
+
+
+def test_proposer_switches_must_be_booleans_and_agree_with_the_constructor():
+    train, dev, task, prompt = setup(n_train=4, n_dev=4)
+    opt = MIPROv2(metric, prompt_model=prompt, task_model=task, max_bootstrapped_demos=0, max_labeled_demos=0,
+                  data_summary=False)
+    with pytest.raises(ConfigurationError, match="program_aware_proposer must be True or False"):
+        opt.compile(pl.Predict(Classify), trainset=train, valset=dev, program_aware_proposer="yes")
+    with pytest.raises(ConfigurationError, match=r"data_aware_proposer=True.*data_summary=False"):
+        opt.compile(pl.Predict(Classify), trainset=train, valset=dev, data_aware_proposer=True)
+    with pytest.raises(ConfigurationError, match=r"view_data_batch_size=5.*data_summary='lm'"):
+        opt.compile(pl.Predict(Classify), trainset=train, valset=dev, view_data_batch_size=5)
+    assert not task.requests
+
+
+def test_view_data_batch_size_is_how_many_examples_the_summary_reads():
+    train, dev, task, _ = setup(n_train=12, n_dev=8)
+
+    def prompt_fn(messages):
+        if "[[ ## summary ## ]]" in messages[0].content or "summary" in messages[0].content.split("Task:")[-1]:
+            return "[[ ## summary ## ]]\nEvents and their categories.\n\n[[ ## completed ## ]]"
+        return "[[ ## proposed_instruction ## ]]\nFind the CLUE.\n\n[[ ## completed ## ]]"
+
+    prompt = pl.ScriptedLM(prompt_fn)
+    MIPROv2(metric, prompt_model=prompt, task_model=task, auto=None, num_candidates=2, num_trials=1,
+            max_bootstrapped_demos=0, max_labeled_demos=0, data_summary="lm", progress=False,
+            ).compile(pl.Predict(Classify), trainset=train, valset=dev, view_data_batch_size=3)
+    summary_requests = [r for r in prompt.requests if "Describe this data set" in r.messages[0].content]
+    assert len(summary_requests) == 1
+    assert _field(summary_requests[0], "examples").count("event: ") == 3
+
+
+def test_provide_traceback_keeps_the_traceback_of_a_failed_example():
+    train, dev = make_data(4), make_data(6, start=1000)
+    gold = {ex.event: ex.category for ex in train + dev}
+
+    def fn(messages):
+        if event_of(messages).endswith("1003"):
+            raise RuntimeError("the backend fell over")
+        return f"[[ ## category ## ]]\n{gold[event_of(messages)]}\n\n[[ ## completed ## ]]"
+
+    def rows(**options):
+        r = MIPROv2(metric, prompt_model=PromptLM(PROPOSALS), task_model=pl.ScriptedLM(fn), auto=None,
+                    num_candidates=2, num_trials=1, max_bootstrapped_demos=0, max_labeled_demos=0, progress=False,
+                    ).compile(pl.Predict(Classify), trainset=train, valset=dev, **options).optimization
+        return [row["baseline"] for row in r.per_example if row["baseline"]["error"]]
+
+    plain, full = rows(), rows(provide_traceback=True)
+    assert len(plain) == len(full) == 1
+    assert "traceback" not in plain[0]
+    assert full[0]["error"] == plain[0]["error"] == "RuntimeError: the backend fell over"
+    assert full[0]["traceback"].startswith("Traceback (most recent call last):")
+    assert "the backend fell over" in full[0]["traceback"]

@@ -102,6 +102,14 @@ class MIPROv2(Optimizer):
     scored, so no extra call). ``max_lm_calls`` / ``max_cost`` /
     ``run_dir`` / ``num_threads``: see ``Optimizer``
     (DSPy's ``log_dir`` is taken as the run directory).
+
+    DSPy's names work as there: ``teacher_settings`` (``{"lm": ..., "adapter": ...}``: what the teacher runs with
+    while bootstrapping demos), ``track_stats=True`` (the run is always recorded in ``program.optimization``;
+    False is refused), and the ``compile`` options ``program_aware_proposer``, ``data_aware_proposer``,
+    ``tip_aware_proposer``, ``fewshot_aware_proposer`` (False leaves that grounding out of the proposals),
+    ``view_data_batch_size`` (examples the prompt model reads for ``data_summary="lm"``) and
+    ``provide_traceback`` (keep each failed example's traceback in the result). An option that cannot do what
+    it asks for raises ``ConfigurationError`` rather than being ignored.
     """
 
     def __init__(
@@ -145,7 +153,7 @@ class MIPROv2(Optimizer):
             raise ConfigurationError(f"auto must be one of {', '.join(AUTO_PRESETS)} or None, got {auto!r}")
         self.prompt_model = prompt_model
         self.task_model = task_model
-        self.teacher_settings = teacher_settings or {}
+        self.teacher_settings = _check_teacher_settings(teacher_settings)
         self.max_bootstrapped_demos = max_bootstrapped_demos
         self.max_labeled_demos = max_labeled_demos
         self.auto = auto
@@ -163,7 +171,19 @@ class MIPROv2(Optimizer):
         self.data_summary = data_summary
         self.proposal_max_tokens = proposal_max_tokens
         self.feedback = feedback
+        if track_stats is not True:
+            raise ConfigurationError(
+                f"track_stats={track_stats!r}: promptless always records the run (trials, scores, calls) in "
+                "program.optimization and optimizer.result, and cannot switch that off; drop track_stats"
+            )
         self.track_stats = track_stats
+        # DSPy's per-call proposer options (set by compile(), part of the run's identity)
+        self.program_aware_proposer = True
+        self.data_aware_proposer = True
+        self.tip_aware_proposer = True
+        self.fewshot_aware_proposer = True
+        self.view_data_batch_size: int | None = None
+        self.provide_traceback = False
         self._check_options()
 
     # -- options ----------------------------------------------------------------------------------------
@@ -193,6 +213,25 @@ class MIPROv2(Optimizer):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigurationError(f"{name} must be a whole number >= 1, got {value!r}")
+        for name in (*self._PROPOSER_FLAGS, "provide_traceback"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        v = self.view_data_batch_size
+        if v is not None:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigurationError(f"view_data_batch_size must be a whole number >= 1, got {v!r}")
+            if self.data_summary != "lm" or not self.data_aware_proposer:
+                raise ConfigurationError(
+                    f"view_data_batch_size={v} sets how many training examples the prompt model reads to "
+                    f"summarize the data, which only happens with data_summary='lm' (this run: "
+                    f"data_summary={self.data_summary!r}, data_aware_proposer={self.data_aware_proposer}); "
+                    "pass data_summary='lm' to MIPROv2, or drop view_data_batch_size"
+                )
+        if self.teacher_settings and self.max_bootstrapped_demos == 0:
+            raise ConfigurationError(
+                "teacher_settings set how the teacher runs while bootstrapping demos, but max_bootstrapped_demos=0 "
+                "bootstraps none; drop teacher_settings or allow bootstrapped demos"
+            )
 
     def settings_identity(self) -> dict[str, Any]:
         return {
@@ -212,13 +251,20 @@ class MIPROv2(Optimizer):
             "feedback": self.feedback,
             "prompt_model": _model_name(self.prompt_model),
             "task_model": _model_name(self.task_model),
+            "teacher_settings": {k: _model_name(v) if k == "lm" else type(v).__name__
+                                 for k, v in sorted(self.teacher_settings.items())},
+            **{name: getattr(self, name) for name in self._PROPOSER_FLAGS},
+            "view_data_batch_size": self.view_data_batch_size,
         }
 
     def _planned_trials(self) -> int | None:
         return int(self._resolved()["num_trials"])
 
+    _PROPOSER_FLAGS = ("program_aware_proposer", "data_aware_proposer", "tip_aware_proposer",
+                       "fewshot_aware_proposer")
     _COMPILE_OPTIONS = ("num_trials", "minibatch", "minibatch_size", "minibatch_full_eval_steps",
-                        "max_bootstrapped_demos", "max_labeled_demos", "seed", "num_candidates")
+                        "max_bootstrapped_demos", "max_labeled_demos", "seed", "num_candidates",
+                        *_PROPOSER_FLAGS, "view_data_batch_size", "provide_traceback")
 
     def compile(
         self,
@@ -231,20 +277,49 @@ class MIPROv2(Optimizer):
         **kwargs: Any,
     ) -> Module:
         """``compile(program, trainset=train, valset=dev)``; DSPy's per-call options (``num_trials``,
-        ``minibatch``, ``minibatch_size``, ``max_bootstrapped_demos``, ...) are accepted and override the
-        constructor's."""
-        unknown = sorted(set(kwargs) - set(self._COMPILE_OPTIONS) - {"program_aware_proposer", "data_aware_proposer",
-                                                                     "view_data_batch_size", "tip_aware_proposer",
-                                                                     "fewshot_aware_proposer", "provide_traceback"})
+        ``minibatch``, ``minibatch_size``, ``max_bootstrapped_demos``, the proposer switches, ...) are accepted
+        and override the constructor's."""
+        unknown = sorted(set(kwargs) - set(self._COMPILE_OPTIONS))
         if unknown:
             raise TypeError(f"MIPROv2.compile() got unexpected option(s): {', '.join(unknown)}")
+        if requires_permission_to_run is not False:
+            raise ConfigurationError(
+                "requires_permission_to_run=True: promptless does not stop to ask before a run; bound it instead "
+                "with max_lm_calls=... or max_cost=... (a budget stop returns the best program found so far)"
+            )
+        if kwargs.get("data_aware_proposer") is True and not self.data_summary:
+            raise ConfigurationError(
+                "data_aware_proposer=True asks for a data summary in the proposals, but this MIPROv2 has "
+                "data_summary=False; pass data_summary='stats' or 'lm' to MIPROv2"
+            )
+        if kwargs.get("tip_aware_proposer") is True and not self.tips:
+            raise ConfigurationError("tip_aware_proposer=True asks for writing tips, but this MIPROv2 has tips=(); "
+                                     "pass tips to MIPROv2 or drop tip_aware_proposer")
+        before = {name: getattr(self, name) for name in self._COMPILE_OPTIONS}
         for name in self._COMPILE_OPTIONS:
             if kwargs.get(name) is not None:
                 setattr(self, name, kwargs[name])
-        self._check_options()
+        try:
+            self._check_options()
+        except ConfigurationError:  # a refused option leaves the optimizer as it was
+            for name, value in before.items():
+                setattr(self, name, value)
+            raise
         return super().compile(student, trainset, valset=valset, teacher=teacher)
 
     # -- the run -------------------------------------------------------------------------------------------
+    def _teacher(self, student: Module, teacher: Module | None) -> Module | None:
+        """The program that bootstraps demos: ``teacher`` (or a copy of the student) with ``teacher_settings``."""
+        if not self.teacher_settings:
+            return teacher
+        program = (teacher if teacher is not None else student).deepcopy()
+        for p in program.predictors():
+            if "lm" in self.teacher_settings:
+                p.lm = self.teacher_settings["lm"]
+            if "adapter" in self.teacher_settings:
+                p.adapter = self.teacher_settings["adapter"]
+        return program
+
     def _split(self, trainset: list[Example], valset: list[Example], cap: int | None) -> tuple[list, list]:
         train, val = list(trainset), list(valset)
         if not val:
@@ -261,6 +336,7 @@ class MIPROv2(Optimizer):
     def _compile(self, run: Run, student: Module, trainset: list[Example], valset: list[Example],
                  teacher: Module | None, **kwargs: Any) -> Module:
         opts = self._resolved()
+        run.provide_traceback = self.provide_traceback
         train, val = self._split(trainset, valset, opts["valset_cap"])
         run.notes.valset = val  # the examples actually scored (capped or split from trainset)
         names = [n for n, _ in student.named_predictors()]
@@ -279,7 +355,7 @@ class MIPROv2(Optimizer):
         if self.max_bootstrapped_demos > 0 or self.max_labeled_demos > 0:
             run.progress.update(stage="demo candidates")
             sets = demo_candidates(
-                run, student, train, n, teacher=teacher, metric=self.metric, metric_threshold=self.metric_threshold,
+                run, student, train, n, teacher=self._teacher(student, teacher), metric=self.metric, metric_threshold=self.metric_threshold,
                 max_bootstrapped_demos=self.max_bootstrapped_demos, max_labeled_demos=self.max_labeled_demos,
                 max_rounds=self.max_rounds, max_errors=self.max_errors, seed=self.seed,
             )
@@ -302,8 +378,11 @@ class MIPROv2(Optimizer):
                     for ex in val]
             feedback = mistakes_text(val, rows, seed=self.seed)
         proposer = InstructionProposer(
-            run, student, train, seed=self.seed, tips=self.tips, init_temperature=self.init_temperature,
-            data_summary=self.data_summary, max_tokens=self.proposal_max_tokens, feedback=feedback,
+            run, student, train, seed=self.seed, tips=self.tips if self.tip_aware_proposer else (),
+            init_temperature=self.init_temperature,
+            data_summary=self.data_summary if self.data_aware_proposer else False,
+            max_tokens=self.proposal_max_tokens, feedback=feedback, program_aware=self.program_aware_proposer,
+            fewshot_aware=self.fewshot_aware_proposer, summary_examples=self.view_data_batch_size or 8,
         )
         instr: dict[str, list[str]] = {}
         try:
@@ -468,6 +547,23 @@ class MIPROv2(Optimizer):
             "rejected_proposals": proposer.rejected if proposer is not None else [],
         }
         return self._build(student, params, instr, demos)
+
+
+_TEACHER_KEYS = ("lm", "adapter")
+
+
+def _check_teacher_settings(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"teacher_settings must be a dict such as {{'lm': big_lm}}, got {value!r}")
+    unknown = sorted(str(k) for k in value if k not in _TEACHER_KEYS)
+    if unknown:
+        raise ConfigurationError(
+            f"teacher_settings has {', '.join(unknown)}, which the teacher cannot use; it takes "
+            f"{' and '.join(_TEACHER_KEYS)} (the LM and adapter the teacher runs with while bootstrapping demos)"
+        )
+    return {k: v for k, v in value.items() if v is not None}
 
 
 def _same_demos(a: list[Example], b: list[Example]) -> bool:

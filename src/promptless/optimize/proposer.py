@@ -330,6 +330,9 @@ class InstructionProposer:
         max_chars: int = 2500,
         max_tokens: int = 450,
         feedback: str = "",
+        program_aware: bool = True,
+        fewshot_aware: bool = True,
+        summary_examples: int = 8,
     ) -> None:
         if data_summary not in ("stats", "lm", False, None):
             raise ConfigurationError(f"data_summary must be 'stats', 'lm' or False, got {data_summary!r}")
@@ -344,6 +347,9 @@ class InstructionProposer:
         self.max_chars = max_chars
         self.max_tokens = max_tokens
         self.feedback = feedback
+        self.program_aware = program_aware  # describe the program to the prompt model
+        self.fewshot_aware = fewshot_aware  # show it worked examples
+        self.summary_examples = summary_examples  # examples it reads for data_summary="lm"
         self.rejected: list[dict[str, str]] = []
         self._summary: str | None = None
 
@@ -361,7 +367,7 @@ class InstructionProposer:
     def _lm_summary(self) -> dict[str, str]:
         from ..modules.predict import Predict
 
-        sample = random.Random(self.seed).sample(self.trainset, min(8, len(self.trainset)))
+        sample = random.Random(self.seed).sample(self.trainset, min(self.summary_examples, len(self.trainset)))
         text = "\n\n".join("\n".join(f"{k}: {v}" for k, v in ex.items()) for ex in sample)
         stats = stats_summary(self.trainset, self.program)
         try:
@@ -389,7 +395,8 @@ class InstructionProposer:
         if limit is None:  # one example per label for label-like outputs (up to 12), else 5
             labels = {repr([ex.get(n) for n in predictor.signature.output_fields if n in ex]) for ex in pool}
             limit = min(12, max(5, len(labels)))
-        examples = format_examples(varied(pool, predictor), predictor, limit)
+        examples = format_examples(varied(pool, predictor), predictor, limit) if self.fewshot_aware \
+            else "(not given)"
         proposer = Predict(
             ProposeInstruction,
             lm=self.run.prompt_lm(),
@@ -400,7 +407,7 @@ class InstructionProposer:
         )
         try:
             pred = proposer(
-                program=describe_program(self.program),
+                program=describe_program(self.program) if self.program_aware else "(not given)",
                 step=describe_step(name, predictor),
                 data_summary=self.data_summary(),
                 examples=examples,

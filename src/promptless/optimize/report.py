@@ -134,6 +134,8 @@ def _outcome(cell: dict[str, Any] | None) -> str:
     text = f'<b class="{mark}">{_e(round(score, 3) if isinstance(score, float) else score)}</b> '
     if cell.get("error"):
         text += f'<span class="bad">{_e(cell["error"])}</span>'
+        if cell.get("traceback"):
+            text += f'<pre class="traceback">{_e(cell["traceback"])}</pre>'
     elif cell.get("output") is not None:
         text += _e(cell["output"])
     return text

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -92,6 +93,7 @@ class Run:
         self.stopped = "completed"
         self.progress: Any = None
         self.notes = RunNotes()
+        self.provide_traceback = False  # keep each failed example's traceback in its score row
         self.student: Module | None = None
         if self.resumed:
             logger.info("resuming the run in %s", run_dir)
@@ -199,6 +201,7 @@ class Run:
             ex = examples[i]
             error = None
             pred = None
+            row: dict[str, Any] = {}
             with track_usage() as usage:
                 try:
                     pred = bound(**ex.inputs().to_dict())
@@ -206,15 +209,12 @@ class Run:
                     raise
                 except Exception as exc:  # a failed example scores 0; the error is kept for the report
                     error = f"{type(exc).__name__}: {exc}"
+                    if self.provide_traceback:
+                        row["traceback"] = short(traceback.format_exc().rstrip(), 4000)
             score = call_metric(metric, ex, pred) if pred is not None else 0.0
             output = {k: short(v) for k, v in pred.items()} if pred is not None else None
-            self.store.put(
-                "score",
-                f"{fp}/{keys[i]}",
-                {"score": score, "output": output, "error": short(error, 600) if error else None},
-                calls=usage.total.calls,
-                cost=usage.total.cost or 0.0,
-            )
+            row.update({"score": score, "output": output, "error": short(error, 600) if error else None})
+            self.store.put("score", f"{fp}/{keys[i]}", row, calls=usage.total.calls, cost=usage.total.cost or 0.0)
             return score
 
         with self.task_context():
