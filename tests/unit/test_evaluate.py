@@ -106,10 +106,26 @@ def test_metric_errors_and_bad_metric_values_are_row_errors():
     def returns_none(example, pred, trace=None):
         return None
 
-    result = pl.Evaluate(devset=devset(2), metric=returns_none, display_progress=False)(
+    def picky(example, pred, trace=None):
+        if example.question == "q-1":
+            raise KeyError("answr")
+        return None if example.question == "q-2" else True
+
+    result = pl.Evaluate(devset=devset(4), metric=picky, display_progress=False)(
         pl.Predict("question -> answer", lm=lm))
-    assert result.n_errors == 2
-    assert "a metric must return a bool or a number" in result.rows[0].error
+    assert result.n_errors == 2 and result.score == 50.0
+    assert result.rows[1].error == "KeyError in the metric: 'answr'"
+    assert result.rows[1].error_kind == "KeyError in the metric"
+    assert "a metric must return a bool or a number" in result.rows[2].error
+    # the program did answer: the row keeps its prediction
+    assert result.rows[1].prediction.answer == "answer-1" and result.rows[2].prediction.answer == "answer-2"
+    assert result.error_counts() == {"KeyError in the metric": 1, "ConfigurationError in the metric": 1}
+
+    with pytest.raises(EvaluationError, match="every one of the 2 examples failed") as info:
+        pl.Evaluate(devset=devset(2), metric=returns_none, display_progress=False)(
+            pl.Predict("question -> answer", lm=lm))
+    assert "a metric must return a bool or a number" in str(info.value)
+    assert [r.prediction.answer for r in info.value.result.rows] == ["answer-0", "answer-1"]
 
 
 def test_max_errors_stops_and_raises_with_the_partial_result():
@@ -152,8 +168,11 @@ def test_context_lm_reaches_worker_threads():
         result = evaluate(program)
     assert result.score == 100.0 and result.n_errors == 0
     assert len(lm.requests) == 12
-    outside = evaluate(program)  # outside the block there is no LM: every row fails, with the reason
-    assert outside.n_errors == 12 and "no LM is configured" in outside.rows[0].error
+    with pytest.raises(EvaluationError, match="no LM is configured") as info:
+        evaluate(program)  # outside the block there is no LM: the first failure stops the run, with the reason
+    outside = info.value.result
+    assert outside.stop_reason == "halted" and "no LM is configured" in outside.rows[0].error
+    assert outside.n_errors <= 4 and sum(r.skipped for r in outside.rows) >= 8  # 4 threads: at most 4 ran
 
 
 def test_usage_counts_only_this_run():
@@ -205,7 +224,9 @@ def test_export_json_and_csv_round_trip(tmp_path):
     raw = json.loads(path.read_text())
     assert raw["rows"][3] == {"index": 3, "inputs": {"question": "q-3"}, "labels": {"answer": "answer-3",
                               "tags": ["x", 3]}, "prediction": {"answer": "answer-3"}, "score": 1.0,
-                              "error": None, "skipped": False, "seconds": raw["rows"][3]["seconds"]}
+                              "error": None, "error_kind": None, "skipped": False,
+                              "seconds": raw["rows"][3]["seconds"]}
+    assert raw["rows"][2]["error_kind"] == "LMError" and loaded.rows[2].error_kind == "LMError"
 
     csv_path = result.to_csv(tmp_path / "r.csv")
     with csv_path.open(newline="") as fh:
@@ -279,7 +300,21 @@ def test_display_table_and_summary(capsys):
     display_table(result, 3, console=Console(file=buf, width=120))
     text = buf.getvalue()
     assert "first 3 of 4" in text and "predicted answer" in text and "gold answer" in text
-    assert "answer-0" in text and "error: LMError" in text and "q-3" not in text
+    assert "answer-0" in text and "LMError: backend down for q-1" in text and "q-3" not in text
+    assert re.search(r"┃ error\s*┃", text)
+
+
+def test_the_error_column_shows_when_no_row_succeeded():
+    from rich.console import Console
+
+    lm = echo_lm(fail={"q-0", "q-1", "q-2"})
+    with pytest.raises(EvaluationError) as info:
+        pl.Evaluate(devset=devset(3), metric=exact_match, display_progress=False)(
+            pl.Predict("question -> answer", lm=lm))
+    buf = io.StringIO()
+    display_table(info.value.result, None, console=Console(file=buf, width=160))
+    text = buf.getvalue()
+    assert "error" in text and text.count("LMError: backend down for q-") == 3
 
 
 def test_display_table_option_prints_rows(capsys):

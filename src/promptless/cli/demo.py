@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from promptless.cli.common import non_negative_int, normalize_model, positive_int
+
 DEFAULT_MODEL = "local/qwen2.5-coder-1.5b"
 DEFAULT_OUT = "promptless-demo"
 DEFAULT_SHOW = 8
@@ -47,14 +49,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="any LM string: local/<name>, local/<file.gguf>, openai/<model> "
                         f"(default: {DEFAULT_MODEL})")
     parser.add_argument("--split", default="dev", choices=("train", "dev", "test"), help="data split (default: dev)")
-    parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N examples of the split")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                        help="only the first N examples of the split (--limit 10 --no-optimize: a first result "
+                        "in about a minute)")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="examples run at once (default: 1 for local models, which have one context; 8 otherwise)")
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"folder for the results files (default: ./{DEFAULT_OUT}/)")
-    parser.add_argument("--show", type=int, default=DEFAULT_SHOW, metavar="N",
+    parser.add_argument("--show", type=non_negative_int, default=DEFAULT_SHOW, metavar="N",
                         help=f"rows in the predictions table (default: {DEFAULT_SHOW}; 0: none)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar and no predictions as they come")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the LM cache")
     parser.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=True,
                         help="after evaluating, optimize the classifier and evaluate it again (default: yes; "
@@ -64,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--train-size", type=int, default=DEFAULT_TRAIN, metavar="N",
                         help=f"with --optimize: training examples for the proposals (default: {DEFAULT_TRAIN}); "
                         "the rest of the train split is the optimizer's validation set")
-    parser.add_argument("--max-calls", type=int, default=None, metavar="N",
+    parser.add_argument("--max-calls", type=positive_int, default=None, metavar="N",
                         help="with --optimize: LM-call budget of the optimizer (default: none)")
     parser.add_argument("--run-dir", default=None, metavar="DIR",
                         help="with --optimize: checkpoint folder; the same command resumes an interrupted run")
@@ -79,6 +84,7 @@ class DemoRun:
     console: Any
     model: str = ""
     lm: Any = None
+    prompt_lm: Any = None  # with --prompt-model
     program: Any = None
     devset: list[Any] = field(default_factory=list)
     threads: int = 1
@@ -108,28 +114,21 @@ def prepare(args: argparse.Namespace) -> DemoRun:
     """Make the LM (fetching and loading a local model, with progress), the classifier and the data."""
     from rich.console import Console
 
-    import promptless as pl
-    from promptless.errors import ConfigurationError
+    from promptless.cli.common import make_lm
     from promptless.tasks import load_events, make_classifier
 
-    if args.limit is not None and args.limit < 1:
-        raise ConfigurationError(f"--limit must be 1 or more, got {args.limit}")
-    if args.threads is not None and args.threads < 1:
-        raise ConfigurationError(f"--threads must be 1 or more, got {args.threads}")
+    # --limit, --threads, --show and --max-calls are checked by their argparse types (cli/common.py)
     if getattr(args, "optimize", False):  # checked now, not after a long first evaluation
         check_train_size(args.train_size, len(load_events("train")))
-        if args.max_calls is not None and args.max_calls < 1:
-            raise ConfigurationError(f"--max-calls must be 1 or more, got {args.max_calls}")
     console = Console()
     run = DemoRun(args=args, console=console, model=normalize_model(args.model), out_dir=Path(args.out))
     run.devset = load_events(args.split, args.limit)
     is_local = run.model.startswith("local/")
     run.threads = args.threads or (1 if is_local else 8)
 
-    options: dict[str, Any] = {}
-    if args.no_cache:
-        options["cache"] = False
-    run.lm = pl.LM(run.model, **options)
+    run.lm = make_lm(run.model, no_cache=args.no_cache)  # an OpenAI model without a key stops here
+    if getattr(args, "optimize", False) and args.prompt_model:  # made (and checked) before the first evaluation
+        run.prompt_lm = make_lm(args.prompt_model, no_cache=args.no_cache)
     if is_local and hasattr(run.lm, "load"):
         console.print(f"Loading [bold]{run.model}[/bold] (fetched on first use) ...")
         started = time.perf_counter()
@@ -142,22 +141,41 @@ def prepare(args: argparse.Namespace) -> DemoRun:
 
 def evaluate_stage(run: DemoRun) -> None:
     """Evaluate the classifier on the split, print the report and write the results files."""
-    from promptless.evaluate import Evaluate, display_table
-    from promptless.tasks import category_match
+    from promptless.evaluate import display_table
 
     args, console = run.args, run.console
     console.print(
         f"Classifying {len(run.devset)} events of the [bold]{args.split}[/bold] split with "
         f"[bold]{run.model}[/bold] ({run.threads} thread{'s' if run.threads != 1 else ''})"
     )
-    evaluate = Evaluate(devset=run.devset, metric=category_match, num_threads=run.threads,
-                        display_progress=not args.no_progress, display_table=0)
-    result = evaluate(run.program)
+    result = _evaluate(run, run.program, "baseline")
     run.result = result
     if args.show:
         display_table(result, args.show, console=console)
     run.files += write_results(run, result, "baseline")
     print_report(run, result)
+
+
+def _evaluate(run: DemoRun, program: Any, stage: str) -> Any:
+    """The split's evaluation with the predictions shown as they come; a run that cannot give a result (every
+    example failed, or an error every example would hit) writes what it has, shows the errors and raises."""
+    from promptless.errors import EvaluationError
+    from promptless.evaluate import Evaluate, display_table
+    from promptless.tasks import category_match
+
+    args = run.args
+    evaluate = Evaluate(devset=run.devset, metric=category_match, num_threads=run.threads,
+                        display_progress=not args.no_progress, display_predictions=not args.no_progress,
+                        display_table=0)
+    try:
+        return evaluate(program)
+    except EvaluationError as exc:
+        if exc.result is not None:
+            if args.show:
+                display_table(exc.result, args.show, console=run.console)
+            files = write_results(run, exc.result, stage)
+            run.console.print("Partial results: " + ", ".join(str(p) for p in files), soft_wrap=True)
+        raise
 
 
 def optimize_stage(run: DemoRun) -> int:
@@ -171,7 +189,8 @@ def optimize_stage(run: DemoRun) -> int:
     import logging
 
     import promptless as pl
-    from promptless.evaluate import Evaluate, display_table
+    from promptless.cli.common import make_lm
+    from promptless.evaluate import display_table
     from promptless.tasks import category_match, load_events, make_classifier
 
     args, console = run.args, run.console
@@ -183,7 +202,7 @@ def optimize_stage(run: DemoRun) -> int:
     prompt_name = run.model
     if args.prompt_model:
         prompt_name = normalize_model(args.prompt_model)
-        prompt_model = pl.LM(prompt_name, **({"cache": False} if args.no_cache else {}))
+        prompt_model = run.prompt_lm or make_lm(prompt_name, no_cache=args.no_cache)
     console.print()
     console.print(
         f"[bold]Optimizing[/bold] the instruction with MIPROv2 (light, instruction-only): {len(trainset)} training "
@@ -226,9 +245,7 @@ def optimize_stage(run: DemoRun) -> int:
     console.print("Instruction: " + repr(optimized.signature.instructions), soft_wrap=True)
 
     console.print(f"Evaluating the optimized classifier on the [bold]{args.split}[/bold] split ...")
-    evaluate = Evaluate(devset=run.devset, metric=category_match, num_threads=run.threads,
-                        display_progress=not args.no_progress, display_table=0)
-    result = evaluate(optimized)
+    result = _evaluate(run, optimized, "optimized")
     run.optimized_result = result
     if args.show:
         display_table(result, args.show, console=console)
@@ -281,16 +298,6 @@ def _pct(value: float | None) -> str:
 # -- helpers ------------------------------------------------------------------------------------------
 
 
-def normalize_model(model: str) -> str:
-    """``smollm2-135m`` (a bare known name) becomes ``local/smollm2-135m``; anything else is kept."""
-    if "/" not in model:
-        from promptless.lm import models
-
-        if model in models.REGISTRY:
-            return f"local/{model}"
-    return model
-
-
 def model_slug(model: str) -> str:
     name = model.split("/", 1)[1] if "/" in model else model
     if name.lower().endswith(".gguf"):
@@ -334,7 +341,9 @@ def print_report(run: DemoRun, result: Any) -> None:
     console.print()
     console.print(f"[bold]Accuracy: {result.score:.1f}%[/bold] ({correct}/{n} correct)")
     if result.n_errors:
-        console.print(f"Failed examples (counted as wrong): {result.n_errors}; see the error column in the CSV")
+        from rich.markup import escape
+
+        console.print(f"[yellow]Failed, counted as wrong: {escape(result.errors_summary())}[/yellow]", soft_wrap=True)
     calls = f"LM calls: {usage.calls}"
     if usage.cache_hits:
         calls += f" (+ {usage.cache_hits} answered from the cache; --no-cache to run them again)"
@@ -350,4 +359,4 @@ def print_report(run: DemoRun, result: Any) -> None:
     sys.stdout.flush()
 
 
-__all__ = ["DemoRun", "evaluate_stage", "optimize_stage", "prepare", "register", "run_demo"]
+__all__ = ["DemoRun", "evaluate_stage", "normalize_model", "optimize_stage", "prepare", "register", "run_demo"]

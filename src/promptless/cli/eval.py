@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from promptless.cli.common import existing_file, non_negative_int, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
@@ -29,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("program", help="module:attribute or file.py:attribute (a Module, Module class or factory)")
-    parser.add_argument("data", help="a JSONL file, one example per line")
+    parser.add_argument("data", type=existing_file, help="a JSONL file, one example per line")
     parser.add_argument("--metric", default="exact",
                         help="exact, f1, contains, or module:function (default: exact)")
     parser.add_argument("--field", default=None,
@@ -38,15 +40,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="the input fields of each example (default: the program's input fields)")
     parser.add_argument("--model", default=None, help="the LM to run it with, e.g. local/qwen2.5-coder-1.5b "
                         "(default: whatever the program or its module configured)")
-    parser.add_argument("--load", default=None, metavar="STATE.json", help="load saved program state first")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--load", type=existing_file, default=None, metavar="STATE.json",
+                        help="load saved program state first")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="examples run at once (default: 1 for local models, 4 otherwise)")
-    parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N examples")
-    parser.add_argument("--max-errors", type=int, default=None, metavar="N",
-                        help="stop once more than N examples fail (default: never)")
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N", help="only the first N examples")
+    parser.add_argument("--max-errors", type=non_negative_int, default=None, metavar="N",
+                        help="stop once more than N examples fail (default: never; a run where every example "
+                        "fails, or that hits an error every example would hit, stops with status 1 anyway)")
     parser.add_argument("--out", default=None, metavar="FILE",
                         help="write the results (.json, or .csv if the name ends in .csv)")
-    parser.add_argument("--show", type=int, default=5, metavar="N", help="rows of the results table (0: none)")
+    parser.add_argument("--show", type=non_negative_int, default=5, metavar="N",
+                        help="rows of the results table (0: none)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the LM cache")
     parser.set_defaults(func=run_eval)
@@ -54,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run_eval(args: argparse.Namespace) -> int:
     import promptless as pl
-    from promptless.data import load_jsonl
+    from promptless.cli.common import make_lm, read_examples
     from promptless.errors import ConfigurationError, EvaluationError
     from promptless.evaluate import Evaluate, display_table
 
@@ -69,30 +74,17 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"cannot tell the input fields of {args.program}; pass --inputs field1,field2"
         )
-    examples = load_jsonl(args.data)
-    for lineno, ex in enumerate(examples, 1):
-        missing = [k for k in input_keys if k not in ex]
-        if missing:
-            raise ConfigurationError(
-                f"{args.data}: example {lineno} has no field(s) {', '.join(missing)} "
-                f"(its fields: {', '.join(ex.keys())}); fix the data or pass --inputs"
-            )
-    examples = [ex.with_inputs(*input_keys) for ex in examples]
+    examples = read_examples(args.data, input_keys, "DATA")
     if args.limit is not None:
         examples = examples[: args.limit]
-    if not examples:
-        raise ConfigurationError(f"{args.data} holds no examples")
 
     settings: dict[str, Any] = {}
-    model = args.model
-    if model:
-        from promptless.cli.demo import normalize_model
-
-        model = normalize_model(model)
-        settings["lm"] = pl.LM(model, **({"cache": False} if args.no_cache else {}))
+    if args.model:
+        settings["lm"] = make_lm(args.model, no_cache=args.no_cache)
     else:
         _check_has_lm(program)
-    threads = args.threads or (1 if (model or "").startswith("local/") or _uses_local(program) else 4)
+    local = getattr(settings.get("lm"), "provider", "") == "local" or _uses_local(program)
+    threads = args.threads or (1 if local else 4)
 
     evaluate = Evaluate(devset=examples, metric=metric, num_threads=threads,
                         display_progress=not args.no_progress, max_errors=args.max_errors)
@@ -100,13 +92,19 @@ def run_eval(args: argparse.Namespace) -> int:
         try:
             result = evaluate(program)
         except EvaluationError as exc:
-            if args.out and exc.result is not None:
-                _write(exc.result, args.out)
+            partial = exc.result
+            if partial is not None:
+                if args.show:  # the error column says why, even when no row has a prediction
+                    display_table(partial, args.show)
+                if args.out:
+                    print(f"partial results: {_write(partial, args.out)}", file=sys.stderr)
             raise
     if args.show:
         display_table(result, args.show)
     print(f"score: {result.score:.2f} ({getattr(metric, '__name__', 'metric')}) on {len(result.rows)} examples"
           + (f", {result.n_errors} failed" if result.n_errors else ""))
+    if result.n_errors:
+        print(f"failed: {result.errors_summary()}")
     u = result.usage
     print(f"LM calls: {u.calls} (+{u.cache_hits} cached), tokens: {u.total_tokens:,}, time: {result.seconds:.1f} s")
     if args.out:
@@ -115,7 +113,12 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _write(result: Any, out: str) -> Path:
-    return result.to_csv(out) if out.lower().endswith(".csv") else result.to_json(out)
+    from promptless.errors import ConfigurationError
+
+    try:
+        return result.to_csv(out) if out.lower().endswith(".csv") else result.to_json(out)
+    except OSError as exc:
+        raise ConfigurationError(f"--out: cannot write {out}: {exc.strerror or exc}") from None
 
 
 # -- loading the user's code ------------------------------------------------------------------------

@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from promptless.cli.common import existing_file, non_negative_int, positive_float, positive_int
+
 OPTIMIZERS = ("mipro", "bootstrap", "random", "labeled")
 
 
@@ -32,9 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("program", help="module:attribute or file.py:attribute (a Module, Module class or factory)")
-    parser.add_argument("train", help="training examples, a JSONL file")
+    parser.add_argument("train", type=existing_file, help="training examples, a JSONL file")
     parser.add_argument("--optimizer", default="mipro", choices=OPTIMIZERS, help="which optimizer (default: mipro)")
-    parser.add_argument("--valset", default=None, metavar="DEV.jsonl",
+    parser.add_argument("--valset", type=existing_file, default=None, metavar="DEV.jsonl",
                         help="validation examples (default: MIPROv2 splits the training set; the others score "
                         "nothing, or the training set for random search)")
     parser.add_argument("--metric", default="exact", help="exact, f1, contains, or module:function (default: exact)")
@@ -47,22 +49,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="the LM that writes instructions (mipro; default: the task LM)")
     parser.add_argument("--auto", default="light", choices=("light", "medium", "heavy", "none"),
                         help="mipro preset (default: light; 'none' needs --num-candidates and --num-trials)")
-    parser.add_argument("--num-candidates", type=int, default=None, metavar="N",
+    parser.add_argument("--num-candidates", type=positive_int, default=None, metavar="N",
                         help="mipro: candidates per predictor; random: candidate programs")
-    parser.add_argument("--num-trials", type=int, default=None, metavar="N", help="mipro: search trials")
-    parser.add_argument("--max-bootstrapped-demos", type=int, default=None, metavar="N",
+    parser.add_argument("--num-trials", type=positive_int, default=None, metavar="N", help="mipro: search trials")
+    parser.add_argument("--max-bootstrapped-demos", type=non_negative_int, default=None, metavar="N",
                         help="demos from the program's own successful runs (default: 4; mipro --auto: 4)")
-    parser.add_argument("--max-labeled-demos", type=int, default=None, metavar="N",
+    parser.add_argument("--max-labeled-demos", type=non_negative_int, default=None, metavar="N",
                         help="demos straight from the training data (default: 16, mipro: 4; labeled: k)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the optimizer's)")
-    parser.add_argument("--max-calls", type=int, default=None, metavar="N",
+    parser.add_argument("--max-calls", type=positive_int, default=None, metavar="N",
                         help="LM-call budget over every model; stops and keeps the best so far")
-    parser.add_argument("--max-cost", type=float, default=None, metavar="X", help="cost budget (as the LM reports it)")
+    parser.add_argument("--max-cost", type=positive_float, default=None, metavar="X",
+                        help="cost budget (as the LM reports it)")
     parser.add_argument("--run-dir", default=None, metavar="DIR",
                         help="checkpoint folder: rerun the same command to resume after a crash")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="examples run at once (default: 1 for local models, 4 otherwise)")
-    parser.add_argument("--load", default=None, metavar="STATE.json", help="load saved program state first")
+    parser.add_argument("--load", type=existing_file, default=None, metavar="STATE.json",
+                        help="load saved program state first")
     parser.add_argument("--out", default="optimized.json", metavar="FILE",
                         help="where to save the optimized program's state (default: optimized.json)")
     parser.add_argument("--report", default=None, metavar="FILE.html", help="write an HTML report of the run")
@@ -85,26 +89,6 @@ class TrialLog(logging.Handler):
             print(self.prefix + record.getMessage(), file=sys.stderr, flush=True)
         except Exception:  # pragma: no cover - never let logging break a run
             self.handleError(record)
-
-
-def _read(path: str, inputs: list[str], what: str) -> list[Any]:
-    from promptless.data import load_jsonl
-    from promptless.errors import ConfigurationError
-
-    try:
-        examples = load_jsonl(path)
-    except (FileNotFoundError, ValueError) as exc:
-        raise ConfigurationError(f"{what}: {exc}") from None
-    for lineno, ex in enumerate(examples, 1):
-        missing = [k for k in inputs if k not in ex]
-        if missing:
-            raise ConfigurationError(
-                f"{path}: example {lineno} has no field(s) {', '.join(missing)} "
-                f"(its fields: {', '.join(ex.keys())}); fix the data or pass --inputs"
-            )
-    if not examples:
-        raise ConfigurationError(f"{path} holds no examples")
-    return [ex.with_inputs(*inputs) for ex in examples]
 
 
 def build_optimizer(args: argparse.Namespace, metric: Any, *, prompt_model: Any = None, threads: int = 1) -> Any:
@@ -137,7 +121,7 @@ def build_optimizer(args: argparse.Namespace, metric: Any, *, prompt_model: Any 
 
 def run_optimize(args: argparse.Namespace) -> int:
     import promptless as pl
-    from promptless.cli.demo import normalize_model
+    from promptless.cli.common import make_lm, normalize_model, read_examples
     from promptless.cli.eval import _check_has_lm, _uses_local, infer_inputs, load_metric, load_program
     from promptless.errors import ConfigurationError
     from promptless.modules import Module
@@ -155,22 +139,20 @@ def run_optimize(args: argparse.Namespace) -> int:
     inputs = [k.strip() for k in args.inputs.split(",") if k.strip()] if args.inputs else infer_inputs(program)
     if not inputs:
         raise ConfigurationError(f"cannot tell the input fields of {args.program}; pass --inputs field1,field2")
-    trainset = _read(args.train, inputs, "TRAIN")
-    valset = _read(args.valset, inputs, "--valset") if args.valset else None
+    trainset = read_examples(args.train, inputs, "TRAIN")
+    valset = read_examples(args.valset, inputs, "--valset") if args.valset else None
     if args.out and Path(args.out).suffix.lower() != ".json":
         raise ConfigurationError(f"--out must name a .json file, got {args.out!r}")
 
-    lm_options: dict[str, Any] = {"cache": False} if args.no_cache else {}
     settings: dict[str, Any] = {}
     model = normalize_model(args.model) if args.model else ""
     if model:
-        settings["lm"] = pl.LM(model, **lm_options)
+        settings["lm"] = make_lm(model, no_cache=args.no_cache)
     else:
         _check_has_lm(program)
-    prompt_model = pl.LM(normalize_model(args.prompt_model), **lm_options) if args.prompt_model else None
-    threads = args.threads or (1 if model.startswith("local/") or _uses_local(program) else 4)
-    if threads < 1:
-        raise ConfigurationError(f"--threads must be 1 or more, got {threads}")
+    prompt_model = make_lm(args.prompt_model, no_cache=args.no_cache) if args.prompt_model else None
+    local = getattr(settings.get("lm"), "provider", "") == "local" or _uses_local(program)
+    threads = args.threads or (1 if local else 4)
 
     optimizer = build_optimizer(args, metric, prompt_model=prompt_model, threads=threads)
     handler = None
@@ -191,6 +173,9 @@ def run_optimize(args: argparse.Namespace) -> int:
             logging.getLogger("promptless.optimize").removeHandler(handler)
     result = optimized.optimization
     print(result.summary())
+    failed = validation_failures(result)
+    if failed:
+        print(f"validation, optimized program: {failed}")
     if args.out:
         meta = {"optimizer": result.optimizer, "baseline_score": result.baseline_score,
                 "final_score": result.final_score, "lm_calls": result.calls}
@@ -205,4 +190,13 @@ def run_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["OPTIMIZERS", "TrialLog", "build_optimizer", "register", "run_optimize"]
+def validation_failures(result: Any) -> str:
+    """The optimized program's failures on the validation set: count per kind and the first error ("" if none)."""
+    from promptless.cli.common import failure_lines
+
+    rows = [row.get("optimized") for row in getattr(result, "per_example", None) or []]
+    scored = [r for r in rows if r is not None]
+    return failure_lines([r["error"] for r in scored if r.get("error")], len(scored))
+
+
+__all__ = ["OPTIMIZERS", "TrialLog", "build_optimizer", "register", "run_optimize", "validation_failures"]

@@ -15,6 +15,11 @@ What it guarantees:
   runner stops starting new items (the ones in flight finish) and the report
   says ``stopped=True``; items never started have ``started=False``.
   ``max_errors=None`` never stops.
+- ``halt(outcome)``, if given, sees each finished item (in the calling thread,
+  like ``progress``); when it returns an exception the runner stops starting
+  new items as if ``max_errors`` were passed, and the report keeps that
+  exception as ``halted``. Evaluate uses it for errors that would hit every
+  item (a refused API key, an unreachable server).
 - ``progress(done, total, outcome)`` is called after each finished item, always
   from the calling thread (or the event loop's thread for ``arun``), so it may
   drive a display without locks.
@@ -40,6 +45,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 ProgressFn = Callable[[int, int, "Outcome[Any]"], None]
+HaltFn = Callable[["Outcome[Any]"], "BaseException | None"]
 
 
 @dataclass
@@ -60,10 +66,11 @@ class Outcome(Generic[R]):
 
 @dataclass
 class RunReport(Generic[R]):
-    """Every item's outcome in input order, the error count, and whether the error limit was passed.
+    """Every item's outcome in input order, the error count, and whether the run stopped early.
 
-    ``stopped`` is true once ``n_errors > max_errors``; the items not started by then have ``started=False``
-    (with several threads, the items already in flight still finish, so ``n_errors`` may go past the limit).
+    ``stopped`` is true once ``n_errors > max_errors``, or once ``halt`` returned an exception (kept as
+    ``halted``); the items not started by then have ``started=False`` (with several threads, the items
+    already in flight still finish, so ``n_errors`` may go past the limit).
     """
 
     outcomes: list[Outcome[R]]
@@ -71,6 +78,7 @@ class RunReport(Generic[R]):
     stopped: bool = False
     seconds: float = 0.0
     max_errors: int | None = None
+    halted: BaseException | None = None
 
     @property
     def n_started(self) -> int:
@@ -101,12 +109,14 @@ class ParallelRunner:
         max_errors: int | None = None,
         progress: ProgressFn | None = None,
         keep_traceback: bool = True,
+        halt: HaltFn | None = None,
     ) -> None:
         _check_options(num_threads, max_errors)
         self.num_threads = num_threads
         self.max_errors = max_errors
         self.progress = progress
         self.keep_traceback = keep_traceback
+        self.halt = halt
 
     def _too_many(self, n_errors: int) -> bool:
         return self.max_errors is not None and n_errors > self.max_errors
@@ -126,6 +136,7 @@ class ParallelRunner:
         started_at = time.perf_counter()
         n_errors = 0
         done = 0
+        halted: BaseException | None = None
 
         def one(i: int) -> Outcome[R]:
             outcome = outcomes[i]
@@ -139,16 +150,21 @@ class ParallelRunner:
             return outcome
 
         def finished(outcome: Outcome[R]) -> None:
-            nonlocal n_errors, done
+            nonlocal n_errors, done, halted
             done += 1
             if outcome.error is not None:
                 n_errors += 1
+            if self.halt is not None and halted is None:
+                halted = self.halt(outcome)
             if self.progress is not None:
                 self.progress(done, total, outcome)
 
+        def may_start() -> bool:
+            return halted is None and not self._too_many(n_errors)
+
         if self.num_threads == 1 or total <= 1:
             for i in range(total):
-                if self._too_many(n_errors):
+                if not may_start():
                     break
                 finished(one(i))
         else:
@@ -160,7 +176,7 @@ class ParallelRunner:
             try:
                 while True:
                     while (
-                        next_index < total and len(in_flight) < self.num_threads and not self._too_many(n_errors)
+                        next_index < total and len(in_flight) < self.num_threads and may_start()
                     ):
                         in_flight.add(pool.submit(one, next_index))
                         next_index += 1
@@ -174,9 +190,10 @@ class ParallelRunner:
         return RunReport(
             outcomes=outcomes,
             n_errors=n_errors,
-            stopped=self._too_many(n_errors),
+            stopped=self._too_many(n_errors) or halted is not None,
             seconds=time.perf_counter() - started_at,
             max_errors=self.max_errors,
+            halted=halted,
         )
 
     # -- asyncio -------------------------------------------------------------------
@@ -193,10 +210,11 @@ class ParallelRunner:
         sem = asyncio.Semaphore(self.num_threads)
         started_at = time.perf_counter()
         state = {"errors": 0, "done": 0}
+        halted: list[BaseException] = []
 
         async def one(i: int) -> None:
             async with sem:
-                if self._too_many(state["errors"]):
+                if halted or self._too_many(state["errors"]):
                     return
                 outcome = outcomes[i]
                 outcome.started = True
@@ -209,6 +227,10 @@ class ParallelRunner:
                 state["done"] += 1
                 if outcome.error is not None:
                     state["errors"] += 1
+                if self.halt is not None and not halted:
+                    stop = self.halt(outcome)
+                    if stop is not None:
+                        halted.append(stop)
                 if self.progress is not None:
                     self.progress(state["done"], total, outcome)
 
@@ -221,9 +243,10 @@ class ParallelRunner:
         return RunReport(
             outcomes=outcomes,
             n_errors=state["errors"],
-            stopped=self._too_many(state["errors"]),
+            stopped=self._too_many(state["errors"]) or bool(halted),
             seconds=time.perf_counter() - started_at,
             max_errors=self.max_errors,
+            halted=halted[0] if halted else None,
         )
 
 
@@ -234,9 +257,10 @@ def run_parallel(
     num_threads: int = 1,
     max_errors: int | None = None,
     progress: ProgressFn | None = None,
+    halt: HaltFn | None = None,
 ) -> RunReport[R]:
     """Shorthand for ``ParallelRunner(num_threads, ...).run(fn, items)``."""
-    return ParallelRunner(num_threads, max_errors=max_errors, progress=progress).run(fn, items)
+    return ParallelRunner(num_threads, max_errors=max_errors, progress=progress, halt=halt).run(fn, items)
 
 
 __all__ = ["Outcome", "ParallelRunner", "RunReport", "run_parallel"]

@@ -77,6 +77,21 @@ def _trace_one(run: Run, bound: Module, names: dict[int, str], example: Example,
     return {"ok": ok, "error": None, "steps": steps}
 
 
+def _all_teacher_calls_failed(errors: list[str]) -> None:
+    """Raise: the teacher failed on every training example it ran, so there is nothing to learn from."""
+    from collections import Counter
+
+    from ..evaluate.evaluate import error_kind
+
+    kinds = ", ".join(f"{n} {kind}" for kind, n in Counter(error_kind(e) for e in errors).most_common())
+    first = errors[0].strip().splitlines()[0] if errors[0].strip() else ""
+    raise ConfigurationError(
+        f"bootstrapping found nothing to learn from: the teacher program failed on every one of the {len(errors)} "
+        f"training examples it ran ({kinds}). First error: {first}. Fix the cause (run the program on one "
+        "training example to see it), then optimize again"
+    )
+
+
 def bootstrap(
     run: Run,
     student: Module,
@@ -109,6 +124,7 @@ def bootstrap(
     preds = dict(student.named_predictors())
     passed: set[int] = set()
     errors: list[str] = []
+    n_traced = 0
     if max_bootstrapped_demos > 0:
         try:
             for round_idx in range(max_rounds):
@@ -128,6 +144,7 @@ def bootstrap(
                         return _trace_one(run, bound, names, ex, metric, metric_threshold)
 
                     res = run.cached("trace", key, trace)
+                    n_traced += 1
                     if res.get("error"):
                         errors.append(res["error"])
                         if max_errors is not None and len(errors) > max_errors:
@@ -144,6 +161,8 @@ def bootstrap(
                     break
         except BudgetExceededError:
             run.stopped = "budget"
+        if n_traced and len(errors) == n_traced and run.stopped != "budget":
+            _all_teacher_calls_failed(errors)
     out: dict[str, list[Example]] = {}
     rest = [ex for i, ex in enumerate(trainset) if i not in passed]
     for name in student_names:
