@@ -555,3 +555,410 @@ def test_litellm_missing_extra_has_install_hint(monkeypatch: pytest.MonkeyPatch)
         lm.request(prompt="x")
     with pytest.raises(ConfigurationError, match="litellm"):
         asyncio.run(lm.arequest(prompt="x"))
+
+
+# -- servers that refuse a structured-output feature -------------------------------------------
+# A small HTTP server on 127.0.0.1 answers each request with what a real server does for the fields in
+# it: llama-cpp-python 0.3.36's server (500 for response_format json_schema, json_object with a schema
+# and grammar accepted), Ollama (400 "invalid JSON schema in format" when it cannot take a schema),
+# vLLM (400 BadRequestError, its own error shape, when its structured-output backend cannot take the
+# schema; unknown fields such as grammar ignored), OpenAI (400 naming param "response_format"; an
+# unknown field refused by name).
+
+LLAMA_CPP_500 = {
+    "error": {
+        "message": "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+        "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
+        "'ctx': {'expected': \"'text' or 'json_object'\"}}]",
+        "type": "internal_server_error",
+        "param": None,
+        "code": None,
+    }
+}
+OLLAMA_400 = {"error": {"message": "invalid JSON schema in format", "type": "invalid_request_error", "param": None,
+                        "code": None}}
+VLLM_400 = {"object": "error", "message": "The provided JSON schema contains features not supported by xgrammar.",
+            "type": "BadRequestError", "param": None, "code": 400}
+OPENAI_400 = {"error": {"message": "Invalid parameter: 'response_format' of type 'json_schema' is not supported "
+                                   "with this model.", "type": "invalid_request_error", "param": "response_format",
+                        "code": None}}
+OPENAI_GRAMMAR_400 = {"error": {"message": "Unrecognized request argument supplied: grammar",
+                                "type": "invalid_request_error", "param": None, "code": None}}
+SCHEMA = {"type": "object", "properties": {"label": {"enum": ["a", "b"], "type": "string"}}, "required": ["label"]}
+
+
+def llama_cpp_server(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    rf = body.get("response_format")
+    if isinstance(rf, dict) and rf.get("type") not in ("text", "json_object"):
+        return 500, LLAMA_CPP_500
+    return 200, ok('{"label": "a"}')
+
+
+def ollama_server(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    rf = body.get("response_format")
+    if isinstance(rf, dict) and rf.get("type") == "json_schema":
+        return 400, OLLAMA_400
+    return 200, ok('{"label": "a"}')  # json_object is format "json"; an unknown "schema" key is ignored
+
+
+def vllm_server(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    if "response_format" in body:  # no structured output for this schema, in either form
+        return 400, VLLM_400
+    return 200, ok('{"label": "a"}')  # extra fields such as grammar are ignored
+
+
+def openai_old_model(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    if "response_format" in body:
+        return 400, OPENAI_400
+    if "grammar" in body:
+        return 400, OPENAI_GRAMMAR_400
+    return 200, ok('{"label": "a"}')
+
+
+class FaultServer:
+    """``decide(body) -> (status, json)`` served over real HTTP on 127.0.0.1; every request body is kept."""
+
+    def __init__(self, decide: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.bodies: list[dict[str, Any]] = []
+        self.statuses: list[int] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                status, reply = decide(body)
+                outer.bodies.append(body)
+                outer.statuses.append(status)
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def forms(self) -> list[str]:
+        """How each request carried the schema: json_schema, json_object, grammar or none."""
+        out = []
+        for body in self.bodies:
+            rf = body.get("response_format")
+            out.append(rf["type"] if isinstance(rf, dict) else "grammar" if "grammar" in body else "none")
+        return out
+
+
+@pytest.fixture
+def fault_server() -> Any:
+    servers: list[FaultServer] = []
+
+    def start(decide: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]) -> FaultServer:
+        servers.append(FaultServer(decide))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def real(server: FaultServer, sleeps: Sleeps, **kw: Any) -> OpenAILM:
+    kw.setdefault("cache", False)
+    kw.setdefault("api_key", "")
+    return OpenAILM("served-model", base_url=server.base_url,
+                    retry=RetryPolicy(sleep=sleeps, asleep=sleeps.a, jitter=False), **kw)
+
+
+@pytest.mark.parametrize(
+    ("decide", "learned", "first_forms"),
+    [
+        (llama_cpp_server, "json_object", ["json_schema", "json_object"]),
+        (ollama_server, "json_object", ["json_schema", "json_object"]),
+        (vllm_server, "grammar", ["json_schema", "json_object", "grammar"]),
+        (openai_old_model, "none", ["json_schema", "json_object", "grammar", "none"]),
+    ],
+    ids=["llama-cpp-python-500", "ollama-400", "vllm-400", "openai-400-param"],
+)
+def test_a_refused_schema_form_is_learned_once_and_never_resent(
+    fault_server: Any, decide: Any, learned: str, first_forms: list[str]
+) -> None:
+    server = fault_server(decide)
+    sleeps = Sleeps()
+    lm = real(server, sleeps)
+    for _ in range(3):
+        assert lm.request(prompt="classify", response_format=SCHEMA).texts == ['{"label": "a"}']
+    # The first call walks down once; the later calls go straight to what the server takes.
+    assert server.forms() == [*first_forms, learned, learned]
+    assert lm.structured_output_mode() == learned
+    assert sleeps.waits == []  # a refusal is not a transient fault: no backoff
+    assert server.statuses.count(200) == 3
+    bodies = [json.dumps(b, sort_keys=True) for b, s in zip(server.bodies, server.statuses, strict=True) if s != 200]
+    assert len(bodies) == len(set(bodies))  # no refused request was sent twice
+    assert lm.usage.calls == 3
+
+
+def test_the_json_object_form_carries_the_schema(fault_server: Any) -> None:
+    server = fault_server(llama_cpp_server)
+    real(server, Sleeps()).request(prompt="q", response_format=SCHEMA)
+    assert server.bodies[1]["response_format"] == {"type": "json_object", "schema": SCHEMA}
+
+
+def test_the_grammar_form_is_built_from_the_schema(fault_server: Any) -> None:
+    server = fault_server(vllm_server)
+    real(server, Sleeps()).request(prompt="q", response_format=SCHEMA)
+    grammar = server.bodies[-1]["grammar"]
+    assert "response_format" not in server.bodies[-1]
+    assert '"\\"label\\""' in grammar and '"\\"a\\""' in grammar and '"\\"b\\""' in grammar
+
+
+def test_a_refused_grammar_field_is_dropped_and_remembered(fault_server: Any) -> None:
+    server = fault_server(openai_old_model)
+    sleeps = Sleeps()
+    lm = real(server, sleeps, supports_grammar=True)
+    assert lm.request(prompt="q", grammar='root ::= "a"').texts == ['{"label": "a"}']
+    assert lm.request(prompt="q", grammar='root ::= "a"').texts == ['{"label": "a"}']
+    assert ["grammar" in b for b in server.bodies] == [True, False, False]
+    assert server.statuses == [400, 200, 200]
+    assert sleeps.waits == []
+
+
+def test_learning_is_per_lm_and_model(fault_server: Any) -> None:
+    server = fault_server(llama_cpp_server)
+    first = real(server, Sleeps())
+    first.request(prompt="q", response_format=SCHEMA)
+    assert first.structured_output_mode() == "json_object"
+    assert first.structured_output_mode("another-model") == "json_schema"
+    second = real(server, Sleeps())  # a new LM starts from json_schema again
+    assert second.structured_output_mode() == "json_schema"
+
+
+def test_the_async_path_learns_the_same_way(fault_server: Any) -> None:
+    server = fault_server(llama_cpp_server)
+    sleeps = Sleeps()
+    lm = real(server, sleeps)
+
+    async def main() -> list[str]:
+        out = []
+        for _ in range(2):
+            out += (await lm.arequest(prompt="q", response_format=SCHEMA)).texts
+        await lm.aclose()
+        return out
+
+    assert asyncio.run(main()) == ['{"label": "a"}'] * 2
+    assert server.forms() == ["json_schema", "json_object", "json_object"]
+    assert sleeps.waits == []
+
+
+def test_concurrent_calls_learn_without_repeating_requests(fault_server: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = fault_server(vllm_server)
+    lm = real(server, Sleeps(), max_concurrency=4)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: lm.request(prompt=f"q{i}", response_format=SCHEMA).texts, range(8)))
+    assert results == [['{"label": "a"}']] * 8
+    assert lm.structured_output_mode() == "grammar"
+    # Each call sends each refused form at most once, and no form below what it learned.
+    per_prompt: dict[str, list[str]] = {}
+    for body, form in zip(server.bodies, server.forms(), strict=True):
+        per_prompt.setdefault(body["messages"][0]["content"], []).append(form)
+    for forms in per_prompt.values():
+        assert len(forms) == len(set(forms)) and forms[-1] == "grammar"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (500, error_body("CUDA out of memory"), LMServerError),
+        (400, error_body("Invalid value for 'temperature'"), LMBadRequestError),
+        (400, error_body("This model's maximum context length is 4096 tokens (the schema counts)",
+                         "context_length_exceeded"), ContextWindowError),
+    ],
+    ids=["transient-500", "other-400", "context-window"],
+)
+def test_errors_that_are_not_refusals_are_not_learned(
+    fault_server: Any, status: int, body: dict[str, Any], error: type[LMError]
+) -> None:
+    server = fault_server(lambda _: (status, body))
+    sleeps = Sleeps()
+    lm = real(server, sleeps)
+    with pytest.raises(error):
+        lm.request(prompt="q", response_format=SCHEMA)
+    assert lm.structured_output_mode() == "json_schema"
+    assert set(server.forms()) == {"json_schema"}
+    assert len(server.bodies) == (5 if error.retryable else 1)  # retried as before, or not at all
+
+
+def test_a_refusal_that_learning_cannot_avoid_is_raised_once_not_retried(fault_server: Any) -> None:
+    # A response_format the caller put in request.extra is sent as given whatever was learned: the
+    # refused request would be identical, so the refusal is raised at once instead of retried.
+    from promptless.types import LMRequest, Message
+
+    server = fault_server(llama_cpp_server)
+    sleeps = Sleeps()
+    lm = real(server, sleeps)
+    forced = {"type": "json_schema", "json_schema": {"name": "x", "schema": SCHEMA}}
+    request = LMRequest(messages=[Message("user", "q")], extra={"response_format": forced})
+    with pytest.raises(LMServerError, match="json_object") as info:
+        lm.complete(request)
+    assert info.value.retryable is False
+    assert len(server.bodies) == 1
+    assert sleeps.waits == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "form"),
+    [(True, "json_schema"), ("json_object", "json_object"), ("grammar", "grammar"), (False, "none"),
+     ("none", "none")],
+)
+def test_supports_structured_output_picks_the_first_form(fault_server: Any, setting: Any, form: str) -> None:
+    server = fault_server(lambda body: (200, ok('{"label": "a"}')))
+    real(server, Sleeps(), supports_structured_output=setting).request(prompt="q", response_format=SCHEMA)
+    assert server.forms() == [form]
+
+
+def test_supports_structured_output_rejects_unknown_modes() -> None:
+    with pytest.raises(ConfigurationError, match="json_object"):
+        OpenAILM("m", base_url=BASE, supports_structured_output="xml")
+
+
+def test_json_adapter_fallback_through_a_refusing_server(fault_server: Any) -> None:
+    # The chat adapter's reply does not parse, its JSON fallback asks with a schema: llama-cpp-python's
+    # server refuses json_schema once; every later fallback goes straight to json_object.
+    import promptless as pl
+
+    def decide(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if "response_format" not in body:
+            return 200, ok("I think it is a.")  # no markers: the chat adapter cannot read it
+        return llama_cpp_server(body)
+
+    server = fault_server(decide)
+    sleeps = Sleeps()
+    lm = real(server, sleeps)
+    predict = pl.Predict("text -> label: Literal['a', 'b']")
+    with pl.context(lm=lm):
+        labels = [predict(text=f"item {i}").label for i in range(3)]
+    assert labels == ["a", "a", "a"]
+    assert server.forms() == ["none", "json_schema", "json_object"] + ["none", "json_object"] * 2
+    assert server.statuses.count(500) == 1
+    assert sleeps.waits == []
+
+
+# -- DSPy's spellings and other providers' prefixes --------------------------------------------
+
+
+def test_dspy_api_base_and_num_retries() -> None:
+    lm = LM("openai/gpt-test", api_base=BASE, api_key=KEY, num_retries=2, cache=False)
+    assert isinstance(lm, OpenAILM)
+    assert lm.base_url == BASE
+    assert lm.retry.max_attempts == 3
+    assert LM("openai/m", base_url=BASE, api_base=BASE, cache=False).base_url == BASE  # the same: fine
+    assert LM("openai/m", base_url=BASE, num_retries=0, cache=False).retry.max_attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "phrase"),
+    [
+        ({"api_base": "http://a.test/v1", "base_url": "http://b.test/v1"}, "only base_url"),
+        ({"num_retries": 2, "retry": False}, "not both"),
+        ({"num_retries": -1}, "whole number"),
+        ({"num_retries": "3"}, "whole number"),
+        ({"model_type": "text"}, "chat models only"),
+        ({"model_type": "responses"}, "chat models only"),
+        ({"callbacks": []}, r"configure\(callbacks"),
+        ({"provider": object()}, "prefix"),
+        ({"finetuning_model": "x"}, "fine-tune"),
+        ({"train_kwargs": {}}, "fine-tune"),
+        ({"use_developer_role": True}, "system"),
+        ({"max_completion_tokens": 10}, "max_tokens"),
+    ],
+)
+def test_dspy_options_that_do_not_fit_are_refused_clearly(kwargs: dict[str, Any], phrase: str) -> None:
+    with pytest.raises(ConfigurationError, match=phrase):
+        LM("openai/m", **{"base_url": BASE, **kwargs})
+
+
+def test_dspy_model_type_chat_is_accepted() -> None:
+    assert isinstance(LM("openai/m", base_url=BASE, model_type="chat", cache=False), OpenAILM)
+
+
+def test_num_retries_is_refused_for_a_model_in_this_process() -> None:
+    with pytest.raises(ConfigurationError, match="drop num_retries"):
+        LM("local/smollm2-135m", num_retries=3)
+
+
+@pytest.mark.parametrize("prefix", ["ollama_chat", "ollama"])
+def test_ollama_prefixes_use_the_openai_client_at_ollamas_url(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://elsewhere.test/v1")
+    lm = LM(f"{prefix}/llama3.2:1b", cache=False)
+    assert isinstance(lm, OpenAILM)
+    assert lm.model == "llama3.2:1b"
+    assert lm.base_url == "http://localhost:11434/v1"
+    assert not lm.has_api_key  # the OpenAI key is never sent to Ollama
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("http://gpu-box:11434", "http://gpu-box:11434/v1"),  # DSPy's spelling: Ollama's root
+        ("http://gpu-box:11434/", "http://gpu-box:11434/v1"),
+        ("http://gpu-box:11434/v1", "http://gpu-box:11434/v1"),
+        ("https://proxy.test/ollama/v1", "https://proxy.test/ollama/v1"),
+    ],
+)
+def test_ollama_base_url_or_api_base(given: str, expected: str) -> None:
+    assert LM("ollama_chat/llama3.2", api_base=given, api_key="", cache=False).base_url == expected
+    assert LM("ollama/llama3.2", base_url=given, cache=False).base_url == expected
+
+
+def test_ollama_prefix_talks_to_the_server(fault_server: Any) -> None:
+    server = fault_server(ollama_server)
+    lm = LM("ollama_chat/llama3.2", api_base=server.base_url.removesuffix("/v1"), cache=False)
+    assert lm(prompt="hi") == ['{"label": "a"}']
+    assert server.bodies[0]["model"] == "llama3.2"
+
+
+def test_other_providers_without_litellm_say_what_to_install_or_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "litellm", None)
+    with pytest.raises(ConfigurationError) as info:
+        LM("anthropic/claude-3-5-haiku-latest", api_key="x")
+    message = str(info.value)
+    assert "pip install 'promptless[litellm]'" in message
+    assert "'openai/claude-3-5-haiku-latest' with base_url=" in message
+    with pytest.raises(ConfigurationError, match="unknown provider 'opnai'"):
+        LM("opnai/gpt-4o-mini")
+
+
+def test_other_providers_go_through_litellm_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    fake = types.ModuleType("litellm")
+    fake.provider_list = ["anthropic", "some_new_provider"]  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "litellm", fake)
+    lm = LM("anthropic/claude-3-5-haiku-latest", api_base="https://proxy.test", num_retries=1, cache=False)
+    assert isinstance(lm, LiteLLMLM)
+    assert lm.model == "anthropic/claude-3-5-haiku-latest"  # LiteLLM's own model string
+    assert lm.base_url == "https://proxy.test"
+    assert lm.retry.max_attempts == 2
+    assert isinstance(LM("some_new_provider/m", cache=False), LiteLLMLM)  # LiteLLM's list decides
+    with pytest.raises(ConfigurationError, match="neither promptless"):
+        LM("opnai/gpt-4o-mini")
