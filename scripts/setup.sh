@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Set up a development environment from a fresh clone:
 #   - a virtual environment in .venv with promptless (editable), the embedded-model
-#     backend (llama-cpp-python, compiled from source: ~10 minutes on 2 cores the first
-#     time, cached by pip afterwards), its OpenAI-compatible server and the dev tools;
+#     backend (llama-cpp-python, compiled from source for a portable CPU target by
+#     scripts/install_llama.sh: ~10 minutes on 2 cores the first time, its wheel kept
+#     in ~/.cache/promptless/wheels afterwards), its OpenAI-compatible server and the dev tools;
 #   - Debian's chromium for the report-rendering test (when running as root and missing);
-#   - the smallest embedded model (smollm2-135m, ~98 MB), fetched and checksum-verified.
+#   - the smallest embedded model (smollm2-135m, ~98 MB), fetched and checksum-verified;
+#   - a check that the llama.cpp build runs on this CPU (rebuilt more conservatively if not).
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +17,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-echo "==> installing promptless with its extras (llama-cpp-python compiles on first install)"
-CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \
-  .venv/bin/python -m pip install --quiet -e '.[local,server,dev]'
+echo "==> the embedded-model runtime: llama-cpp-python, built for a portable CPU target"
+bash scripts/install_llama.sh .venv/bin/python
+echo "==> installing promptless with its extras"
+.venv/bin/python -m pip install --quiet -e '.[local,server,dev]'
 
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
@@ -31,4 +34,6 @@ fi
 
 echo "==> fetching the smallest embedded model"
 .venv/bin/promptless models pull smollm2-135m
+echo "==> checking that the llama.cpp build runs on this CPU"
+bash scripts/install_llama.sh --check .venv/bin/python
 echo "==> ready: run '.venv/bin/promptless demo' or '.venv/bin/python -m pytest'"

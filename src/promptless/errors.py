@@ -2,6 +2,8 @@
 
     PromptlessError
     ├── ConfigurationError      no LM configured, bad option, missing extra
+    │   ├── RuntimeBuildError   the embedded llama.cpp build cannot run on this CPU (its probe died)
+    │   └── ScoringNotSupportedError  the LM cannot score label values (no log-probabilities)
     ├── SignatureError          a signature string or class that cannot be understood
     ├── ParseError              an LM reply that cannot be read back into the output fields
     ├── LMError                 a backend failed
@@ -123,6 +125,23 @@ class ContextWindowError(LMBadRequestError):
 
 class LMResponseError(LMError):
     retryable = True
+
+
+class RuntimeBuildError(ConfigurationError):
+    """The installed llama-cpp-python build cannot run on this machine.
+
+    Raised by the embedded backend's preflight when its probe process dies (for example
+    SIGILL from instructions the CPU or its virtual machine does not allow). The message
+    names the signal and the command that reinstalls a portable build.
+    """
+
+
+class ScoringNotSupportedError(ConfigurationError):
+    """The LM cannot score candidate continuations (it gives no token log-probabilities).
+
+    Raised by ``BaseLM.score_continuations`` for backends without scoring; ``pl.Classify`` then falls back
+    to generating the label (unless told not to) and says so in its prediction.
+    """
 
 
 class ModelFetchError(PromptlessError):

@@ -6,6 +6,10 @@
 
 Needs the ``local`` extra (``pip install 'promptless[local]'``); llama.cpp is
 imported the first time a model is loaded, never on ``import promptless``.
+Before the first load of a model in a process, a preflight (``lm/preflight.py``)
+checks in a child process that the installed llama.cpp build can run on this
+CPU, so that a build made for another machine raises ``RuntimeBuildError``
+instead of killing this process.
 
 The weights are loaded once per process and shared by every ``LocalLM`` with
 the same file, context size and thread count; calls to one model take turns
@@ -37,6 +41,7 @@ from typing import Any
 from ..errors import ConfigurationError, ContextWindowError, LMError, ModelFetchError
 from ..types import LMRequest, LMResponse, Usage
 from . import models as _models
+from . import preflight as _preflight
 from .base import BaseLM
 
 INSTALL_HINT = "pip install 'promptless[local]'"
@@ -82,6 +87,7 @@ def _load(path: Path, n_ctx: int, n_threads: int, n_batch: int, verbose: bool) -
         if loaded is not None:
             return loaded
         llama_cpp = _import_llama_cpp()
+        _preflight.ensure(path)  # a build that cannot run here fails in a child process, not in this one
         try:
             llama = llama_cpp.Llama(
                 model_path=str(path),
@@ -172,6 +178,23 @@ class LocalLM(BaseLM):
     def path(self) -> Path:
         """The GGUF file (a named model is fetched on first use)."""
         return _models.resolve(self.model)
+
+    def cache_identity(self) -> dict[str, Any]:
+        """Provider, the weights (a named model's SHA-256, or a file's path, size and mtime), and the
+        settings that change what is produced: context size, batch size, constrained decoding, prefix reuse."""
+        identity = super().cache_identity()
+        spec = _models.REGISTRY.get(self.model)
+        if spec is not None:
+            identity["weights"] = spec.sha256
+        else:
+            path = Path(self.model).expanduser()
+            try:
+                st = path.stat()
+                identity["weights"] = {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            except OSError:
+                identity["weights"] = {"path": str(path)}
+        identity.update(n_ctx=self.n_ctx, n_batch=self.n_batch, grammar=self.use_grammar, prefix_reuse=self.prefix_reuse)
+        return identity
 
     def load(self) -> Any:
         """Load the weights now (otherwise the first call does) and return the ``llama_cpp.Llama``."""
@@ -267,6 +290,19 @@ class LocalLM(BaseLM):
                     usage.prompt_tokens = int(counts.get("prompt_tokens", 0))
                 usage.completion_tokens += int(counts.get("completion_tokens", 0))
         return LMResponse(texts=texts, usage=usage, model=self.model, finish_reasons=reasons)
+
+    def score_continuations(self, messages: Any, prefix: str, candidates: Any, **options: Any) -> Any:
+        """Every token of every candidate scored after the prompt, which is evaluated once (``lm/logprobs.py``)."""
+        from .logprobs import run_scoring, score_llama
+
+        def backend(msgs: Any, pre: str, cands: list[str]) -> Any:
+            self.load()
+            assert self._loaded is not None
+            with self._loaded.lock:
+                return score_llama(self._loaded.llama, msgs, pre, cands, reuse_prefix=self.prefix_reuse,
+                                   model=self.model)
+
+        return run_scoring(self, messages, prefix, candidates, backend, **options)
 
     def __repr__(self) -> str:
         return f"LocalLM({self.model!r}, n_ctx={self.n_ctx}, n_threads={self.n_threads})"
