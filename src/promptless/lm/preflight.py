@@ -283,14 +283,14 @@ def _probe_main(model: str) -> int:
         os.kill(os.getpid(), getattr(signal, crash))
     try:
         import llama_cpp
-    except Exception as exc:  # noqa: BLE001 - reported to the parent
+    except Exception as exc:
         print(json.dumps({"ok": False, "stage": "import", "error": f"{type(exc).__name__}: {exc}"}))
         return 1
     try:
         llama = llama_cpp.Llama(
             model_path=model, n_ctx=512, n_batch=512, n_threads=2, n_threads_batch=2, n_gpu_layers=0, verbose=False
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(json.dumps({"ok": False, "stage": "load", "error": f"{type(exc).__name__}: {exc}"}))
         return 1
     tokens = llama.tokenize(PROBE_TEXT.encode("utf-8"))
