@@ -91,3 +91,10 @@ __all__ = [
     "make_signature",
     "track_usage",
 ]
+
+# Label scoring and calibration for small models (docs/optimizers.md, "Label scoring and calibration").
+from .errors import ScoringNotSupportedError
+from .modules.scored import Classify
+from .optimize.calibrate import Calibrate
+
+__all__ += ["Calibrate", "Classify", "ScoringNotSupportedError"]

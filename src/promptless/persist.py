@@ -37,7 +37,28 @@ def dump_predictor(p: Predict) -> dict[str, Any]:
         },
         "demos": [to_jsonable(d.to_dict() if isinstance(d, Example) else dict(d)) for d in p.demos],
         "config": to_jsonable(dict(p.config)),
+        # A predictor's own learned state beyond these (pl.Classify's calibration), when it keeps any.
+        **({"extra": to_jsonable(extra)} if (extra := _extra_of(p)) else {}),
     }
+
+
+def _extra_of(p: Predict) -> dict[str, Any]:
+    dump = getattr(p, "extra_state", None)
+    return dump() if callable(dump) else {}
+
+
+def _plan_extra(pred: Predict, entry: Any, where: str) -> dict[str, Any]:
+    """The extra state a saved entry gives this predictor (checked by the predictor), or PersistError."""
+    extra = entry.get("extra", {}) if isinstance(entry, dict) else {}
+    check = getattr(pred, "check_extra_state", None)
+    if check is None:
+        if extra:
+            raise PersistError(f"{where} holds state this kind of predictor does not keep ({', '.join(extra)})")
+        return {}
+    try:
+        return dict(check(extra))
+    except (TypeError, ValueError) as exc:
+        raise PersistError(f"{where}: {exc}") from None
 
 
 def program_state(program: Module, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -146,10 +167,13 @@ def apply_state(program: Module, data: dict[str, Any], source: str = "state") ->
         if not isinstance(config, dict):
             raise PersistError(f"{source}: predictor {name!r} config must be an object")
         planned.append((pred, sig, demos, config))
-    for pred, sig, demos, config in planned:
+    extras = [_plan_extra(pred, saved[name], f"{source}: predictor {name!r}") for name, pred in ours.items()]
+    for (pred, sig, demos, config), extra in zip(planned, extras, strict=True):
         pred.signature = sig
         pred.demos = demos
         pred.config = dict(config)
+        if hasattr(pred, "set_extra_state"):
+            pred.set_extra_state(extra)
 
 
 def load(program: Module, path: str | Path) -> None:

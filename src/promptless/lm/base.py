@@ -213,6 +213,14 @@ class BaseLM:
     async def acall(self, prompt: str | None = None, messages: Sequence[Any] | None = None, **params: Any) -> list[str]:
         return (await self.arequest(messages, prompt=prompt, **params)).texts
 
+    def score_continuations(self, messages: Any, prefix: str, candidates: Sequence[str], **options: Any) -> Any:
+        """The log-probability of each candidate text continuing an assistant reply begun with ``prefix``
+        (a ``ContinuationScores``; see ``lm/logprobs.py``). Backends that give log-probabilities implement it;
+        the others raise ``ScoringNotSupportedError``."""
+        from .logprobs import not_supported
+
+        raise not_supported(self)
+
     def inspect_history(self, n: int = 1) -> str:
         from .history import format_history
 

@@ -767,6 +767,16 @@ class OpenAILM(BaseLM):
     async def acomplete(self, request: LMRequest) -> LMResponse:
         return await self.retry.arun(lambda: self._asend(request))
 
+    def score_continuations(self, messages: Any, prefix: str, candidates: Any, **options: Any) -> Any:
+        """Candidates scored from the reply's ``top_logprobs`` at the first token that tells them apart, or
+        ``method="generation"`` with the reply when the server gives none (``lm/logprobs.py``)."""
+        from .logprobs import run_scoring, score_openai
+
+        top = int(options.pop("top_logprobs", 20))
+        return run_scoring(self, messages, prefix, candidates,
+                           lambda msgs, pre, cands: score_openai(self, msgs, pre, cands, top_logprobs=top),
+                           options={"top_logprobs": top}, **options)
+
 def _error_body(response: httpx.Response) -> Any:
     try:
         return response.json()

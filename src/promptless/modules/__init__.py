@@ -18,3 +18,7 @@ __all__ = [
     "ReAct",
     "Refine",
 ]
+
+from .scored import Classify, ScoredPrediction
+
+__all__ += ["Classify", "ScoredPrediction"]

@@ -38,3 +38,7 @@ __all__ = [
     "clean_instruction",
     "write_report",
 ]
+
+from .calibrate import Calibrate  # noqa: E402 - label calibration for pl.Classify
+
+__all__ += ["Calibrate"]

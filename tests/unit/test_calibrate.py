@@ -1,0 +1,165 @@
+"""pl.Calibrate: per-label offsets that remove a planted label prior, saved with the program. Scripted LM only."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Literal
+
+import pytest
+
+import promptless as pl
+from promptless.errors import ConfigurationError, PersistError
+from promptless.modules.scored import Classify
+from promptless.optimize.calibrate import Calibrate, content_free_offsets, fit_offsets
+
+
+class Pick(pl.Signature):
+    """Pick the letter the text names."""
+
+    text: str = pl.InputField()
+    label: Literal["a", "b", "c"] = pl.OutputField()
+    confidence: float = pl.OutputField()
+
+
+PRIOR = 2.0  # the scripted model adds this to "a" whatever the input
+
+
+def _noise(text: str, k: str) -> float:
+    return random.Random(f"{text}/{k}").uniform(-0.5, 0.5)
+
+
+def biased_scores(messages, prefix, candidates):
+    """Gold label +1.5 over the others, plus noise, plus a prior towards "a" (also on content-free inputs)."""
+    text = messages[-1].content.split("[[ ## text ## ]]\n", 1)[1].split("\n\n", 1)[0]
+    gold = text[-1] if text.startswith("item") else None
+    return {k: (1.5 if k == gold else 0.0) + (PRIOR if k == "a" else 0.0) + _noise(text, k) for k in "abc"}
+
+
+def dataset(n: int, seed: int) -> list[pl.Example]:
+    rng = random.Random(seed)
+    return [pl.Example(text=f"item {seed}-{i} is {g}", label=g).with_inputs("text")
+            for i, g in enumerate(rng.choice("abc") for _ in range(n))]
+
+
+def accuracy(program, examples) -> float:
+    return sum(program(text=e.text).label == e.label for e in examples) / len(examples)
+
+
+def match(example, pred, trace=None) -> bool:
+    return example.label == pred.label
+
+
+@pytest.fixture
+def lm():
+    return pl.ScriptedLM(logprobs=biased_scores)
+
+
+def test_fit_recovers_a_planted_offset():
+    rng = random.Random(0)
+    rows, gold = [], []
+    for _ in range(400):
+        g = rng.randrange(3)
+        r = [rng.gauss(0, 1) for _ in range(3)]
+        r[g] += 1.5
+        r[0] += 2.0
+        rows.append(r)
+        gold.append(g)
+    b, a = fit_offsets(rows, gold, lam=1e-4)
+    assert a == 1.0
+    assert b[0] - (b[1] + b[2]) / 2 == pytest.approx(-2.0, abs=0.3)
+    # more regularization pulls the offsets towards the prior (here zero)
+    strong, _ = fit_offsets(rows, gold, lam=10.0)
+    assert max(abs(x) for x in strong) < max(abs(x) for x in b)
+
+
+def test_content_free_offsets_divide_out_the_prior():
+    b = content_free_offsets([[math.log(0.8), math.log(0.1), math.log(0.1)]])
+    assert sum(b) == pytest.approx(0.0, abs=1e-12)
+    assert b[1] - b[0] == pytest.approx(math.log(8))
+    assert b[1] == pytest.approx(b[2])
+
+
+@pytest.mark.parametrize("method", ["content_free", "fit", "both"])
+def test_calibration_removes_a_planted_prior(lm, method):
+    train, test = dataset(60, 1), dataset(90, 2)
+    program = Classify(Pick, lm=lm)
+    before = accuracy(program, test)
+    better = Calibrate(match, method=method, progress=False).compile(program, trainset=train)
+    after = accuracy(better, test)
+    assert before < 0.6
+    assert after > 0.9
+    offsets = better.calibration["offsets"]
+    assert offsets["a"] < min(offsets["b"], offsets["c"]) - 1.0  # pushes down the label the model leans to
+    # "both" may keep the content-free offsets alone when the fit does no better on held-out examples
+    assert better.calibration["method"] in {"content_free": {"content_free"}, "fit": {"fit"},
+                                            "both": {"both", "content_free"}}[method]
+    assert program.calibration is None  # the student is left as it was
+    calls = len(lm.score_requests)
+    expected = {"content_free": 3, "fit": 60, "both": 63}[method]
+    assert better.optimization.calls == expected
+    assert calls == expected + 2 * 90  # plus the two evaluations here
+
+
+def test_no_prior_means_no_worse_than_uncalibrated():
+    def fair(messages, prefix, candidates):
+        text = messages[-1].content.split("[[ ## text ## ]]\n", 1)[1].split("\n\n", 1)[0]
+        return {k: (1.5 if text.endswith(k) else 0.0) + _noise(text, k) for k in "abc"}
+
+    lm = pl.ScriptedLM(logprobs=fair)
+    train = dataset(60, 3)
+    better = Calibrate(match, method="fit", progress=False).compile(Classify(Pick, lm=lm), trainset=train)
+    result = better.optimization
+    assert result.final_score >= result.baseline_score
+    decision = result.candidates["calibration"]["self"]
+    assert decision["heldout_score"] >= decision["uncalibrated_heldout_score"]
+    assert decision["cross_validated"] is True
+
+
+def test_offsets_round_trip_through_save_and_load(lm, tmp_path):
+    better = Calibrate(match, method="both", progress=False).compile(Classify(Pick, lm=lm), trainset=dataset(40, 4))
+    path = better.save(tmp_path / "calibrated.json")
+    fresh = Classify(Pick, lm=lm).load(path)
+    assert fresh.calibration == better.calibration
+    assert fresh.offsets == better.offsets and fresh.offsets
+    test = dataset(20, 5)
+    assert [fresh(text=e.text).label for e in test] == [better(text=e.text).label for e in test]
+    state = fresh.dump_state()
+    assert state["extra"]["calibration"]["offsets"] == better.calibration["offsets"]
+    # the JSON state round-trips in memory too, and a plain Predict refuses a calibrated state
+    again = Classify(Pick, lm=lm).load_state({"self": state})
+    assert again.calibration == better.calibration
+    with pytest.raises(PersistError, match="does not keep"):
+        pl.Predict(Pick).load(path)
+
+
+def test_a_calibration_for_other_labels_is_refused(lm, tmp_path):
+    clf = Classify(Pick, lm=lm)
+    clf.calibration = {"offsets": {"a": 0.5, "zebra": 1.0}}
+    path = clf.save(tmp_path / "bad.json")
+    target = Classify(Pick, lm=lm)
+    with pytest.raises(PersistError, match="zebra"):
+        target.load(path)
+    assert target.calibration is None  # left unchanged
+
+
+def test_resume_scores_nothing_twice_and_the_budget_holds(lm, tmp_path):
+    train = dataset(30, 6)
+    run_dir = str(tmp_path / "run")
+    first = Calibrate(match, method="fit", max_lm_calls=12, run_dir=run_dir, progress=False)
+    partial = first.compile(Classify(Pick, lm=lm), trainset=train)
+    assert partial.optimization.stopped == "budget"
+    assert len(lm.score_requests) == 12
+    second = Calibrate(match, method="fit", max_lm_calls=100, run_dir=run_dir, progress=False)
+    done = second.compile(Classify(Pick, lm=lm), trainset=train)
+    assert done.optimization.stopped == "completed"
+    assert len(lm.score_requests) == 30  # the first 12 were replayed from the run store
+    assert done.calibration is not None
+
+
+def test_needs_a_classify():
+    with pytest.raises(ConfigurationError, match=r"no pl\.Classify"):
+        Calibrate(match, progress=False).compile(pl.Predict(Pick, lm=pl.ScriptedLM(["x"])),
+                                                 trainset=dataset(5, 7))
+    with pytest.raises(ConfigurationError, match="method"):
+        Calibrate(match, method="magic")
