@@ -19,7 +19,7 @@
     ├── ModelFetchError         named weights could not be fetched or failed their checksum
     ├── PersistError            a saved program that cannot be loaded into this one
     ├── BudgetExceededError     an optimizer or tracker ran out of its LM-call or cost budget
-    ├── EvaluationError         an evaluation stopped after more than max_errors failures (.result: partial)
+    ├── EvaluationError         an evaluation that gave no result: too many failures (.result: partial)
     └── ToolError               a tool was called with bad arguments
 
 This module imports nothing from the package, so every layer may import it.
@@ -157,7 +157,8 @@ class BudgetExceededError(PromptlessError):
 
 
 class EvaluationError(PromptlessError):
-    """An evaluation stopped early: more examples failed than ``max_errors`` allows.
+    """An evaluation that gave no result: more examples failed than ``max_errors`` allows, every example
+    failed, or an error every example would hit (a refused API key, an unreachable server) stopped it.
 
     ``result`` holds the partial ``EvaluationResult`` (examples never run are marked ``skipped``).
     """
