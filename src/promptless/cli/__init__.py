@@ -8,7 +8,7 @@ import argparse
 import importlib
 import sys
 
-_COMMANDS = ("models", "demo", "eval", "optimize")
+_COMMANDS = ("models", "demo", "eval", "optimize", "cache")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 _REQUEST_FIELDS = {"temperature", "max_tokens", "n", "stop", "seed", "response_format", "grammar", "rollout_id"}
 
+_cache_key_fn: Any = None  # cache.cache_key, once the first key is made
+
 # Process-wide ring of recent calls across all LMs, for pl.inspect_history().
 GLOBAL_HISTORY: deque[dict[str, Any]] = deque(maxlen=200)
 
@@ -124,10 +126,25 @@ class BaseLM:
             merged["stop"] = [merged["stop"]]
         return LMRequest(messages=messages, **merged)
 
-    def _cache_key(self, request: LMRequest) -> str:
-        from .cache import cache_key
+    def cache_identity(self) -> dict[str, Any]:
+        """What, besides the request itself, decides the reply: part of every cache key.
 
-        return cache_key(self.model, request)
+        The provider and model here; backends add where the request goes (without
+        credentials) and the client settings that change what is sent or produced.
+        A backend that names no ``provider`` is told apart by its class.
+        """
+        identity: dict[str, Any] = {"provider": self.provider, "model": self.model}
+        if self.provider == BaseLM.provider:
+            identity["class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        return identity
+
+    def _cache_key(self, request: LMRequest) -> str:
+        global _cache_key_fn
+        if _cache_key_fn is None:  # imported on first use: the cache module pulls in sqlite3
+            from .cache import cache_key
+
+            _cache_key_fn = cache_key
+        return _cache_key_fn(self.cache_identity(), request)
 
     def _lookup(self, request: LMRequest, use_cache: bool) -> tuple[str | None, LMResponse | None]:
         cache = self.cache if use_cache else None
@@ -139,7 +156,9 @@ class BaseLM:
             return key, None
         try:
             resp = LMResponse.from_dict(hit)
-        except (KeyError, TypeError, ValueError):  # a row of another shape: treat as a miss
+        except (KeyError, TypeError, ValueError, AttributeError):  # a row of another shape: treat as a miss
+            return key, None
+        if len(resp.texts) != request.n:  # not the number of completions asked for
             return key, None
         resp.cached = True
         resp.usage = Usage(calls=0, cache_hits=1, prompt_tokens=0, completion_tokens=0)
@@ -150,7 +169,8 @@ class BaseLM:
             resp.usage.seconds = time.perf_counter() - started
             if resp.usage.calls == 0:
                 resp.usage.calls = 1
-            if key is not None and not resp.truncated and resp.texts:
+            # The cache stores only well-formed replies (no empty completion); see cache.entry_problem.
+            if key is not None and not resp.truncated and len(resp.texts) == request.n:
                 cache = self.cache
                 if cache is not None:
                     cache.put(key, resp.to_dict())

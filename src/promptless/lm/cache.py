@@ -1,19 +1,37 @@
-"""The LM response cache: an in-memory LRU in front of a SQLite file.
+"""The LM response cache: an in-memory LRU in front of a size-bounded SQLite file.
 
 ``Cache(path)`` keeps recent entries in memory and every entry on disk, so a
 second run of the same program (or another process on the same machine)
 answers repeated calls without asking the model again. Values are
 ``LMResponse.to_dict()`` dicts stored as JSON text; nothing is ever pickled, so
-a cache file from elsewhere cannot run code. A row that cannot be read back is
-a miss, never an error: the cache must not break a call.
+a cache file from elsewhere cannot run code.
+
+Only well-formed replies are stored: at least one completion, every completion
+a non-blank string, a usage object of counts, no truncated completion
+(``entry_problem`` says what is wrong with a value). A row that cannot be read
+back, or that does not pass the same check, is a miss, never an error: it is
+dropped from the file and the call goes to the model.
 
 The file is shared safely by threads and processes: SQLite in WAL mode (readers
 never block the writer), a busy timeout so writers wait for each other instead
 of failing, and one connection per thread (connections are never shared across
 threads, and a forked child opens its own).
 
-``cache_key(model, request)`` is the SHA-256 of a canonical JSON of the model
-name, the messages and ``request.sampling()`` (which includes ``rollout_id``).
+The file is bounded: ``max_bytes`` (default 1 GiB, or
+``$PROMPTLESS_CACHE_MAX_BYTES``, which takes a count of bytes or a size such as
+``500M`` or ``2G``, powers of 1024) counts the bytes of the stored keys and
+values. When a writer finds the total above the limit it evicts the entries
+used least recently until the total is under 90 % of it. "Used" is the last
+write or hit, recorded on disk at most once a minute per entry so that hits
+stay reads. The file itself is somewhat larger than the entries (SQLite pages,
+the index, the WAL); SQLite reuses the pages that eviction frees.
+
+``cache_key(identity, request)`` is the SHA-256 of a canonical JSON of the
+LM's ``cache_identity()`` (provider, model, endpoint and the client settings
+that change what is sent or produced; never credentials), the messages and
+``request.sampling()`` (which includes ``rollout_id``). The key is versioned:
+rows written under an older key scheme never match, and a file of an older
+layout is emptied when first opened.
 
 ``default_cache()`` is the process-wide cache, created on first use (never at
 import time) at, in order of preference:
@@ -23,6 +41,7 @@ import time) at, in order of preference:
 - ``~/.cache/promptless/cache.sqlite3``
 
 ``PROMPTLESS_CACHE=0`` keeps the default cache in memory only.
+``promptless cache info`` and ``promptless cache clear`` show and empty it.
 """
 
 from __future__ import annotations
@@ -30,21 +49,69 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigurationError
 from ..types import LMRequest
 
 logger = logging.getLogger("promptless.lm")
 
-_KEY_VERSION = 1
+# v1 keyed on the model name only; v2 on the LM's cache_identity() (provider, endpoint, settings).
+_KEY_VERSION = 2
+# PRAGMA user_version of the file layout; files of an older layout are emptied when opened.
+_SCHEMA_VERSION = 2
 _BUSY_TIMEOUT_MS = 30_000
-_SCHEMA = "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS entries ("
+    "key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL, used REAL NOT NULL, size INTEGER NOT NULL)"
+)
+_INDEX = "CREATE INDEX IF NOT EXISTS entries_by_use ON entries (used, size)"
+
+DEFAULT_MAX_BYTES = 1 << 30
+MAX_BYTES_ENV = "PROMPTLESS_CACHE_MAX_BYTES"
+# A hit is written back as "used" at most this often per entry (seconds).
+_TOUCH_SECONDS = 60.0
+# A writer sums the file's entries after writing this fraction of the limit since its last check.
+_CHECK_FRACTION = 16
+# Eviction brings the total down to this fraction of the limit.
+_LOW_WATER = 0.9
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(?:([kmgt])(?:i?b)?|b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str, *, source: str = MAX_BYTES_ENV) -> int:
+    """Bytes from ``"1073741824"``, ``"500M"``, ``"2G"`` or ``"1.5GiB"`` (K, M, G, T are powers of 1024)."""
+    match = _SIZE_RE.match(text)
+    if match is None:
+        raise ConfigurationError(
+            f"{source}={text!r} is not a size: give a number of bytes or a number with K, M, G or T "
+            f"(powers of 1024), for example {source}=2G; unset it for the default of 1G"
+        )
+    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
+
+
+def resolve_max_bytes(value: int | str | None = None) -> int:
+    """The disk limit: ``value`` if given, else ``$PROMPTLESS_CACHE_MAX_BYTES``, else 1 GiB."""
+    if value is None:
+        raw = os.environ.get(MAX_BYTES_ENV, "").strip()
+        return parse_size(raw) if raw else DEFAULT_MAX_BYTES
+    if isinstance(value, str):
+        return parse_size(value, source="max_bytes")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(
+            f"max_bytes must be a number of bytes (0 or more) or a size such as '2G', got {value!r}"
+        )
+    return value
 
 
 def _canonical(value: Any) -> Any:
@@ -55,36 +122,96 @@ def _canonical(value: Any) -> Any:
         return int(value)
     if isinstance(value, (int, float)):
         return value
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): _canonical(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_canonical(v) for v in value]
     return repr(value)
 
 
-def cache_key(model: str, request: LMRequest) -> str:
-    """The cache key of a request to ``model``: a SHA-256 hex digest."""
+# One encoder for every key (json.dumps with options builds a new one per call).
+_KEY_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
+
+
+def cache_key(identity: str | Mapping[str, Any], request: LMRequest) -> str:
+    """The cache key of ``request`` sent by an LM: a SHA-256 hex digest.
+
+    ``identity`` is the LM's ``cache_identity()``; a bare string stands for ``{"model": identity}``.
+    """
+    if isinstance(identity, str):
+        identity = {"model": identity}
     payload = {
         "v": _KEY_VERSION,
-        "model": model,
+        "lm": identity,  # plain JSON values (anything else is written as its repr)
         "messages": [[m.role, m.content] for m in request.messages],
         "sampling": _canonical(request.sampling()),
     }
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_KEY_ENCODER.encode(payload).encode("utf-8")).hexdigest()
+
+
+_COUNTS = ("calls", "prompt_tokens", "completion_tokens", "cache_hits")
+_AMOUNTS = ("seconds", "cost")
+
+
+def entry_problem(value: Any) -> str | None:
+    """What makes ``value`` unfit to be served as a cached reply, or ``None`` if it is well formed.
+
+    A well-formed value is an ``LMResponse.to_dict()``: ``texts``, a non-empty
+    list of non-blank strings; ``usage``, an object whose counts are whole
+    numbers >= 0 and whose ``seconds``/``cost`` are finite numbers >= 0 (or
+    null); ``model``, a string; ``finish_reasons``, a list of strings, none
+    of them ``"length"`` (a truncated reply).
+    """
+    if not isinstance(value, dict):
+        return "not a JSON object"
+    texts = value.get("texts")
+    if not isinstance(texts, list) or not texts:
+        return "no completions"
+    for text in texts:
+        if not isinstance(text, str):
+            return "a completion that is not text"
+        if not text.strip():
+            return "an empty completion"
+    usage = value.get("usage")
+    if not isinstance(usage, dict):
+        return "usage is not an object"
+    for name in _COUNTS:
+        count = usage.get(name, 0)
+        if type(count) is not int or count < 0:
+            return f"usage.{name} is not a count"
+    for name in _AMOUNTS:
+        amount = usage.get(name)
+        if amount is None:
+            continue
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount) or amount < 0:
+            return f"usage.{name} is not an amount"
+    if not isinstance(value.get("model"), str):
+        return "model is not a string"
+    reasons = value.get("finish_reasons")
+    if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+        return "finish_reasons is not a list of strings"
+    if "length" in reasons:
+        return "a truncated completion"
+    return None
 
 
 class Cache:
-    """An LRU of ``memory_size`` entries in front of an optional SQLite file.
+    """An LRU of ``memory_size`` entries in front of an optional SQLite file of at most ``max_bytes``.
 
     ``path=None`` keeps the cache in memory only. The file and its folder are
     created on the first read or write, not when the object is made.
+    ``max_bytes=None`` reads ``$PROMPTLESS_CACHE_MAX_BYTES`` (default 1 GiB);
+    ``0`` keeps nothing on disk.
     """
 
-    def __init__(self, path: str | Path | None = None, memory_size: int = 1024) -> None:
+    def __init__(
+        self, path: str | Path | None = None, memory_size: int = 1024, max_bytes: int | str | None = None
+    ) -> None:
         self.path: Path | None = Path(path).expanduser() if path is not None else None
         self.memory_size = max(0, int(memory_size))
-        self._memory: OrderedDict[str, str] = OrderedDict()
+        self.max_bytes = resolve_max_bytes(max_bytes)
+        # key -> [JSON text, when its use was last recorded on disk]
+        self._memory: OrderedDict[str, list[Any]] = OrderedDict()
         self._mem_lock = threading.Lock()
         self._conn_lock = threading.Lock()
         self._local = threading.local()
@@ -92,6 +219,9 @@ class Cache:
         self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._pid = os.getpid()
         self._closed = False
+        self._touch_seconds = _TOUCH_SECONDS
+        # Bytes this object wrote since it last summed the file; None: never summed yet.
+        self._written: int | None = None
 
     # -- connections ----------------------------------------------------------
     def _connect(self) -> sqlite3.Connection | None:
@@ -147,7 +277,7 @@ class Cache:
         if not already:
             logger.warning(
                 "LM cache file %s cannot be used (%s); caching in memory only for now. "
-                "Delete the file or set PROMPTLESS_CACHE_DIR to another folder to start afresh.",
+                "Run `promptless cache clear` to start afresh, or set PROMPTLESS_CACHE_DIR to another folder.",
                 self.path,
                 exc,
             )
@@ -161,7 +291,8 @@ class Cache:
             try:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
-                conn.execute(_SCHEMA)
+                if conn.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:
+                    Cache._migrate(conn)
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
@@ -170,65 +301,177 @@ class Cache:
                     raise
                 time.sleep(0.01)
 
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Create the layout in a new file; empty a file of an older layout (its keys can never match)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > _SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(
+                    f"it was written by a newer promptless (layout {version}, this one reads {_SCHEMA_VERSION})"
+                )
+            if version < _SCHEMA_VERSION:
+                conn.execute("DROP TABLE IF EXISTS entries")
+                conn.execute(_SCHEMA)
+                conn.execute(_INDEX)
+                conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     # -- memory LRU -----------------------------------------------------------
-    def _remember(self, key: str, text: str) -> None:
+    def _remember(self, key: str, text: str, touched: float) -> None:
         if self.memory_size == 0:
             return
         with self._mem_lock:
-            self._memory[key] = text
+            self._memory[key] = [text, touched]
             self._memory.move_to_end(key)
             while len(self._memory) > self.memory_size:
                 self._memory.popitem(last=False)
 
+    def _forget(self, key: str) -> None:
+        with self._mem_lock:
+            self._memory.pop(key, None)
+
     @staticmethod
     def _decode(text: Any) -> dict[str, Any] | None:
+        """The well-formed entry in a stored value, or ``None``."""
         if not isinstance(text, str):
             return None
         try:
             value = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
-        return value if isinstance(value, dict) else None
+        return value if entry_problem(value) is None else None
+
+    def _touch(self, key: str, now: float) -> None:
+        """Record on disk that ``key`` was just used (best effort: a failure only ages the entry)."""
+        try:
+            conn = self._connect()
+            if conn is not None:
+                conn.execute("UPDATE entries SET used = ? WHERE key = ?", (now, key))
+        except sqlite3.Error as exc:
+            logger.debug("LM cache could not record a hit in %s (%s)", self.path, exc)
+
+    def _drop(self, conn: sqlite3.Connection, key: str, stored: Any) -> None:
+        """Delete a damaged row, unless another writer has replaced it meanwhile."""
+        try:
+            conn.execute("DELETE FROM entries WHERE key = ? AND value = ?", (key, stored))
+        except sqlite3.Error as exc:
+            logger.debug("LM cache could not drop a damaged row from %s (%s)", self.path, exc)
 
     # -- public API -----------------------------------------------------------
     def get(self, key: str) -> dict[str, Any] | None:
         """The value stored under ``key`` (a fresh dict each time), or ``None``."""
+        now = time.time()
+        stale = False
         with self._mem_lock:
-            text = self._memory.get(key)
-            if text is not None:
+            slot = self._memory.get(key)
+            if slot is not None:
                 self._memory.move_to_end(key)
-        if text is not None:
-            return json.loads(text)
+                text = slot[0]
+                if now - slot[1] >= self._touch_seconds:
+                    slot[1] = now
+                    stale = True
+        if slot is not None:
+            if stale:
+                self._touch(key, now)
+            return json.loads(text)  # type: ignore[no-any-return]
         try:
             conn = self._connect()
             if conn is None:
                 return None
-            row = conn.execute("SELECT value FROM entries WHERE key = ?", (key,)).fetchone()
+            row = conn.execute("SELECT value, used FROM entries WHERE key = ?", (key,)).fetchone()
         except sqlite3.Error as exc:
             logger.warning("LM cache read from %s failed (%s); treating it as a miss", self.path, exc)
             return None
         if row is None:
             return None
-        value = self._decode(row[0])
+        stored, used = row
+        value = self._decode(stored)
         if value is None:
-            logger.warning("LM cache entry %s in %s is corrupt; treating it as a miss", key[:12], self.path)
+            logger.warning("LM cache entry %s in %s is damaged; dropped it and treating it as a miss", key[:12], self.path)
+            self._drop(conn, key, stored)
             return None
-        self._remember(key, row[0])
+        if not isinstance(used, (int, float)) or now - used >= self._touch_seconds:
+            self._touch(key, now)
+            used = now
+        self._remember(key, stored, used)
         return value
 
-    def put(self, key: str, value: dict[str, Any]) -> None:
-        """Store ``value`` (a JSON-serialisable dict) under ``key``."""
+    def put(self, key: str, value: dict[str, Any]) -> bool:
+        """Store ``value`` (an ``LMResponse.to_dict()``) under ``key``; ``False`` if it is not well formed.
+
+        A reply that ``entry_problem`` finds fault with (an empty completion, say)
+        is not stored, so the next identical call asks the model again.
+        """
+        problem = entry_problem(value)
+        if problem is not None:
+            logger.debug("LM reply not cached: %s", problem)
+            return False
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        self._remember(key, text)
+        now = time.time()
+        self._remember(key, text, now)
+        size = len(key) + len(text.encode("utf-8"))
+        if size > self.max_bytes:
+            return True  # larger than the whole disk budget: memory only
         try:
             conn = self._connect()
             if conn is None:
-                return
+                return True
             conn.execute(
-                "INSERT OR REPLACE INTO entries (key, value, created) VALUES (?, ?, ?)", (key, text, time.time())
+                "INSERT OR REPLACE INTO entries (key, value, created, used, size) VALUES (?, ?, ?, ?, ?)",
+                (key, text, now, now, size),
             )
+            if self._written is None:  # this object's first write: check the limit at once
+                self._evict(conn)
+            else:
+                self._written += size
+                if self._written >= self.max_bytes // _CHECK_FRACTION:
+                    self._evict(conn)
         except sqlite3.Error as exc:
             logger.warning("LM cache write to %s failed (%s); the reply was not cached on disk", self.path, exc)
+        return True
+
+    def _evict(self, conn: sqlite3.Connection) -> int:
+        """Bring the file under its limit, least recently used first; the number of entries removed."""
+        self._written = 0
+        total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM entries").fetchone()[0]
+        if total <= self.max_bytes:
+            return 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM entries").fetchone()[0]
+            need = total - int(self.max_bytes * _LOW_WATER)
+            victims: list[tuple[str]] = []
+            if total > self.max_bytes:
+                freed = 0
+                cursor = conn.execute("SELECT key, size FROM entries ORDER BY used, key")
+                while freed < need:
+                    rows = cursor.fetchmany(256)
+                    if not rows:
+                        break
+                    for k, s in rows:
+                        victims.append((k,))
+                        freed += s if isinstance(s, int) else 0
+                        if freed >= need:
+                            break
+                cursor.close()
+                conn.executemany("DELETE FROM entries WHERE key = ?", victims)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if victims:
+            logger.info(
+                "LM cache %s was over its limit of %d bytes: evicted %d least recently used entries",
+                self.path,
+                self.max_bytes,
+                len(victims),
+            )
+        return len(victims)
 
     def clear(self) -> None:
         """Remove every entry, in memory and on disk."""
@@ -237,6 +480,15 @@ class Cache:
         conn = self._connect()
         if conn is not None:
             conn.execute("DELETE FROM entries")
+
+    def stats(self) -> dict[str, Any]:
+        """What the cache holds: entries and bytes on disk, the limit, the file's size, the memory part."""
+        with self._mem_lock:
+            memory_entries = len(self._memory)
+        conn = self._connect()
+        out = _stats(conn, self.path) if conn is not None else _stats(None, None)
+        out.update(max_bytes=self.max_bytes, memory_entries=memory_entries)
+        return out
 
     def __len__(self) -> int:
         conn = self._connect()
@@ -268,7 +520,96 @@ class Cache:
 
     def __repr__(self) -> str:
         where = str(self.path) if self.path is not None else "memory only"
-        return f"Cache({where!r}, memory_size={self.memory_size})"
+        return f"Cache({where!r}, memory_size={self.memory_size}, max_bytes={self.max_bytes})"
+
+
+def _file_bytes(path: Path) -> int:
+    """The bytes the cache file, its WAL and its shared-memory file take on disk."""
+    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists())
+
+
+def _stats(conn: sqlite3.Connection | None, path: Path | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "path": str(path) if path is not None else None,
+        "layout": _SCHEMA_VERSION,
+        "entries": 0,
+        "bytes": 0,
+        "file_bytes": 0,
+        "oldest_use": None,
+        "newest_use": None,
+    }
+    if conn is None or path is None:
+        return out
+    out["layout"] = layout = conn.execute("PRAGMA user_version").fetchone()[0]
+    has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'").fetchone()
+    if has_table and layout == _SCHEMA_VERSION:
+        entries, stored, oldest, newest = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(used), MAX(used) FROM entries"
+        ).fetchone()
+        out.update(entries=int(entries), bytes=int(stored), oldest_use=oldest, newest_use=newest)
+    elif has_table:
+        out["entries"] = int(conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+    out["file_bytes"] = _file_bytes(path)
+    return out
+
+
+def file_stats(path: str | Path) -> dict[str, Any] | None:
+    """What the cache file at ``path`` holds, read without changing it (``None`` if there is no file).
+
+    ``layout`` is the file's layout version; entries of another layout than
+    this promptless's never match. Raises ``sqlite3.DatabaseError`` for a file
+    that is not a readable SQLite database.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_MS / 1000)
+    try:
+        return _stats(conn, path)
+    finally:
+        conn.close()
+
+
+def clear_file(path: str | Path) -> dict[str, Any]:
+    """Empty the cache file at ``path`` and give its space back; say what was removed.
+
+    Other processes may keep using the file meanwhile. A file that is not a
+    readable cache (damaged, or of a newer layout) is deleted instead.
+    Returns ``{"entries": removed, "freed_bytes": ..., "deleted_file": bool}``.
+    """
+    path = Path(path).expanduser()
+    before = _file_bytes(path)
+    try:
+        conn = sqlite3.connect(str(path), timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except sqlite3.Error:
+        conn = None
+    removed = 0
+    try:
+        if conn is None:
+            raise sqlite3.DatabaseError("cannot open")
+        layout = conn.execute("PRAGMA user_version").fetchone()[0]
+        if layout > _SCHEMA_VERSION:
+            raise sqlite3.DatabaseError("a newer layout")
+        has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'").fetchone()
+        if has_table:
+            removed = conn.execute("DELETE FROM entries").rowcount
+        try:
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError as exc:  # another process is writing: the entries are gone anyway
+            logger.info("could not compact %s now (%s); SQLite reuses the freed space", path, exc)
+        deleted = False
+    except sqlite3.DatabaseError:
+        if conn is not None:
+            conn.close()
+            conn = None
+        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            p.unlink(missing_ok=True)
+        deleted = True
+    finally:
+        if conn is not None:
+            conn.close()
+    return {"entries": max(removed, 0), "freed_bytes": max(before - _file_bytes(path), 0), "deleted_file": deleted}
 
 
 _default: Cache | None = None
@@ -286,7 +627,8 @@ def default_cache_path() -> Path:
     return Path.home() / ".cache" / "promptless" / "cache.sqlite3"
 
 
-def _disk_enabled() -> bool:
+def disk_enabled() -> bool:
+    """Whether the default cache keeps a file (``PROMPTLESS_CACHE`` is not 0/false/no/off)."""
     return os.environ.get("PROMPTLESS_CACHE", "1").strip().lower() not in {"0", "false", "no", "off"}
 
 
@@ -296,7 +638,7 @@ def default_cache() -> Cache:
     if _default is None:
         with _default_lock:
             if _default is None:
-                _default = Cache(default_cache_path() if _disk_enabled() else None)
+                _default = Cache(default_cache_path() if disk_enabled() else None)
     return _default
 
 
@@ -309,4 +651,17 @@ def reset_default_cache() -> None:
         old.close()
 
 
-__all__ = ["Cache", "cache_key", "default_cache", "default_cache_path", "reset_default_cache"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "Cache",
+    "cache_key",
+    "clear_file",
+    "default_cache",
+    "default_cache_path",
+    "disk_enabled",
+    "entry_problem",
+    "file_stats",
+    "parse_size",
+    "reset_default_cache",
+    "resolve_max_bytes",
+]

@@ -85,6 +85,17 @@ class LiteLLMLM(BaseLM):
     def __repr__(self) -> str:
         return f"LiteLLMLM({self.model!r})"
 
+    def cache_identity(self) -> dict[str, Any]:
+        """Provider, model and the ``api_base`` requests go to (without user info, query or fragment)."""
+        identity = super().cache_identity()
+        if self.base_url:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.base_url)
+            host = parts.netloc.rpartition("@")[2].lower()
+            identity["api_base"] = f"{parts.scheme}://{host}{parts.path}".rstrip("/")
+        return identity
+
     def _arguments(self, request: LMRequest) -> dict[str, Any]:
         args: dict[str, Any] = {
             "model": self.model,

@@ -466,6 +466,24 @@ class OpenAILM(BaseLM):
     def __repr__(self) -> str:
         return f"OpenAILM({self.model!r}, base_url={_display_url(self.base_url)!r})"
 
+    def cache_identity(self) -> dict[str, Any]:
+        """Provider, model, the endpoint (no user info, query or fragment) and what changes the body sent."""
+        identity = super().cache_identity()
+        shown = self.__dict__.get("_cache_base_url")  # (base_url, its display form): urlsplit costs µs per call
+        if shown is None or shown[0] != self.base_url:
+            shown = self.__dict__["_cache_base_url"] = (self.base_url, _display_url(self.base_url).rstrip("/"))
+        identity["base_url"] = shown[1]
+        identity["structured_output"] = self.supports_structured_output
+        # Extra headers may route or change the request; those that may carry credentials are left out.
+        headers = {
+            k.lower(): v
+            for k, v in self.extra_headers.items()
+            if not any(word in k.lower() for word in ("auth", "key", "token", "secret", "cookie", "session"))
+        }
+        if headers:
+            identity["headers"] = headers
+        return identity
+
     def redact(self, text: str) -> str:
         """``text`` with the API key (and any bearer token) masked."""
         key = self._key.value
