@@ -158,7 +158,7 @@ def identity(model_path: Path) -> dict[str, Any]:
         "libraries": libs,
         "machine": platform.machine(),
         "cpu_flags": hashlib.sha256(cpu_flags().encode()).hexdigest()[:16],
-        "python": sys.executable,
+        "python": sys.prefix,
         "model": model,
     }
 
