@@ -17,7 +17,7 @@ from promptless.errors import BudgetExceededError, ConfigurationError
 from promptless.lm.cache import Cache
 from promptless.optimize import BootstrapFewShotWithRandomSearch, LabeledFewShot, MIPROv2
 from promptless.optimize.budget import Budget, GuardedLM
-from promptless.optimize.checkpoint import RunStore, count_trials
+from promptless.optimize.checkpoint import RunStore, count_calls, count_trials
 from promptless.optimize.fingerprint import example_key, program_fingerprint
 from promptless.optimize.progress import Progress
 
@@ -134,6 +134,92 @@ def test_cache_hits_cost_nothing_and_give_the_reservation_back():
     g2("same")  # a hit
     g2("same")
     assert budget2.calls == 0 and len(lm.requests) == 1
+
+
+def test_a_call_is_one_call_however_many_http_attempts_it_took():
+    class Retried(pl.ScriptedLM):
+        def complete(self, request):
+            resp = super().complete(request)
+            resp.usage.calls = 3  # the usage reports the attempts; the budget counts the request once
+            return resp
+
+    budget = Budget(max_lm_calls=2)
+    g = GuardedLM(Retried(["a"]), budget, "task")
+    g("one")
+    g("two")
+    assert budget.calls == 2
+    with pytest.raises(BudgetExceededError):
+        g("three")
+
+
+def test_each_call_is_written_down_before_it_is_made(tmp_path):
+    """The reservation is a row in the run store before the LM is called, so a kill during the call leaves it
+    on record; a resumed run counts it (and still holds the bound against everything spent before)."""
+    store = RunStore(tmp_path)
+    store.check_identity({"optimizer": "X"})
+    seen_on_disk = []
+
+    def fn(messages):
+        seen_on_disk.append(count_calls(tmp_path))  # read by another connection while the call is in flight
+        return "a"
+
+    budget = Budget(max_lm_calls=5, journal=store)
+    g = GuardedLM(pl.ScriptedLM(fn), budget, "task")
+    with Budget.metering() as meter:
+        g("one")
+        g("two")
+    assert seen_on_disk == [1, 2]
+    store.put("proposal", "p", {"text": "t"}, calls=meter.calls, claim=meter.tickets)
+    in_flight = budget.reserve("task")  # reserved, then the process dies before the call returns
+    assert in_flight is not None
+    store.close()
+
+    again = RunStore(tmp_path)
+    assert again.check_identity({"optimizer": "X"}) is True
+    assert (again.previous_calls, again.unclaimed_calls, again.in_flight) == (3, 1, 1)
+    resumed = Budget(max_lm_calls=5, journal=again, before_calls=again.previous_calls)
+    resumed.charge(again.unclaimed_calls)  # what Run does on resume
+    assert resumed.calls == 1 and resumed.spent_calls == 3
+    g2 = GuardedLM(pl.ScriptedLM(["a"]), resumed, "task")
+    g2("x")
+    g2("y")
+    with pytest.raises(BudgetExceededError, match="max_lm_calls=5 reached"):
+        g2("z")  # 3 before + 2 now: the replayed record was never charged, the bound holds all the same
+    again.close()
+
+
+def test_a_resumed_run_sees_only_the_scores_its_replay_has_reached(tmp_path):
+    store = RunStore(tmp_path)
+    store.check_identity({"optimizer": "X"})
+    store.put("score", "fp/a", {"score": 1.0}, calls=1)
+    store.put("score", "fp/b", {"score": 0.0}, calls=1)
+    store.close()
+    again = RunStore(tmp_path)
+    again.check_identity({"optimizer": "X"})
+    assert again.get("score", "fp/b") is not None  # the memo still answers it
+    assert again.get_seen("score", "fp/a") is None and again.get_seen("score", "fp/b") is None
+    again.take_previous_cost("score", "fp/a")  # the replay reaches it
+    assert again.get_seen("score", "fp/a").value == {"score": 1.0}
+    assert again.get_seen("score", "fp/b") is None  # stored later by the earlier process: not seen yet
+    again.put("score", "fp/c", {"score": 1.0})
+    assert again.get_seen("score", "fp/c") is not None
+    again.close()
+
+
+def test_a_run_directory_of_another_store_schema_is_not_resumed(tmp_path):
+    import sqlite3
+
+    store = RunStore(tmp_path)
+    store.check_identity({"optimizer": "X"})
+    store.close()
+    db = sqlite3.connect(tmp_path / "run.sqlite")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+    again = RunStore(tmp_path)
+    with pytest.raises(ConfigurationError, match=r"another version of promptless.*pass a new run_dir"):
+        again.check_identity({"optimizer": "X"})
+    again.close()
 
 
 def test_cost_budget_stops_once_reached():

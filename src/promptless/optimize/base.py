@@ -27,7 +27,7 @@ from ..evaluate.scoring import Metric, metric_name, short
 from ..lm.usage import track_usage
 from ..modules.module import Module
 from .budget import Budget
-from .fingerprint import example_key, examples_fingerprint, program_fingerprint, prompt_fingerprint
+from .fingerprint import examples_fingerprint, program_fingerprint, prompt_fingerprint
 from .result import OptimizationResult
 from .run import Run
 
@@ -126,10 +126,7 @@ class Optimizer:
                 program = self._compile(run, student, train, val, teacher, **kwargs)
             result = self._build_result(run, student, program, val, tracker)
         finally:
-            try:
-                run.record_lost()
-            finally:
-                run.store.close()
+            run.store.close()
         program.optimization = result  # type: ignore[attr-defined]
         self.result = result
         return program
@@ -167,11 +164,10 @@ class Optimizer:
 
     def _check_not_all_failed(self, run: Run, fp: str, examples: list[Example]) -> None:
         errors = []
-        for ex in examples:
-            rec = run.store.get("score", f"{fp}/{example_key(ex)}")
-            if rec is None or not rec.value.get("error"):
+        for row in run.score_rows(fp, examples):
+            if row is None or not row.get("error"):
                 return
-            errors.append(rec.value["error"])
+            errors.append(row["error"])
         if errors:
             raise ConfigurationError(
                 f"the program failed on every one of the {len(errors)} validation examples, so there is nothing to "
@@ -188,8 +184,8 @@ class Optimizer:
         full = notes.full_scores
         per_example = []
         if valset and run.metric is not None:
-            base_scores = _rows(run, baseline_fp, valset)
-            final_scores = _rows(run, final_fp, valset)
+            base_scores = run.score_rows(baseline_fp, valset)
+            final_scores = run.score_rows(final_fp, valset)
             for ex, b, f in zip(valset, base_scores, final_scores, strict=True):
                 per_example.append({
                     "inputs": {k: short(v, 300) for k, v in ex.inputs().items()},
@@ -232,16 +228,6 @@ class Optimizer:
             metric=metric_name(run.metric) if run.metric is not None else None,
             valset_size=len(valset),
         )
-
-
-def _rows(run: Run, fp: str, examples: list[Example]) -> list[dict[str, Any] | None]:
-    out: list[dict[str, Any] | None] = []
-    for ex in examples:
-        rec = run.store.get("score", f"{fp}/{example_key(ex)}")
-        out.append(None if rec is None else dict(rec.value))
-    return out
-
-
 
 
 def score_candidate(run: Run, program: Module, valset: list[Example], params: dict[str, Any],

@@ -2,28 +2,71 @@
 
 ``max_lm_calls`` and ``max_cost`` cover every LM a run uses (task and prompt models). Each LM is wrapped in a
 ``GuardedLM`` that reserves a call *before* it is made and refuses with ``BudgetExceededError`` once the budget
-is used up, so ``max_lm_calls=N`` never makes call N+1, even with several threads. Cache hits cost nothing and
-give their reservation back.
+is used up, so ``max_lm_calls=N`` never makes call N+1, even with several threads. A budget counts LM
+requests: a cache hit costs nothing and gives its reservation back, and the HTTP retries inside one request
+are one call (the usage totals report them).
+
+With a journal (the run store), each reservation is written down *before* the call is made and settled with
+what the call cost after it, so a process killed with calls in flight leaves them on record: a resumed run
+counts them, even though it makes them again, and the bound holds across processes.
+
+A ``Meter`` (``budget.metering()``) adds up the calls and cost spent in its context (the calls settled there
+and the replayed calls charged there, in threads started from it too) and lists the journal rows reserved
+there, which the record holding their result then claims.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from ..errors import BudgetExceededError, ConfigurationError
 
 
-class Budget:
-    """LM calls and cost spent by a run, against optional limits. Thread-safe."""
+class Journal(Protocol):
+    """Where reservations are written down before the call is made (``checkpoint.RunStore``)."""
 
-    def __init__(self, max_lm_calls: int | None = None, max_cost: float | None = None) -> None:
+    def reserve_call(self, role: str) -> int: ...
+
+    def settle_call(self, ticket: int, calls: int, cost: float) -> None: ...
+
+
+@dataclass
+class Meter:
+    """Calls and cost spent inside one ``Budget.metering()`` block, and the journal rows reserved there."""
+
+    calls: int = 0
+    cost: float = 0.0
+    tickets: list[int] = field(default_factory=list)
+
+
+_meters: ContextVar[tuple[Meter, ...]] = ContextVar("promptless_budget_meters", default=())
+
+
+class Budget:
+    """LM calls and cost spent by a run, against optional limits. Thread-safe.
+
+    ``calls`` / ``cost`` are what the run has been charged so far: this process's calls plus the calls of
+    earlier processes of the same run, charged as their results are reused (``charge``). ``before_calls`` /
+    ``before_cost`` are everything earlier processes spent, from the journal; the limits hold against both
+    counts, so a run that resumes never spends more in all than its limit.
+    """
+
+    def __init__(self, max_lm_calls: int | None = None, max_cost: float | None = None, *,
+                 journal: Journal | None = None, before_calls: int = 0, before_cost: float = 0.0) -> None:
         if max_lm_calls is not None and (not isinstance(max_lm_calls, int) or max_lm_calls < 0):
             raise ConfigurationError(f"max_lm_calls must be None or a whole number >= 0, got {max_lm_calls!r}")
         if max_cost is not None and (not isinstance(max_cost, (int, float)) or max_cost < 0):
             raise ConfigurationError(f"max_cost must be None or a number >= 0, got {max_cost!r}")
         self.max_lm_calls = max_lm_calls
         self.max_cost = max_cost
+        self.journal = journal
+        self.before_calls = before_calls
+        self.before_cost = before_cost
         self.calls = 0
         self.cost = 0.0
         self.by_role: dict[str, int] = {}
@@ -34,18 +77,30 @@ class Budget:
         self.hit = False
 
     @property
+    def fresh_calls(self) -> int:
+        """Calls this process made (charged calls less the replayed ones)."""
+        return self.calls - self.replayed_calls
+
+    @property
+    def spent_calls(self) -> int:
+        """Calls made by every process of the run so far: the earlier ones' and this one's."""
+        return self.before_calls + self.calls - self.replayed_calls
+
+    @property
     def exhausted(self) -> bool:
         with self._lock:
             return self._exhausted_locked(0)
 
     def _exhausted_locked(self, reserved: int) -> bool:
-        if self.max_lm_calls is not None and self.calls + reserved >= self.max_lm_calls:
+        if self.max_lm_calls is not None and max(self.calls, self.spent_calls) + reserved >= self.max_lm_calls:
             return True
-        return self.max_cost is not None and self.cost >= self.max_cost
+        spent_cost = self.before_cost + self.cost - self.replayed_cost
+        return self.max_cost is not None and max(self.cost, spent_cost) >= self.max_cost
 
     def _error(self) -> BudgetExceededError:
-        if self.max_lm_calls is not None and self.calls + self._reserved >= self.max_lm_calls:
-            what = f"max_lm_calls={self.max_lm_calls} reached ({self.calls} calls made)"
+        calls = max(self.calls, self.spent_calls)
+        if self.max_lm_calls is not None and calls + self._reserved >= self.max_lm_calls:
+            what = f"max_lm_calls={self.max_lm_calls} reached ({calls} calls made)"
         else:
             what = f"max_cost={self.max_cost} reached (cost {self.cost:.4f})"
         return BudgetExceededError(
@@ -53,21 +108,38 @@ class Budget:
             "and a larger budget to continue"
         )
 
-    def reserve(self) -> None:
-        """Claim one call before making it; raises BudgetExceededError when none is left."""
+    def reserve(self, role: str = "task") -> int | None:
+        """Claim one call before making it (written to the journal first, when there is one); raises
+        BudgetExceededError when none is left. Returns the journal's ticket for ``settle``."""
         with self._lock:
             if self._exhausted_locked(self._reserved):
                 self.hit = True
                 raise self._error()
             self._reserved += 1
+        ticket = None
+        if self.journal is not None:
+            try:
+                ticket = self.journal.reserve_call(role)
+            except BaseException:
+                with self._lock:
+                    self._reserved -= 1
+                raise
+            for meter in _meters.get():
+                meter.tickets.append(ticket)
+        return ticket
 
-    def settle(self, role: str, calls: int, cost: float) -> None:
+    def settle(self, role: str, calls: int, cost: float, ticket: int | None = None) -> None:
         """Give the reservation back and count what the call really cost (0 calls for a cache hit)."""
+        if ticket is not None and self.journal is not None:
+            self.journal.settle_call(ticket, calls, cost)
         with self._lock:
             self._reserved -= 1
             self.calls += calls
             self.cost += cost
             self.by_role[role] = self.by_role.get(role, 0) + calls
+        for meter in _meters.get():
+            meter.calls += calls
+            meter.cost += cost
 
     def charge(self, calls: int, cost: float = 0.0) -> None:
         """Count calls made by an earlier process of the same run (a resumed run)."""
@@ -78,6 +150,9 @@ class Budget:
             self.cost += cost
             self.replayed_calls += calls
             self.replayed_cost += cost
+        for meter in _meters.get():
+            meter.calls += calls
+            meter.cost += cost
 
     def check(self) -> None:
         """Raise BudgetExceededError if nothing is left (used between steps)."""
@@ -85,6 +160,17 @@ class Budget:
             if self._exhausted_locked(self._reserved):
                 self.hit = True
                 raise self._error()
+
+    @staticmethod
+    @contextmanager
+    def metering() -> Iterator[Meter]:
+        """A ``Meter`` of what the block spends (nested meters all count; threads started inside count)."""
+        meter = Meter()
+        token = _meters.set((*_meters.get(), meter))
+        try:
+            yield meter
+        finally:
+            _meters.reset(token)
 
 
 class GuardedLM:
@@ -100,25 +186,25 @@ class GuardedLM:
         return self._lm
 
     def request(self, messages: Any = None, *, prompt: str | None = None, cache: bool = True, **params: Any) -> Any:
-        self._budget.reserve()
+        ticket = self._budget.reserve(self._role)
         try:
             resp = self._lm.request(messages, prompt=prompt, cache=cache, **params)
         except BaseException:
-            self._budget.settle(self._role, 1, 0.0)  # the request may have reached the backend: count it
+            self._budget.settle(self._role, 1, 0.0, ticket)  # the request may have reached the backend: count it
             raise
-        self._budget.settle(self._role, resp.usage.calls, resp.usage.cost or 0.0)
+        self._budget.settle(self._role, *_cost_of(resp), ticket)
         return resp
 
     async def arequest(
         self, messages: Any = None, *, prompt: str | None = None, cache: bool = True, **params: Any
     ) -> Any:
-        self._budget.reserve()
+        ticket = self._budget.reserve(self._role)
         try:
             resp = await self._lm.arequest(messages, prompt=prompt, cache=cache, **params)
         except BaseException:
-            self._budget.settle(self._role, 1, 0.0)
+            self._budget.settle(self._role, 1, 0.0, ticket)
             raise
-        self._budget.settle(self._role, resp.usage.calls, resp.usage.cost or 0.0)
+        self._budget.settle(self._role, *_cost_of(resp), ticket)
         return resp
 
     def __call__(self, prompt: str | None = None, messages: Any = None, **params: Any) -> list[str]:
@@ -137,8 +223,17 @@ class GuardedLM:
         return f"GuardedLM({self._lm!r}, role={self._role!r})"
 
 
+def _cost_of(resp: Any) -> tuple[int, float]:
+    """One call, or none for a reply from the cache (the retries inside a request are still one call)."""
+    usage = getattr(resp, "usage", None)
+    cost = float(getattr(usage, "cost", None) or 0.0)
+    if getattr(resp, "cached", False):
+        return 0, cost
+    return 1, cost
+
+
 def unwrap_lm(lm: Any) -> Any:
     return lm.inner if isinstance(lm, GuardedLM) else lm
 
 
-__all__ = ["Budget", "GuardedLM", "unwrap_lm"]
+__all__ = ["Budget", "GuardedLM", "Journal", "Meter", "unwrap_lm"]

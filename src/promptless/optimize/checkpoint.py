@@ -1,16 +1,19 @@
 """The run store: everything an optimization run paid LM calls for, in one SQLite file.
 
-A run directory (``run_dir=``) holds ``run.sqlite`` with two tables:
+A run directory (``run_dir=``) holds ``run.sqlite`` with three tables:
 
-- ``meta``: the run's identity (optimizer, settings, program and data fingerprints).
+- ``meta``: the run's identity (optimizer, settings, program and data fingerprints) and the store's schema.
   Resuming with other settings is refused rather than mixing two runs.
 - ``records``: one row per paid-for result, keyed by ``(kind, key)``:
   ``score`` (one candidate program on one example: its score, output and error),
   ``trace`` (a bootstrapped teacher trace), ``proposal`` (an instruction
   candidate, a demo set, a data summary) and ``trial`` (a finished trial, for
-  reports and for watching a run from outside) and ``lost`` (calls paid for
-  whose result was never stored: an example cut off by the budget). Each row
-  keeps the LM calls and cost it took.
+  reports and for watching a run from outside). Each row keeps the LM calls
+  and cost it took.
+- ``calls``: the journal of LM calls. A row is written *before* each call is
+  made (one call, not yet settled), settled with the call's real cost after
+  it (0 calls for a cache hit), and claimed by the record that holds its
+  result when that record is written (in the same transaction).
 
 Every key is deterministic (fingerprints of programs and examples, seeds and
 indices), so an optimizer written as a deterministic replay resumes for free:
@@ -20,12 +23,16 @@ from the file instead of the LMs. The same table is the in-run memo that keeps
 an identical candidate from being scored twice on the same example.
 
 Rows loaded from an earlier process are charged to the budget when first
-reused (``take_previous_cost``), and ``lost`` rows when the run resumes, so a
-resumed run stops where an uninterrupted one would. Without ``run_dir`` the
-store lives in memory.
+reused (``take_previous_cost``), so a resumed run stops where an uninterrupted
+one would. The journal's unclaimed rows are calls whose result no record holds:
+calls in flight at a kill, an example cut off by the budget, a step that
+failed. A resumed run charges them at once, even though it makes the calls
+again, and its budget also holds against everything the journal says earlier
+processes spent, so ``max_lm_calls`` bounds the calls made by all the
+processes of a run together. Without ``run_dir`` the store lives in memory.
 
 Each write is its own transaction (WAL mode), so a kill loses at most the rows
-being written at that instant.
+being written at that instant; a reservation is on disk before its call starts.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +48,7 @@ from typing import Any
 from ..errors import ConfigurationError
 
 DB_NAME = "run.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the calls journal
 
 
 @dataclass
@@ -49,6 +57,7 @@ class Record:
     calls: int = 0
     cost: float = 0.0
     previous: bool = False  # written by an earlier process and not yet charged to this run's budget
+    seen: bool = True  # written or replayed by this process (a resumed run's replay has reached it)
 
 
 class RunStore:
@@ -72,19 +81,31 @@ class RunStore:
                 "calls INTEGER NOT NULL DEFAULT 0, cost REAL NOT NULL DEFAULT 0, seq INTEGER NOT NULL, "
                 "PRIMARY KEY (kind, key))"
             )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY AUTOINCREMENT, role TEXT NOT NULL, "
+                "calls INTEGER NOT NULL DEFAULT 1, cost REAL NOT NULL DEFAULT 0, settled INTEGER NOT NULL DEFAULT 0, "
+                "claimed INTEGER NOT NULL DEFAULT 0)"
+            )
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(
                 f"cannot open the run store {self.path} ({exc}); pass another run_dir or delete this one"
             ) from None
         self._records: dict[tuple[str, str], Record] = {}
         self._seq = 0
-        self.fresh_calls = 0  # calls held by the records this process wrote
-        self.fresh_cost = 0.0
         for kind, key, value, calls, cost, seq in self._db.execute(
             "SELECT kind, key, value, calls, cost, seq FROM records ORDER BY seq"
         ):
-            self._records[(kind, key)] = Record(json.loads(value), int(calls), float(cost), previous=True)
+            self._records[(kind, key)] = Record(json.loads(value), int(calls), float(cost), previous=True,
+                                                seen=False)
             self._seq = max(self._seq, int(seq))
+        # what earlier processes spent: in all, and on calls no record holds (in flight at a kill, cut off, failed)
+        total = self._db.execute("SELECT COALESCE(SUM(calls), 0), COALESCE(SUM(cost), 0) FROM calls").fetchone()
+        lost = self._db.execute(
+            "SELECT COALESCE(SUM(calls), 0), COALESCE(SUM(cost), 0), COALESCE(SUM(1 - settled), 0) FROM calls "
+            "WHERE claimed = 0"
+        ).fetchone()
+        self.previous_calls, self.previous_cost = int(total[0]), float(total[1])
+        self.unclaimed_calls, self.unclaimed_cost, self.in_flight = int(lost[0]), float(lost[1]), int(lost[2])
 
     # -- identity ------------------------------------------------------------------
     def check_identity(self, identity: dict[str, Any]) -> bool:
@@ -92,6 +113,13 @@ class RunStore:
         text = json.dumps(identity, sort_keys=True, default=str)
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
+            schema = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is not None and (schema is None or schema[0] != str(SCHEMA_VERSION)):
+                raise ConfigurationError(
+                    f"the run directory {self.run_dir} was made by another version of promptless (run store "
+                    f"schema {schema[0] if schema else '?'}, this version reads {SCHEMA_VERSION}) and cannot be "
+                    "resumed; pass a new run_dir"
+                )
             if row is None:
                 self._db.execute("INSERT INTO meta (key, value) VALUES ('identity', ?)", (text,))
                 self._db.execute(
@@ -116,26 +144,58 @@ class RunStore:
         with self._lock:
             return (kind, key) in self._records
 
-    def put(self, kind: str, key: str, value: Any, *, calls: int = 0, cost: float = 0.0) -> None:
+    def put(self, kind: str, key: str, value: Any, *, calls: int = 0, cost: float = 0.0,
+            claim: Sequence[int] = ()) -> None:
+        """Store a record, and mark the journal rows of the calls it holds (``claim``) in the same transaction."""
         text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
         with self._lock:
             self._seq += 1
-            self._db.execute(
-                "INSERT OR REPLACE INTO records (kind, key, value, calls, cost, seq) VALUES (?, ?, ?, ?, ?, ?)",
-                (kind, key, text, int(calls), float(cost), self._seq),
-            )
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO records (kind, key, value, calls, cost, seq) VALUES (?, ?, ?, ?, ?, ?)",
+                    (kind, key, text, int(calls), float(cost), self._seq),
+                )
+                if claim:
+                    self._db.executemany("UPDATE calls SET claimed = 1 WHERE id = ?", [(int(t),) for t in claim])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             self._records[(kind, key)] = Record(json.loads(text), int(calls), float(cost))
-            self.fresh_calls += int(calls)
-            self.fresh_cost += float(cost)
+
+    # -- the calls journal -----------------------------------------------------------
+    def reserve_call(self, role: str) -> int:
+        """Write down one call before it is made; returns its ticket."""
+        with self._lock:
+            cur = self._db.execute("INSERT INTO calls (role) VALUES (?)", (role,))
+            return int(cur.lastrowid or 0)
+
+    def settle_call(self, ticket: int, calls: int, cost: float) -> None:
+        """What the call with this ticket really cost (0 calls for a cache hit)."""
+        with self._lock:
+            self._db.execute("UPDATE calls SET calls = ?, cost = ?, settled = 1 WHERE id = ?",
+                             (int(calls), float(cost), int(ticket)))
 
     def take_previous_cost(self, kind: str, key: str) -> tuple[int, float]:
-        """The calls and cost of a record written by an earlier process, once (then zero)."""
+        """The calls and cost of a record written by an earlier process, once (then zero); the record is then
+        seen by this process."""
         with self._lock:
             rec = self._records.get((kind, key))
-            if rec is None or not rec.previous:
+            if rec is None:
+                return 0, 0.0
+            rec.seen = True
+            if not rec.previous:
                 return 0, 0.0
             rec.previous = False
             return rec.calls, rec.cost
+
+    def get_seen(self, kind: str, key: str) -> Record | None:
+        """The record if this process wrote it or has replayed it (``take_previous_cost``), else None: what a
+        resumed run may look at without seeing past the point its replay has reached."""
+        with self._lock:
+            rec = self._records.get((kind, key))
+            return rec if rec is not None and rec.seen else None
 
     def items(self, kind: str) -> list[tuple[str, Record]]:
         """The records of one kind, in the order they were written."""
@@ -154,19 +214,28 @@ class RunStore:
                 pass
 
 
-def count_trials(run_dir: str | Path) -> int:
-    """How many trials a run directory holds (for watching a run from another process)."""
+def _count(run_dir: str | Path, sql: str) -> int:
     path = Path(run_dir) / DB_NAME
     if not path.exists():
         return 0
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        row = db.execute("SELECT COUNT(*) FROM records WHERE kind = 'trial'").fetchone()
-        return int(row[0])
+        row = db.execute(sql).fetchone()
+        return int(row[0] or 0)
     except sqlite3.Error:
         return 0
     finally:
         db.close()
 
 
-__all__ = ["DB_NAME", "Record", "RunStore", "count_trials"]
+def count_trials(run_dir: str | Path) -> int:
+    """How many trials a run directory holds (for watching a run from another process)."""
+    return _count(run_dir, "SELECT COUNT(*) FROM records WHERE kind = 'trial'")
+
+
+def count_calls(run_dir: str | Path) -> int:
+    """How many LM calls the run's processes have made or have in flight (for watching a run from outside)."""
+    return _count(run_dir, "SELECT SUM(calls) FROM calls")
+
+
+__all__ = ["DB_NAME", "Record", "RunStore", "count_calls", "count_trials"]

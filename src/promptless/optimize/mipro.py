@@ -54,7 +54,7 @@ from ..evaluate.scoring import Metric
 from ..modules.module import Module
 from .base import Optimizer
 from .bootstrap import demo_candidates
-from .fingerprint import example_key, program_fingerprint
+from .fingerprint import program_fingerprint
 from .proposer import TIPS, InstructionProposer, mistakes_text
 from .result import Trial
 from .run import Run
@@ -374,8 +374,8 @@ class MIPROv2(Optimizer):
         feedback = ""
         if self.feedback:  # the baseline's validation results, already scored: no extra call
             base_fp = run.notes.baseline_fingerprint
-            rows = [None if (rec := run.store.get("score", f"{base_fp}/{example_key(ex)}")) is None else rec.value
-                    for ex in val]
+            assert base_fp is not None
+            rows = run.score_rows(base_fp, val)
             feedback = mistakes_text(val, rows, seed=self.seed)
         proposer = InstructionProposer(
             run, student, train, seed=self.seed, tips=self.tips if self.tip_aware_proposer else (),
@@ -471,13 +471,16 @@ class MIPROv2(Optimizer):
             if use_minibatch:
                 rng = random.Random(self.seed * 1_000_003 + trial.number)
                 batch = [val[i] for i in sorted(rng.sample(range(len(val)), batch_size))]
+                def estimate(fp: str = fp) -> float:  # from the scores seen once this minibatch is in
+                    return self._estimate(run, fp, base_fp, val, full)
+
                 try:
-                    t = run.trial("minibatch", params, fp, batch, program, number=number)
+                    t = run.trial("minibatch", params, fp, batch, program, number=number, estimate=estimate)
                 except BudgetExceededError:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     raise
-                value = self._estimate(run, fp, base_fp, val, full)
-                t.estimate = value
+                assert t.estimate is not None
+                value = t.estimate
             else:
                 try:
                     t = run.trial("full", params, fp, val, program, number=number)
@@ -498,8 +501,8 @@ class MIPROv2(Optimizer):
         the baseline on the examples it was scored on."""
         if fp in full:
             return float(full[fp])
-        mine = run.cached_scores(fp, val)
-        base = run.cached_scores(base_fp, val)
+        mine = run.seen_scores(fp, val)
+        base = run.seen_scores(base_fp, val)
         pairs = [(m, b) for m, b in zip(mine, base, strict=True) if m is not None and b is not None]
         if not pairs:
             return float(full.get(base_fp, 0.0))
@@ -518,8 +521,8 @@ class MIPROv2(Optimizer):
         ranked = sorted(pending, key=lambda fp: (-self._estimate(run, fp, base_fp, val, full), order.index(fp)))
         best_fp = max(full, key=lambda fp: (full[fp], -order.index(fp) if fp in order else 0))
         for fp in ranked:
-            mine = run.cached_scores(fp, val)
-            best = run.cached_scores(best_fp, val)
+            mine = run.seen_scores(fp, val)
+            best = run.seen_scores(best_fp, val)
             pairs = [(m, b) for m, b in zip(mine, best, strict=True) if m is not None and b is not None]
             if pairs and sum(m for m, _ in pairs) < sum(b for _, b in pairs):
                 continue  # behind the best program on the same examples: not worth a full evaluation

@@ -28,7 +28,6 @@ from .. import settings
 from ..data import Example
 from ..errors import BudgetExceededError, ConfigurationError
 from ..evaluate.scoring import Metric, call_metric, short
-from ..lm.usage import track_usage
 from ..modules.module import Module
 from .budget import Budget, GuardedLM, unwrap_lm
 from .fingerprint import example_key, program_fingerprint
@@ -73,7 +72,7 @@ class Run:
         self.name = name  # the optimizer's, for logs and errors
         self.metric = metric
         self.num_threads = num_threads
-        self.budget = Budget(max_lm_calls, max_cost)
+        Budget(max_lm_calls, max_cost)  # validates before anything is opened
         from .checkpoint import RunStore  # sqlite3 only when an optimizer runs (keeps `import promptless` light)
 
         self.store = RunStore(run_dir)
@@ -82,6 +81,9 @@ class Run:
         except ConfigurationError:
             self.store.close()
             raise
+        store = self.store
+        self.budget = Budget(max_lm_calls, max_cost, journal=store, before_calls=store.previous_calls,
+                             before_cost=store.previous_cost)
         self.identity = identity
         self._default_lm = settings.get("lm")
         self.task_model = task_model
@@ -95,20 +97,13 @@ class Run:
         self.notes = RunNotes()
         self.provide_traceback = False  # keep each failed example's traceback in its score row
         self.student: Module | None = None
+        self._diverged = False
         if self.resumed:
-            logger.info("resuming the run in %s", run_dir)
-            # calls an earlier process paid for but never stored a result of (cut off by the budget mid-example)
-            for key, _ in self.store.items("lost"):
-                self.budget.charge(*self.store.take_previous_cost("lost", key))
-
-    def record_lost(self) -> None:
-        """Store the calls this process paid for that no record holds (an example cut off by the budget, a
-        step that failed), so a resumed run counts them and stops where an uninterrupted one would."""
-        calls = self.budget.calls - self.budget.replayed_calls - self.store.fresh_calls
-        cost = self.budget.cost - self.budget.replayed_cost - self.store.fresh_cost
-        if calls > 0 or cost > 1e-12:
-            self.store.put("lost", f"{self.store.count('lost'):05d}", {"calls": max(calls, 0)},
-                           calls=max(calls, 0), cost=max(cost, 0.0))
+            # calls earlier processes paid for whose result no record holds (in flight at a kill, cut off by the
+            # budget mid-example, a step that failed): counted now, even if this process makes them again
+            self.budget.charge(store.unclaimed_calls, store.unclaimed_cost)
+            logger.info("resuming the run in %s: %d calls made before, %d of them (%d in flight) with no stored "
+                        "result", run_dir, store.previous_calls, store.unclaimed_calls, store.in_flight)
 
     # -- LMs ---------------------------------------------------------------------
     def guard(self, lm: Any, role: str) -> GuardedLM:
@@ -148,12 +143,19 @@ class Run:
             yield
 
     # -- memoised scoring ---------------------------------------------------------------
-    def cached_scores(self, fingerprint: str, examples: Sequence[Example]) -> list[float | None]:
-        out: list[float | None] = []
+    def score_rows(self, fingerprint: str, examples: Sequence[Example]) -> list[dict[str, Any] | None]:
+        """The stored rows (score, output, error) of a program on examples, None where this run has not scored
+        it yet. A resumed run sees only what it has replayed so far, never rows an earlier process stored
+        later in the run, so every decision made from them is the one the uninterrupted run made."""
+        out: list[dict[str, Any] | None] = []
         for ex in examples:
-            rec = self.store.get("score", f"{fingerprint}/{example_key(ex)}")
-            out.append(None if rec is None else float(rec.value["score"]))
+            rec = self.store.get_seen("score", f"{fingerprint}/{example_key(ex)}")
+            out.append(None if rec is None else dict(rec.value))
         return out
+
+    def seen_scores(self, fingerprint: str, examples: Sequence[Example]) -> list[float | None]:
+        """The scores of ``score_rows`` (0..1 each, None where not scored yet)."""
+        return [None if row is None else float(row["score"]) for row in self.score_rows(fingerprint, examples)]
 
     def score(
         self, program: Module, examples: Sequence[Example], *, fingerprint: str | None = None
@@ -202,7 +204,7 @@ class Run:
             error = None
             pred = None
             row: dict[str, Any] = {}
-            with track_usage() as usage:
+            with self.budget.metering() as meter:
                 try:
                     pred = bound(**ex.inputs().to_dict())
                 except (BudgetExceededError, ConfigurationError):
@@ -214,7 +216,7 @@ class Run:
             score = call_metric(metric, ex, pred) if pred is not None else 0.0
             output = {k: short(v) for k, v in pred.items()} if pred is not None else None
             row.update({"score": score, "output": output, "error": short(error, 600) if error else None})
-            self.store.put("score", f"{fp}/{keys[i]}", row, calls=usage.total.calls, cost=usage.total.cost or 0.0)
+            self.store.put("score", f"{fp}/{keys[i]}", row, calls=meter.calls, cost=meter.cost, claim=meter.tickets)
             return score
 
         with self.task_context():
@@ -247,7 +249,9 @@ class Run:
         if counts and (self.best_score is None or trial.score > self.best_score):  # type: ignore[operator]
             self.best_score = trial.score
         trial.best_so_far = self.best_score
-        self.store.put("trial", f"{trial.number:05d}", trial.to_dict(), calls=0)
+        key = f"{trial.number:05d}"
+        self._check_replay(trial, self.store.get("trial", key))
+        self.store.put("trial", key, trial.to_dict(), calls=0)
         score = "-" if trial.score is None else f"{trial.score:.1f}"
         best = "-" if self.best_score is None else f"{self.best_score:.1f}"
         name = self.name
@@ -264,17 +268,36 @@ class Run:
             self.progress.update(trial=trial.number, best=self.best_score, calls=self.budget.calls)
         return trial
 
+    def _check_replay(self, trial: Trial, stored: Any) -> None:
+        """Warn once when a resumed run's trial differs from the one an earlier process stored under its number:
+        the run is then not a replay (an LM or metric that is not deterministic, or changed code)."""
+        if stored is None or not stored.previous or self._diverged:
+            return
+        old = stored.value
+        mine = trial.to_dict()
+        fields = ("kind", "params", "fingerprint", "score", "estimate", "n_examples")
+        diff = [f for f in fields if old.get(f) != mine.get(f)]
+        if diff:
+            self._diverged = True
+            logger.warning(
+                "%s: the resumed run differs from the stored one at trial %d (%s: stored %s, now %s); the LM or "
+                "the metric is not deterministic, or the code changed, so the result may differ from an "
+                "uninterrupted run", self.name, trial.number, diff[0], old.get(diff[0]), mine.get(diff[0]))
+
     @contextmanager
     def measure(self) -> Iterator[dict[str, Any]]:
-        """Calls, cost and seconds spent inside the block (including replayed calls of a resumed run)."""
-        c0, cost0, t0 = self.budget.calls, self.budget.cost, time.perf_counter()
+        """Calls, cost and seconds spent inside the block (including the replayed calls of a resumed run), and
+        the journal tickets of the calls reserved there."""
+        t0 = time.perf_counter()
         box: dict[str, Any] = {}
-        try:
-            yield box
-        finally:
-            box["calls"] = self.budget.calls - c0
-            box["cost"] = self.budget.cost - cost0
-            box["seconds"] = time.perf_counter() - t0
+        with self.budget.metering() as meter:
+            try:
+                yield box
+            finally:
+                box["calls"] = meter.calls
+                box["cost"] = meter.cost
+                box["tickets"] = meter.tickets
+                box["seconds"] = time.perf_counter() - t0
 
     def trial(
         self,
@@ -285,8 +308,10 @@ class Run:
         program: Module,
         *,
         number: int | None = None,
+        estimate: Callable[[], float] | None = None,
     ) -> Trial:
-        """Score a candidate on examples and record it as a trial (BudgetExceededError propagates)."""
+        """Score a candidate on examples and record it as a trial (BudgetExceededError propagates).
+        ``estimate`` computes the trial's estimated full score once its scores are in."""
         with self.measure() as m:
             scores = self.score(program, examples, fingerprint=fingerprint)
         t = Trial(
@@ -299,6 +324,7 @@ class Run:
             cost=m["cost"],
             seconds=m["seconds"],
             fingerprint=fingerprint,
+            estimate=estimate() if estimate is not None else None,
         )
         return self.add_trial(t)
 
@@ -311,7 +337,7 @@ class Run:
             return rec.value
         with self.measure() as m:
             value = compute()
-        self.store.put(kind, key, value, calls=m["calls"], cost=m["cost"])
+        self.store.put(kind, key, value, calls=m["calls"], cost=m["cost"], claim=m["tickets"])
         return self.store.get(kind, key).value  # type: ignore[union-attr]
 
 
