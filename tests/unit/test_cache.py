@@ -466,6 +466,8 @@ def test_openai_keys_differ_by_endpoint_and_settings_not_by_key() -> None:
     assert openai("http://127.0.0.1:8081/v1")._cache_key(request) != base
     assert openai("http://127.0.0.1:8080/v2")._cache_key(request) != base
     assert openai(supports_structured_output=False)._cache_key(request) != base
+    assert openai(supports_structured_output="json_object")._cache_key(request) != base
+    assert openai(supports_structured_output=True)._cache_key(request) == base
     assert openai(headers={"X-Route": "us"})._cache_key(request) != base
     assert openai(api_key="sk-a")._cache_key(request) == base
     assert openai("http://127.0.0.1:8080/v1/")._cache_key(request) == base

@@ -473,7 +473,8 @@ class OpenAILM(BaseLM):
         if shown is None or shown[0] != self.base_url:
             shown = self.__dict__["_cache_base_url"] = (self.base_url, _display_url(self.base_url).rstrip("/"))
         identity["base_url"] = shown[1]
-        identity["structured_output"] = self.supports_structured_output
+        # The configured way schemas are sent (json_schema, json_object, grammar, none): it shapes the reply.
+        identity["structured_output"] = getattr(self, "_first_mode", self.supports_structured_output)
         # Extra headers may route or change the request; those that may carry credentials are left out.
         headers = {
             k.lower(): v
