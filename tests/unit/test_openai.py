@@ -567,9 +567,10 @@ def test_litellm_missing_extra_has_install_hint(monkeypatch: pytest.MonkeyPatch)
 
 LLAMA_CPP_500 = {
     "error": {
-        "message": "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+        # As llama-cpp-python 0.3.36's server sends it (its traceback lines left out).
+        "message": "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
         "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
-        "'ctx': {'expected': \"'text' or 'json_object'\"}}]",
+        "'ctx': {'expected': \"'text' or 'json_object'\"}}\n",
         "type": "internal_server_error",
         "param": None,
         "code": None,
@@ -962,3 +963,29 @@ def test_other_providers_go_through_litellm_when_installed(monkeypatch: pytest.M
     assert isinstance(LM("some_new_provider/m", cache=False), LiteLLMLM)  # LiteLLM's list decides
     with pytest.raises(ConfigurationError, match="neither promptless"):
         LM("opnai/gpt-4o-mini")
+
+
+def test_litellm_refuses_a_malformed_key_and_keeps_no_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    with pytest.raises(ConfigurationError, match="ends with a newline") as info:
+        LiteLLMLM("anthropic/claude-test", api_key=KEY + "\n")
+    assert KEY not in str(info.value)
+
+    class AuthenticationError(Exception):
+        status_code = 401
+
+    fake = types.ModuleType("litellm")
+    fake.AuthenticationError = AuthenticationError  # type: ignore[attr-defined]
+
+    def completion(**kwargs: Any) -> Any:
+        raise AuthenticationError(f"invalid x-api-key {kwargs['api_key']}")
+
+    fake.completion = completion  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "litellm", fake)
+    lm = LiteLLMLM("anthropic/claude-test", api_key=KEY, cache=False)
+    with pytest.raises(LMAuthenticationError) as err:
+        lm.request(prompt="x")
+    assert KEY not in str(err.value) and "***" in str(err.value)
+    assert err.value.__context__ is None

@@ -73,7 +73,9 @@ class LiteLLMLM(BaseLM):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, **kwargs)
-        self._api_key = api_key
+        from .openai import check_api_key
+
+        self._api_key = check_api_key(api_key, "api_key=")
         self.base_url = base_url
         self.timeout = float(timeout)
         if retry is True:
@@ -168,13 +170,15 @@ class LiteLLMLM(BaseLM):
         args = self._arguments(request)
 
         def once() -> LMResponse:
+            mapped: Exception | None = None
             try:
                 reply = litellm.completion(**args)
             except Exception as exc:
                 mapped = self._map_error(litellm, exc)
                 if mapped is exc:
                     raise
-                raise mapped from None
+            if mapped is not None:  # raised outside the except block: LiteLLM's exception is not kept as context
+                raise mapped
             return self._to_response(reply, litellm)
 
         return self.retry.run(once)
@@ -184,13 +188,15 @@ class LiteLLMLM(BaseLM):
         args = self._arguments(request)
 
         async def once() -> LMResponse:
+            mapped: Exception | None = None
             try:
                 reply = await litellm.acompletion(**args)
             except Exception as exc:
                 mapped = self._map_error(litellm, exc)
                 if mapped is exc:
                     raise
-                raise mapped from None
+            if mapped is not None:
+                raise mapped
             return self._to_response(reply, litellm)
 
         return await self.retry.arun(once)
