@@ -32,6 +32,16 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing bubblewrap (the sandbox ProgramOfThought runs code in)"
+    (apt-get install -y -q bubblewrap >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }) \
+      || echo "warning: bubblewrap could not be installed; the sandbox will refuse to run code"
+  else
+    echo "note: bubblewrap is not installed; the sandbox needs it (as root: apt-get install bubblewrap)"
+  fi
+fi
+
 echo "==> fetching the smallest embedded model"
 .venv/bin/promptless models pull smollm2-135m
 echo "==> checking that the llama.cpp build runs on this CPU"

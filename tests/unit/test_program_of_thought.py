@@ -34,7 +34,16 @@ def code_reply(code: str) -> str:
     return reply(reasoning="compute it", generated_code=f"```python\n{code}\n```")
 
 
-posix_only = pytest.mark.skipif(os.name != "posix", reason="the sandbox needs a POSIX system")
+def _no_sandbox() -> str | None:
+    if os.name != "posix":
+        return "the sandbox needs a POSIX system"
+    from promptless.sandbox import namespaces_available
+
+    return namespaces_available()
+
+
+_why_not = _no_sandbox()
+posix_only = pytest.mark.skipif(_why_not is not None, reason=f"no isolated sandbox here: {_why_not}")
 
 
 @posix_only

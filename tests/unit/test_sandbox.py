@@ -9,9 +9,10 @@ import threading
 
 import pytest
 
-from promptless.sandbox import Sandbox
+from promptless.sandbox import Sandbox, namespaces_available
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="the sandbox needs a POSIX system")
+_why_not = namespaces_available() if os.name == "posix" else "the sandbox needs a POSIX system"
+pytestmark = pytest.mark.skipif(_why_not is not None, reason=f"no isolated sandbox here: {_why_not}")
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +69,22 @@ def test_subclass_walks_to_os_are_refused_by_the_audit_hook(sandbox):
     assert r.error_type == "PermissionError" and "os.exec" in r.error
 
 
-def test_files_inside_the_working_directory_are_fine_and_removed_afterwards(sandbox, monkeypatch):
+def test_files_inside_the_working_directory_are_fine_and_private_to_the_run(sandbox):
+    r = sandbox.run("with open('notes.txt', 'w') as f:\n    f.write('hello')\nopen('notes.txt').read()")
+    assert r.ok and r.value == "'hello'"
+    again = sandbox.run("open('notes.txt').read()")  # each run starts with an empty working directory
+    assert again.error_type == "FileNotFoundError"
+
+
+def test_the_process_mode_removes_its_working_directory(monkeypatch):
     import promptless.sandbox as mod
 
     made = []
     real = mod.tempfile.mkdtemp
     monkeypatch.setattr(mod.tempfile, "mkdtemp", lambda **kw: made.append(real(**kw)) or made[-1])
-    r = sandbox.run("with open('notes.txt', 'w') as f:\n    f.write('hello')\nopen('notes.txt').read()")
-    assert r.ok and r.value == "'hello'"
+    r = Sandbox(timeout=3, isolation="process").run("with open('notes.txt', 'w') as f:\n    f.write('hello')\n"
+                                                    "open('notes.txt').read()")
+    assert r.ok and r.value == "'hello'" and r.details["isolation"] == "process"
     assert len(made) == 1 and not os.path.exists(made[0])
 
 
@@ -101,7 +110,7 @@ def test_memory_bombs_hit_the_memory_limit(sandbox, code):
 
 def test_output_flood_is_capped():
     r = Sandbox(timeout=3, max_output_chars=100).run("for i in range(20000):\n    print(i)")
-    assert r.ok and len(r.stdout) < 200 and "more characters of output cut" in r.stdout
+    assert r.ok and len(r.stdout) < 200 and "more bytes of output cut" in r.stdout
 
 
 def test_the_parent_is_unaffected(sandbox):
