@@ -20,8 +20,10 @@ interpreter (and it can do anything to it) loosens the limits:
    ``io_uring`` and the like with ``EPERM``.
 3. **Resource limits** set before the interpreter starts (``prlimit``) and
    again by the trusted prologue: address space (``memory_mb``), CPU seconds,
-   file size, no core files, 64 open files, and no process beyond the
-   interpreter (``RLIMIT_NPROC``).
+   file size, no core files, 64 open files; and no process beyond the
+   interpreter (``RLIMIT_NPROC``, set by the prologue inside the user
+   namespace, where it counts only the sandbox's own processes: set before
+   ``bwrap`` it would count every process of the user on the host).
 4. **The parent** reads at most a fixed number of bytes from each of the
    child's pipes (the rest is drained and counted, never kept), stops at the
    wall-clock deadline, and then kills the child's process group; ending the
