@@ -388,6 +388,7 @@ def test_put_refuses_a_reply_that_is_not_well_formed(tmp_path: Path) -> None:
         {**good, "usage": None},
         {**good, "finish_reasons": ["length"]},
         {**good, "finish_reasons": "stop"},
+        {**good, "extra": object()},  # not JSON: refused, not raised
     ):
         assert c.put("bad", bad) is False
         assert c.get("bad") is None

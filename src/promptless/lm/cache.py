@@ -331,10 +331,6 @@ class Cache:
             while len(self._memory) > self.memory_size:
                 self._memory.popitem(last=False)
 
-    def _forget(self, key: str) -> None:
-        with self._mem_lock:
-            self._memory.pop(key, None)
-
     @staticmethod
     def _decode(text: Any) -> dict[str, Any] | None:
         """The well-formed entry in a stored value, or ``None``."""
@@ -411,7 +407,11 @@ class Cache:
         if problem is not None:
             logger.debug("LM reply not cached: %s", problem)
             return False
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        try:
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:  # a field outside the format that JSON cannot hold
+            logger.debug("LM reply not cached: %s", exc)
+            return False
         now = time.time()
         self._remember(key, text, now)
         size = len(key) + len(text.encode("utf-8"))
