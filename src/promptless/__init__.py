@@ -98,3 +98,8 @@ from .modules.scored import Classify
 from .optimize.calibrate import Calibrate
 
 __all__ += ["Calibrate", "Classify", "ScoringNotSupportedError"]
+
+# Reflective prompt evolution (docs/optimizers.md, "GEPA").
+from .optimize.gepa import GEPA  # noqa: E402
+
+__all__ += ["GEPA"]

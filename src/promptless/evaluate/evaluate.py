@@ -57,6 +57,7 @@ from ..errors import (
 from ..lm.usage import track_usage
 from ..types import Usage
 from .runner import Outcome, ParallelRunner, RunReport
+from .scoring import split_feedback
 
 _OVERRIDABLE = (
     "num_threads",
@@ -330,7 +331,7 @@ class Evaluate:
         try:
             value = metric(example, prediction)
             try:
-                return float(value)
+                return float(split_feedback(value)[0])  # a score with feedback text counts as its score
             except (TypeError, ValueError):
                 raise ConfigurationError(
                     f"the metric returned {value!r} ({type(value).__name__}); a metric must return a bool or a number"

@@ -42,3 +42,7 @@ __all__ = [
 from .calibrate import Calibrate  # noqa: E402 - label calibration for pl.Classify
 
 __all__ += ["Calibrate"]
+
+from .gepa import GEPA  # noqa: E402 - reflective prompt evolution
+
+__all__ += ["GEPA"]

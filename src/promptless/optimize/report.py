@@ -194,6 +194,9 @@ def render_report(result: OptimizationResult) -> str:
         if cands.get("rejected_proposals"):
             out.append('<p class="muted">rejected proposals</p>')
             out.append(_fields_table(cands["rejected_proposals"], "rejected"))
+    if cands.get("pool"):  # GEPA: every candidate, its parents, score and place on the Pareto front
+        out.append('<h2 id="pool">Candidate pool</h2>')
+        out.append(_fields_table(cands["pool"], "pool"))
     if len(cands.get("demo_sets") or []) > 1:
         out.append('<h2 id="demo-sets">Candidate demo sets</h2>')
         rows = [{"#": i, "demo set": d} for i, d in enumerate(cands["demo_sets"])]

@@ -27,7 +27,7 @@ from typing import Any
 from .. import settings
 from ..data import Example
 from ..errors import BudgetExceededError, ConfigurationError
-from ..evaluate.scoring import Metric, call_metric, short
+from ..evaluate.scoring import Metric, call_metric_feedback, short
 from ..modules.module import Module
 from .budget import Budget, GuardedLM, unwrap_lm
 from .fingerprint import example_key, program_fingerprint
@@ -96,6 +96,8 @@ class Run:
         self.progress: Any = None
         self.notes = RunNotes()
         self.provide_traceback = False  # keep each failed example's traceback in its score row
+        self.keep_steps = False  # keep each example's predictor steps (name, inputs, outputs) in its score row
+        self.failure_score = 0.0  # the score of an example the program failed on
         self.student: Module | None = None
         self._diverged = False
         if self.resumed:
@@ -196,6 +198,7 @@ class Run:
         bound = self.bind(program)
         metric = self.metric
         assert metric is not None
+        names = {id(p): n for n, p in bound.named_predictors()}
 
         def one(i: int) -> float:
             if self.budget.exhausted:
@@ -204,18 +207,26 @@ class Run:
             error = None
             pred = None
             row: dict[str, Any] = {}
+            trace: list[Any] | None = [] if self.keep_steps else None
             with self.budget.metering() as meter:
                 try:
-                    pred = bound(**ex.inputs().to_dict())
+                    with settings.context(trace=trace) if trace is not None else nullcontext():
+                        pred = bound(**ex.inputs().to_dict())
                 except (BudgetExceededError, ConfigurationError):
                     raise
                 except Exception as exc:  # a failed example scores 0; the error is kept for the report
                     error = f"{type(exc).__name__}: {exc}"
                     if self.provide_traceback:
                         row["traceback"] = short(traceback.format_exc().rstrip(), 4000)
-            score = call_metric(metric, ex, pred) if pred is not None else 0.0
+            score, feedback = (call_metric_feedback(metric, ex, pred) if pred is not None
+                               else (self.failure_score, None))
             output = {k: short(v) for k, v in pred.items()} if pred is not None else None
             row.update({"score": score, "output": output, "error": short(error, 600) if error else None})
+            if feedback is not None:
+                row["feedback"] = short(feedback, 2000)
+            if trace is not None:
+                row["steps"] = [[names.get(id(p), "?"), {k: short(v) for k, v in dict(inputs).items()},
+                                 {k: short(v) for k, v in out.items()}] for p, inputs, out in trace]
             self.store.put("score", f"{fp}/{keys[i]}", row, calls=meter.calls, cost=meter.cost, claim=meter.tickets)
             return score
 
