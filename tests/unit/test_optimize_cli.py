@@ -99,6 +99,6 @@ def test_budget_and_errors_on_the_command_line(project, capsys):
     assert main(["optimize", "app.py:nothing", "train.jsonl"]) == 1
     assert "no attribute" in capsys.readouterr().err
     assert main(["optimize", "app.py:build", "train.jsonl", "--optimizer", "labeled", "--prompt-model", "x/y"]) == 1
-    assert "--prompt-model applies to --optimizer mipro only" in capsys.readouterr().err
+    assert "--prompt-model applies to --optimizer mipro and gepa only" in capsys.readouterr().err
     assert main(["optimize", "app.py:build", "train.jsonl", "--inputs", "question"]) == 1
     assert "no field(s) question" in capsys.readouterr().err

@@ -476,3 +476,54 @@ def test_failures_score_failure_score_and_show_their_error_when_asked():
     rows = [row["baseline"] for row in out.optimization.per_example]
     assert {row["score"] for row in rows if row["error"]} == {-0.5}
     assert "The program failed on this example" in "".join(reflect.prompts)
+
+
+# -- the command line ------------------------------------------------------------------------------------------
+
+CLI_PROGRAM = textwrap.dedent(
+    '''
+    import re
+    import promptless as pl
+
+    CATS = ["War", "Science", "Economy", "Politics"]
+
+    class Classify(pl.Signature):
+        """Classify the event."""
+        event: str = pl.InputField()
+        category: str = pl.OutputField()
+
+    def reply(messages):
+        if "new_instruction" in messages[0].content:
+            return "[[ ## new_instruction ## ]]\\nUse the CLUE.\\n\\n[[ ## completed ## ]]"
+        n = int(re.search(r"event (\\d+)", messages[-1].content).group(1))
+        ok = "CLUE" in messages[0].content or n % 4 == 0
+        return f"[[ ## category ## ]]\\n{CATS[n % 4] if ok else 'Politics'}\\n\\n[[ ## completed ## ]]"
+
+    LM = pl.ScriptedLM(reply)
+
+    def build():
+        return pl.Predict(Classify, lm=LM)
+    '''
+)
+
+
+def test_optimize_gepa_from_the_command_line(tmp_path, monkeypatch, capsys):
+    from promptless.cli import main
+
+    rows = [{"event": f"event {i}", "category": CATS[i % 4]} for i in range(30)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:10]))
+    (tmp_path / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[10:]))
+    (tmp_path / "app.py").write_text(CLI_PROGRAM)
+    monkeypatch.chdir(tmp_path)
+    code = main(["optimize", "app.py:build", "train.jsonl", "--valset", "dev.jsonl", "--field", "category",
+                 "--optimizer", "gepa", "--max-metric-calls", "60", "--out", "best.json", "--report", "run.html",
+                 "--run-dir", "ckpt", "--no-progress"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "GEPA: baseline 50.0 -> optimized 100.0" in out.out
+    saved = json.loads((tmp_path / "best.json").read_text())
+    assert saved["predictors"]["self"]["signature"]["instructions"] == "Use the CLUE."
+    assert "Candidate pool" in (tmp_path / "run.html").read_text()
+    assert "GEPA iteration 1:" in out.err
+    code = main(["optimize", "app.py:build", "train.jsonl", "--optimizer", "bootstrap", "--max-metric-calls", "9"])
+    assert code != 0 and "--max-metric-calls applies to --optimizer gepa only" in capsys.readouterr().err

@@ -10,7 +10,8 @@ JSON-lines files of objects. The optimized program's state is saved as JSON (--o
 ``program.load(path)``. With --run-dir, the same command after a crash continues where it stopped.
 
 Optimizers: ``mipro`` (MIPROv2: instructions and demos, with --auto light/medium/heavy), ``bootstrap``
-(BootstrapFewShot), ``random`` (BootstrapFewShotWithRandomSearch), ``labeled`` (LabeledFewShot).
+(BootstrapFewShot), ``random`` (BootstrapFewShotWithRandomSearch), ``labeled`` (LabeledFewShot), ``gepa`` (GEPA:
+reflective instruction evolution; --prompt-model is its reflection model, --auto or --max-metric-calls its budget).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from promptless.cli.common import existing_file, non_negative_int, positive_float, positive_int
 
-OPTIMIZERS = ("mipro", "bootstrap", "random", "labeled")
+OPTIMIZERS = ("mipro", "bootstrap", "random", "labeled", "gepa")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -57,6 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--max-labeled-demos", type=non_negative_int, default=None, metavar="N",
                         help="demos straight from the training data (default: 16, mipro: 4; labeled: k)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the optimizer's)")
+    parser.add_argument("--max-metric-calls", type=positive_int, default=None, metavar="N",
+                        help="gepa: examples scored in all (instead of --auto)")
     parser.add_argument("--max-calls", type=positive_int, default=None, metavar="N",
                         help="LM-call budget over every model; stops and keeps the best so far")
     parser.add_argument("--max-cost", type=positive_float, default=None, metavar="X",
@@ -98,6 +101,13 @@ def build_optimizer(args: argparse.Namespace, metric: Any, *, prompt_model: Any 
     common: dict[str, Any] = {"max_lm_calls": args.max_calls, "max_cost": args.max_cost, "run_dir": args.run_dir,
                               "num_threads": threads, "progress": False if args.no_progress else None}
     seed = {} if args.seed is None else {"seed": args.seed}
+    max_metric_calls = getattr(args, "max_metric_calls", None)
+    if args.optimizer == "gepa":
+        budget: dict[str, Any] = ({"max_metric_calls": max_metric_calls} if max_metric_calls
+                                  else {} if args.auto == "none" else {"auto": args.auto})
+        return pl.GEPA(metric, reflection_lm=prompt_model, **budget, **seed, **common)
+    if max_metric_calls:
+        raise pl.ConfigurationError("--max-metric-calls applies to --optimizer gepa only")
     if args.optimizer == "mipro":
         auto = None if args.auto == "none" else args.auto
         return pl.MIPROv2(
@@ -126,8 +136,9 @@ def run_optimize(args: argparse.Namespace) -> int:
     from promptless.errors import ConfigurationError
     from promptless.modules import Module
 
-    if args.prompt_model and args.optimizer != "mipro":
-        raise ConfigurationError("--prompt-model applies to --optimizer mipro only (the others write no instructions)")
+    if args.prompt_model and args.optimizer not in ("mipro", "gepa"):
+        raise ConfigurationError("--prompt-model applies to --optimizer mipro and gepa only (the others write no "
+                                 "instructions)")
     program = load_program(args.program)
     if not isinstance(program, Module):
         raise ConfigurationError(
