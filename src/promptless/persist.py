@@ -7,15 +7,16 @@ ever unpickled.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .adapters.parsing import to_jsonable
+from .adapters.parsing import MAX_DEPTH, load_json, to_jsonable, value_problem
 from .data import Example
-from .errors import PersistError
+from .errors import PersistError, SignatureError
 
 if TYPE_CHECKING:
     from .modules.module import Module
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 
 FORMAT = "promptless.program"
 FORMAT_VERSION = 1
+# A saved file nests a few levels (the file, "predictors", one predictor, "demos", one demo) above the values
+# of its demos, which may themselves nest MAX_DEPTH levels.
+_FILE_DEPTH = MAX_DEPTH + 10
 
 
 def dump_predictor(p: Predict) -> dict[str, Any]:
@@ -50,6 +54,8 @@ def _extra_of(p: Predict) -> dict[str, Any]:
 def _plan_extra(pred: Predict, entry: Any, where: str) -> dict[str, Any]:
     """The extra state a saved entry gives this predictor (checked by the predictor), or PersistError."""
     extra = entry.get("extra", {}) if isinstance(entry, dict) else {}
+    if not isinstance(extra, dict):
+        raise PersistError(f"{where}: \"extra\" must be an object, got {type(extra).__name__}")
     check = getattr(pred, "check_extra_state", None)
     if check is None:
         if extra:
@@ -82,12 +88,30 @@ def save(program: Module, path: str | Path, *, save_program: bool = False,
     p = Path(path)
     if p.suffix.lower() != ".json":
         raise PersistError(f"save writes JSON; give a path ending in .json, not {p.name!r}")
-    state = program_state(program, metadata)
+    for name, pred in program.named_predictors():
+        for i, demo in enumerate(pred.demos):
+            for key, value in (demo.items() if isinstance(demo, (Example, dict)) else dict(demo).items()):
+                problem = value_problem(value)
+                if problem:
+                    raise PersistError(
+                        f"cannot save predictor {name!r}: the value of {key!r} in its demo {i} cannot be "
+                        f"written as JSON: {problem}"
+                    )
+    problem = value_problem(metadata)
+    if problem:
+        raise PersistError(f"cannot save the program: its metadata cannot be written as JSON: {problem}")
+    try:
+        text = json.dumps(program_state(program, metadata), indent=2, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise PersistError(
+            f"cannot save the program: its state holds a value that is not plain data ({exc}); "
+            "demos, config and metadata may hold text, numbers, booleans, None, lists and dicts"
+        ) from None
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".promptless-", suffix=".json", dir=p.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(state, fh, indent=2, ensure_ascii=False)
+            fh.write(text)
             fh.write("\n")
         os.replace(tmp, p)
     except BaseException:
@@ -103,15 +127,23 @@ def read_state(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise PersistError(f"no saved program at {p}")
+    if p.is_dir():
+        raise PersistError(f"{p} is a directory; give the path of the .json file that program.save() wrote")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PersistError(f"cannot read {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise PersistError(f"{p} is not UTF-8 text ({exc}); was it written by program.save()?") from None
+    try:
+        data = load_json(text, _FILE_DEPTH)
+    except ValueError as exc:  # JSONDecodeError, nesting too deep, an integer too long
         raise PersistError(f"{p} is not valid JSON ({exc}); was it written by program.save()?") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise PersistError(f"{p} is not a saved promptless program (no \"format\": \"{FORMAT}\")")
     version = data.get("format_version")
-    if not isinstance(version, int):
-        raise PersistError(f"{p}: format_version is missing or not an integer")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise PersistError(f"{p}: format_version is missing or not a positive integer")
     if version > FORMAT_VERSION:
         raise PersistError(
             f"{p} uses format version {version}, newer than this promptless ({__version__}) reads "
@@ -121,7 +153,14 @@ def read_state(path: str | Path) -> dict[str, Any]:
 
 
 def apply_state(program: Module, data: dict[str, Any], source: str = "state") -> None:
-    """Validate ``data["predictors"]`` against the program, then apply it all at once."""
+    """Validate ``data["predictors"]`` against the program, then apply it all at once.
+
+    Every part is checked before anything changes (the entry's shape, each field's name, kind, type,
+    description and prefix, the demos, the config's options and values), so a state that fails leaves the
+    program exactly as it was and a state that loads leaves every predictor callable.
+    """
+    if not isinstance(data, dict):
+        raise PersistError(f"{source}: the state must be an object, got {type(data).__name__}")
     saved = data.get("predictors")
     if not isinstance(saved, dict):
         raise PersistError(f"{source}: \"predictors\" must be an object")
@@ -131,49 +170,114 @@ def apply_state(program: Module, data: dict[str, Any], source: str = "state") ->
             f"{source} holds the state of another program: it has predictors {sorted(saved)}, "
             f"this {type(program).__name__} has {sorted(ours)}"
         )
-    planned: list[tuple[Predict, Any, list[Example], dict[str, Any]]] = []
-    for name, pred in ours.items():
-        entry = saved[name]
-        try:
-            sig_state = entry["signature"]
-            fields = sig_state["fields"]
-            instructions = sig_state["instructions"]
-            demos_raw = entry.get("demos", [])
-            config = entry.get("config", {})
-            if not isinstance(instructions, str) or not isinstance(fields, list) or not isinstance(demos_raw, list):
-                raise TypeError
-        except (KeyError, TypeError):
-            raise PersistError(f"{source}: predictor {name!r} has a malformed entry") from None
-        names = [(f.get("name"), f.get("kind")) for f in fields if isinstance(f, dict)]
-        expected = [(f.name, f.kind) for f in pred.signature.fields.values()]
-        if names != expected:
-            raise PersistError(
-                f"{source}: predictor {name!r} was saved with fields {names}, but this program's has {expected}; "
-                "it is the state of another program"
-            )
-        sig = pred.signature.with_instructions(instructions)
-        for f in fields:
-            current = sig.fields[f["name"]]
-            if f.get("desc", "") != current.desc or f.get("prefix") != current.prefix:
-                sig = sig.with_updated_fields(f["name"], desc=f.get("desc", ""), prefix=f.get("prefix"))
-        input_names = [n for n, k in names if k == "input"]
-        demos = []
-        for d in demos_raw:
-            if not isinstance(d, dict):
-                raise PersistError(f"{source}: predictor {name!r} has a demo that is not an object")
-            ex = Example(d)
-            present = [str(n) for n in input_names if n in d]
-            demos.append(ex.with_inputs(*present) if present else ex)
-        if not isinstance(config, dict):
-            raise PersistError(f"{source}: predictor {name!r} config must be an object")
-        planned.append((pred, sig, demos, config))
+    planned = [(pred, *_plan_predictor(pred, saved[name], f"{source}: predictor {name!r}"))
+               for name, pred in ours.items()]
     extras = [_plan_extra(pred, saved[name], f"{source}: predictor {name!r}") for name, pred in ours.items()]
     for (pred, sig, demos, config), extra in zip(planned, extras, strict=True):
         pred.signature = sig
         pred.demos = demos
-        pred.config = dict(config)
+        pred.config = config
         if hasattr(pred, "set_extra_state"):
             pred.set_extra_state(extra)
+
+
+def _plan_predictor(pred: Predict, entry: Any, where: str) -> tuple[Any, list[Example], dict[str, Any]]:
+    """The signature, demos and config a saved entry gives this predictor, or PersistError saying what is wrong."""
+    if not isinstance(entry, dict):
+        raise PersistError(f"{where}: its entry must be an object, got {type(entry).__name__}")
+    sig_state = entry.get("signature")
+    if not isinstance(sig_state, dict):
+        raise PersistError(f"{where}: \"signature\" must be an object with \"instructions\" and \"fields\"")
+    instructions = sig_state.get("instructions")
+    fields = sig_state.get("fields")
+    if not isinstance(instructions, str):
+        raise PersistError(f"{where}: \"instructions\" must be a string")
+    if not isinstance(fields, list):
+        raise PersistError(f"{where}: \"fields\" must be a list")
+    for i, f in enumerate(fields):
+        if not isinstance(f, dict):
+            raise PersistError(f"{where}: field entry {i} must be an object, got {type(f).__name__}")
+    names = [(f.get("name"), f.get("kind")) for f in fields]
+    expected = [(f.name, f.kind) for f in pred.signature.fields.values()]
+    if names != expected:
+        raise PersistError(
+            f"{where} was saved with fields {names}, but this program's has {expected}; "
+            "it is the state of another program"
+        )
+    updates: list[tuple[str, str, str | None]] = []
+    for f in fields:
+        current = pred.signature.fields[f["name"]]
+        fw = f"{where}, field {current.name!r}"
+        saved_type = f.get("type", current.type_name)
+        if saved_type != current.type_name:
+            raise PersistError(
+                f"{fw} was saved with type {saved_type!r}, but this program's is {current.type_name!r}; "
+                "the state is of another version of the program"
+            )
+        desc = f.get("desc", "")
+        prefix = f.get("prefix")
+        if not isinstance(desc, str):
+            raise PersistError(f"{fw}: \"desc\" must be a string, got {type(desc).__name__}")
+        if prefix is not None and not isinstance(prefix, str):
+            raise PersistError(f"{fw}: \"prefix\" must be a string or null, got {type(prefix).__name__}")
+        if desc != current.desc or prefix != current.prefix:
+            updates.append((current.name, desc, prefix))
+    try:
+        sig = pred.signature.with_instructions(instructions)
+        for fname, desc, prefix in updates:
+            sig = sig.with_updated_fields(fname, desc=desc, prefix=prefix)
+    except SignatureError as exc:
+        raise PersistError(f"{where}: {exc}") from None
+
+    demos_raw = entry.get("demos", [])
+    if not isinstance(demos_raw, list):
+        raise PersistError(f"{where}: \"demos\" must be a list")
+    input_names = [n for n, k in names if k == "input"]
+    demos = []
+    for i, d in enumerate(demos_raw):
+        if not isinstance(d, dict):
+            raise PersistError(f"{where}: demo {i} must be an object, got {type(d).__name__}")
+        for key, value in d.items():
+            problem = value_problem(value)
+            if problem:
+                raise PersistError(f"{where}: the value of {key!r} in demo {i} cannot be used: {problem}")
+        ex = Example(d)
+        present = [str(n) for n in input_names if n in d]
+        demos.append(ex.with_inputs(*present) if present else ex)
+    return sig, demos, _check_config(entry.get("config", {}), where)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# What each per-call option may hold (None always means "not set").
+_CONFIG_RULES: dict[str, tuple[Any, str]] = {
+    "temperature": (lambda v: (_is_int(v) or isinstance(v, float)) and math.isfinite(v) and v >= 0,
+                    "a number of at least 0"),
+    "max_tokens": (lambda v: _is_int(v) and v >= 1, "an integer of at least 1"),
+    "n": (lambda v: _is_int(v) and v >= 1, "an integer of at least 1"),
+    "stop": (lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+             "a string or a list of strings"),
+    "seed": (_is_int, "an integer"),
+    "rollout_id": (lambda v: _is_int(v) or isinstance(v, str), "an integer or a string"),
+}
+
+
+def _check_config(config: Any, where: str) -> dict[str, Any]:
+    if not isinstance(config, dict):
+        raise PersistError(f"{where}: \"config\" must be an object, got {type(config).__name__}")
+    unknown = sorted(set(config) - set(_CONFIG_RULES))
+    if unknown:
+        raise PersistError(
+            f"{where}: config has unknown option(s) {', '.join(unknown)}; the options are "
+            f"{', '.join(_CONFIG_RULES)}"
+        )
+    for key, value in config.items():
+        ok, what = _CONFIG_RULES[key]
+        if value is not None and not ok(value):
+            raise PersistError(f"{where}: config option {key!r} must be {what}, got {value!r}")
+    return dict(config)
 
 
 def load(program: Module, path: str | Path) -> None:

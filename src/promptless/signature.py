@@ -17,10 +17,11 @@ body is read once by ``__init_subclass__``; there is no metaclass.
 from __future__ import annotations
 
 import ast
+import collections.abc
 import enum
 import inspect
 import keyword
-import sys
+import types
 import typing
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Optional, Union
@@ -28,6 +29,10 @@ from typing import Any, Literal, Optional, Union
 from .errors import SignatureError
 
 RESERVED_NAMES = frozenset({"completed", "instructions", "fields", "input_fields", "output_fields", "demos"})
+
+# Keywords a predictor call takes for itself (``Predict(...)(lm=..., config=..., signature=...)``, and ``self``):
+# an input field of the same name could never be passed, so such a signature is refused.
+CALL_KEYWORDS = frozenset({"signature", "config", "lm", "self"})
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ def type_name(annotation: Any) -> str:
     args = typing.get_args(annotation)
     if origin is Literal:
         return "Literal[" + ", ".join(repr(a) for a in args) + "]"
-    if origin is Union or (sys.version_info >= (3, 10) and origin is getattr(__import__("types"), "UnionType", None)):
+    if origin is Union or origin is types.UnionType:
         if len(args) == 2 and type(None) in args:
             other = args[0] if args[1] is type(None) else args[1]
             return f"Optional[{type_name(other)}]"
@@ -135,7 +140,7 @@ def _split_top(text: str) -> list[str]:
     return parts
 
 
-def _eval_type(node: ast.AST, names: dict[str, Any], where: str) -> Any:
+def _eval_type(node: ast.AST, names: dict[str, Any], where: str, inside_tuple: bool = False) -> Any:
     if isinstance(node, ast.Name):
         if node.id in names:
             return names[node.id]
@@ -147,7 +152,11 @@ def _eval_type(node: ast.AST, names: dict[str, Any], where: str) -> Any:
     if isinstance(node, ast.Constant):
         if node.value is None:
             return type(None)
-        return node.value
+        if node.value is Ellipsis and inside_tuple:
+            return Ellipsis
+        if isinstance(node.value, str):
+            raise SignatureError(f"{where}: {node.value!r} in quotes is text, not a type; write the type's name unquoted")
+        raise SignatureError(f"{where}: {ast.unparse(node)!r} is a value, not a type (values belong in Literal[...])")
     if isinstance(node, ast.Attribute):
         # e.g. typing.List: look up the dotted name as a whole
         dotted = ast.unparse(node)
@@ -156,24 +165,37 @@ def _eval_type(node: ast.AST, names: dict[str, Any], where: str) -> Any:
         raise SignatureError(f"{where}: unknown type name {dotted!r}")
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
         left, right = _eval_type(node.left, names, where), _eval_type(node.right, names, where)
-        return Union[left, right]  # noqa: UP007
+        try:
+            return Union[left, right]  # noqa: UP007
+        except TypeError as exc:
+            raise SignatureError(f"{where}: {ast.unparse(node)!r} is not a valid type ({exc})") from None
     if isinstance(node, ast.Subscript):
         base = _eval_type(node.value, names, where)
         sl = node.slice
         items = sl.elts if isinstance(sl, ast.Tuple) else [sl]
+        if not items:
+            raise SignatureError(f"{where}: {ast.unparse(node)!r} has empty brackets; name the type(s) inside them")
         if base is Literal:
-            values = []
-            for it in items:
-                if not isinstance(it, ast.Constant):
-                    raise SignatureError(f"{where}: Literal[...] takes constant values, got {ast.unparse(it)!r}")
-                values.append(it.value)
-            return Literal.__getitem__(tuple(values))
-        args = tuple(_eval_type(it, names, where) for it in items)
+            return Literal.__getitem__(tuple(_literal_value(it, where) for it in items))
+        args = tuple(_eval_type(it, names, where, inside_tuple=base is tuple) for it in items)
         try:
             return base[args if len(args) > 1 else args[0]]
-        except TypeError as exc:
-            raise SignatureError(f"{where}: {ast.unparse(node)!r} is not a valid type: {exc}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise SignatureError(f"{where}: {ast.unparse(node)!r} is not a valid type ({exc})") from None
     raise SignatureError(f"{where}: cannot read {ast.unparse(node)!r} as a type")
+
+
+def _literal_value(node: ast.AST, where: str) -> Any:
+    """One value of ``Literal[...]`` in a signature string: text, a number (signed), True, False or None."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        number = node.operand.value if isinstance(node.operand, ast.Constant) else None
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+            return -number if isinstance(node.op, ast.USub) else number
+    if isinstance(node, ast.Constant) and (node.value is None or type(node.value) in (str, int, float, bool)):
+        return node.value
+    raise SignatureError(
+        f"{where}: Literal[...] takes text, numbers, True, False or None, got {ast.unparse(node)!r}"
+    )
 
 
 def _parse_side(text: str, kind: str, custom: dict[str, Any], spec: str) -> list[Field]:
@@ -196,23 +218,180 @@ def _parse_side(text: str, kind: str, custom: dict[str, Any], spec: str) -> list
                 raise SignatureError(f"{where}: a type is expected after ':', e.g. '{name}: str'")
             try:
                 node = ast.parse(tstr, mode="eval").body
-            except SyntaxError:
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
                 raise SignatureError(f"{where}: cannot read {tstr!r} as a type") from None
-            annotation = _eval_type(node, names, where)
+            try:
+                annotation = _eval_type(node, names, where)
+            except RecursionError:
+                raise SignatureError(f"{where}: the type is nested too deeply") from None
+            _check_name(name, f"signature {spec!r}", kind)
+            check_type(annotation, kind, where)
         else:
             name, annotation = item, str
-        _check_name(name, f"signature {spec!r}")
+            _check_name(name, f"signature {spec!r}", kind)
         out.append(Field(name=name, kind=kind, annotation=annotation))
     return out
 
 
-def _check_name(name: str, where: str) -> None:
-    if not name.isidentifier() or keyword.iskeyword(name):
+def _check_name(name: Any, where: str, kind: str = "output") -> None:
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
         raise SignatureError(f"{where}: {name!r} is not a valid field name (use letters, digits and _)")
     if name.startswith("_"):
         raise SignatureError(f"{where}: field names may not start with '_' ({name!r})")
     if name in RESERVED_NAMES:
         raise SignatureError(f"{where}: {name!r} is reserved; choose another field name")
+    if kind == "input" and name in CALL_KEYWORDS:
+        raise SignatureError(
+            f"{where}: an input field cannot be named {name!r}: it is a keyword of the predictor call itself "
+            f"({', '.join(sorted(CALL_KEYWORDS))}), so no value could reach the field; rename it, e.g. '{name}_text'"
+        )
+
+
+# -- what a field may be typed ------------------------------------------------------------
+
+_MAX_TYPE_DEPTH = 32
+_LITERAL_VALUE_TYPES = (str, int, float, bool, type(None), enum.Enum)
+_KEY_TYPES = (str, int, float, bool)
+_checked_types: dict[tuple[Any, str], str | None] = {}
+
+
+def check_type(annotation: Any, kind: str, where: str) -> None:
+    """Raise SignatureError unless a field of this kind can have this type.
+
+    Inputs are only rendered into the prompt, so any type is fine there except what is not a type at all
+    (``3``, ``'x'``, a bare ``Literal``), a malformed generic (``dict[str]``), a class or a function. An
+    output's type must also be one a reply can be read back into: its JSON schema must exist.
+    """
+    try:
+        key = (annotation, kind)
+        if key in _checked_types:
+            problem = _checked_types[key]
+        else:
+            problem = _type_problem(annotation, kind == "output", True, 0)
+            if len(_checked_types) < 4096:
+                _checked_types[key] = problem
+    except TypeError:  # unhashable (a Literal of unhashable values, say): check without the cache
+        problem = _type_problem(annotation, kind == "output", True, 0)
+    if problem:
+        raise SignatureError(f"{where}: {problem}")
+
+
+def _type_problem(ann: Any, output: bool, top: bool, depth: int) -> str | None:
+    """What is wrong with a field type (None when nothing is)."""
+    if depth > _MAX_TYPE_DEPTH:
+        return f"the type is nested more than {_MAX_TYPE_DEPTH} levels deep"
+    if ann is str or ann is int or ann is float or ann is bool or ann is Any:
+        return None
+    if ann is type(None):
+        return "a field cannot be typed None; use Optional[X] for a value that may be missing" if top else None
+    if isinstance(ann, str):
+        return f"{ann!r} is text, not a type; write the type itself, not its name in quotes"
+    origin = typing.get_origin(ann)
+    args = typing.get_args(ann)
+    if ann is type or origin is type:
+        return ("a field cannot hold a class (type): a reply is text, never a Python class; "
+                "use str for a name, or a Literal of the allowed names")
+    if ann is collections.abc.Callable or origin is collections.abc.Callable:
+        return ("a field cannot hold a function (Callable): a reply is text, never code to call; "
+                "give the module a tool instead, or use str")
+    if ann is Literal:
+        return "Literal needs its allowed values, e.g. Literal['yes', 'no']"
+    if ann is Optional:
+        return "Optional needs a type, e.g. Optional[int]"
+    if ann is Union:
+        return "Union needs its types, e.g. Union[int, str] or int | str"
+    if origin is Literal:
+        if not args:
+            return "Literal[] needs at least one allowed value"
+        for value in args:
+            if not isinstance(value, _LITERAL_VALUE_TYPES):
+                return (f"Literal values are text, numbers, True, False, None or enum members; "
+                        f"{value!r} is a {type(value).__name__}")
+        return None
+    if origin is typing.Annotated:
+        return _type_problem(args[0], output, top, depth + 1)
+    if origin is Union or origin is types.UnionType:
+        for arg in args:
+            problem = _type_problem(arg, output, False, depth + 1)
+            if problem:
+                return problem
+        return None
+    container = origin if origin is not None else ann
+    if container in (list, set, frozenset, tuple, dict):
+        return _container_problem(container, args, output, depth)
+    if isinstance(ann, type):
+        if issubclass(ann, enum.Enum):
+            return None if len(ann) else f"the enum {ann.__name__} has no members, so no reply can match it"
+        return _schema_problem(ann) if output else None
+    if origin is not None:  # another generic: Sequence[int], Mapping[str, int], a generic model...
+        for arg in args:
+            if arg is not Ellipsis and not isinstance(arg, (list, tuple)):
+                problem = _type_problem(arg, output, False, depth + 1)
+                if problem:
+                    return problem
+        return _schema_problem(ann) if output else None
+    return f"{ann!r} is not a type"
+
+
+def _container_problem(container: type, args: tuple[Any, ...], output: bool, depth: int) -> str | None:
+    name = container.__name__
+    if container is dict:
+        if not args:
+            return None
+        if len(args) != 2:
+            return f"dict[...] takes two types, for the keys and the values (e.g. dict[str, int]), got {len(args)}"
+        key, value = args
+        if not (key in _KEY_TYPES or key is Any or typing.get_origin(key) is Literal
+                or (isinstance(key, type) and issubclass(key, enum.Enum))):
+            return (f"a dict's keys must be text, numbers or labels (JSON object keys are text), "
+                    f"not {type_name(key)}")
+        return _type_problem(key, output, False, depth + 1) or _type_problem(value, output, False, depth + 1)
+    if container is tuple:
+        items = list(args)
+        if len(items) == 2 and items[1] is Ellipsis:
+            items = items[:1]
+        for item in items:
+            if item is Ellipsis:
+                return "'...' in a tuple type only goes second, as in tuple[int, ...]"
+            problem = _type_problem(item, output, False, depth + 1)
+            if problem:
+                return problem
+        return None
+    if len(args) > 1:
+        return f"{name}[...] takes one type, got {len(args)}"
+    item = args[0] if args else Any
+    problem = _type_problem(item, output, False, depth + 1)
+    if problem:
+        return problem
+    if container is not list and not _hashable(item):
+        return f"the items of a {name} must be hashable (text, numbers, labels, tuples), not {type_name(item)}"
+    return None
+
+
+def _hashable(ann: Any) -> bool:
+    origin = typing.get_origin(ann)
+    if origin is Union or origin is types.UnionType or origin is tuple:
+        return all(a is Ellipsis or _hashable(a) for a in typing.get_args(ann))
+    if origin is Literal or ann is Any:
+        return True
+    if origin in (list, dict, set):
+        return False
+    if origin is frozenset:
+        return True
+    return isinstance(ann, type) and getattr(ann, "__hash__", None) is not None
+
+
+def _schema_problem(ann: Any) -> str | None:
+    """An output type outside the ones above (a model, a dataclass...) must have a JSON schema to show the LM."""
+    try:
+        from pydantic import TypeAdapter
+
+        TypeAdapter(ann).json_schema()
+    except Exception as exc:  # pydantic raises several kinds; each means "cannot be read from a reply"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return (f"{type_name(ann)} cannot be read from a reply: it has no JSON schema ({reason}); "
+                "use a pydantic model, a dataclass or a built-in type")
+    return None
 
 
 def parse_signature(spec: str, custom_types: dict[str, Any] | None = None) -> list[Field]:
@@ -228,6 +407,17 @@ def parse_signature(spec: str, custom_types: dict[str, Any] | None = None) -> li
     fields = _parse_side(left, "input", custom_types or {}, spec) + _parse_side(right, "output", custom_types or {}, spec)
     _check_unique(fields, f"signature {spec!r}")
     return fields
+
+
+def _check_field(f: Field, where: str) -> None:
+    if f.kind not in ("input", "output"):
+        raise SignatureError(f"{where}: field {f.name!r} must be an input or an output, not {f.kind!r}")
+    _check_name(f.name, where, f.kind)
+    if not isinstance(f.desc, str):
+        raise SignatureError(f"{where}, field {f.name!r}: desc must be a string, got {type(f.desc).__name__}")
+    if f.prefix is not None and not isinstance(f.prefix, str):
+        raise SignatureError(f"{where}, field {f.name!r}: prefix must be a string or None, got {type(f.prefix).__name__}")
+    check_type(f.annotation, f.kind, f"{where}, field {f.name!r}")
 
 
 def _check_unique(fields: list[Field], where: str) -> None:
@@ -271,7 +461,7 @@ class Signature:
             fields = _fields_from_class(cls)
         where = f"signature class {cls.__name__}"
         for f in fields:
-            _check_name(f.name, where)
+            _check_field(f, where)
         _check_unique(fields, where)
         cls.fields = {f.name: f for f in fields}
         cls.input_fields = {f.name: f for f in fields if f.is_input}
@@ -279,6 +469,8 @@ class Signature:
         doc = cls.__dict__.get("__doc__")
         if "_promptless_instructions" in cls.__dict__:
             cls.instructions = cls.__dict__["_promptless_instructions"]
+            if not isinstance(cls.instructions, str):
+                raise SignatureError(f"{where}: instructions must be a string, got {type(cls.instructions).__name__}")
         elif doc and doc.strip():
             cls.instructions = _dedent(doc)
         else:
@@ -303,7 +495,7 @@ class Signature:
     @classmethod
     def with_instructions(cls, instructions: str) -> type[Signature]:
         if not isinstance(instructions, str):
-            raise SignatureError("instructions must be a string")
+            raise SignatureError(f"instructions must be a string, got {type(instructions).__name__}")
         return cls._rebuild(list(cls.fields.values()), instructions)
 
     @classmethod
@@ -417,6 +609,8 @@ def make_signature(
     name: str = "StringSignature",
 ) -> type[Signature]:
     """Build a signature from a string, a dict of name -> field marker, or return a given signature class."""
+    if instructions is not None and not isinstance(instructions, str):
+        raise SignatureError(f"instructions must be a string, got {type(instructions).__name__}")
     if isinstance(spec, type) and issubclass(spec, Signature):
         return spec if instructions is None else spec.with_instructions(instructions)
     if isinstance(spec, str):
@@ -432,18 +626,10 @@ def make_signature(
                 raise SignatureError(f"field {fname!r}: expected pl.InputField()/pl.OutputField() or (type, field)")
             fields.append(Field(fname, marker.kind, ann, marker.desc, marker.prefix))
         for f in fields:
-            _check_name(f.name, "signature")
+            _check_field(f, "signature")
         _check_unique(fields, "signature")
     else:
         raise SignatureError(
             f"a signature is a string like 'question -> answer' or a pl.Signature subclass, got {type(spec).__name__}"
         )
     return _build(name, fields, instructions if instructions is not None else default_instructions(fields))
-
-
-def ensure_signature(sig: Any) -> type[Signature]:
-    return make_signature(sig)
-
-
-def is_enum(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, enum.Enum)

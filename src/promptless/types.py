@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
-
-Role = Literal["system", "user", "assistant", "tool"]
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)

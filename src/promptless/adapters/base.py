@@ -135,9 +135,3 @@ class Adapter:
             if self.fallback is None:
                 raise
             return await self.fallback.acall(lm, signature, demos, inputs, **params)
-
-
-def demo_value(demo: Mapping[str, Any], name: str) -> tuple[bool, Any]:
-    if name in demo:
-        return True, demo[name]
-    return False, None

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ..lm.base import BaseLM
     from ..signature import Field, Signature
 
-HEADER = re.compile(r"\[\[\s*#{1,3}\s*([A-Za-z_][\w \-]*?)\s*#{0,3}\s*\]\]")
+HEADER = re.compile(r"\[\[\s*#{1,3}\s*([^\W\d][\w \-]*?)\s*#{0,3}\s*\]\]")
 
 
 def header(name: str) -> str:
@@ -42,8 +42,15 @@ def _key(name: str) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _plan(signature: type[Signature]) -> tuple[dict[str, str], dict[str, Any]]:
+    """Header label -> output field (exact names first, then case- and spacing-insensitive keys that name
+    one field only), and each output field's coercer."""
     outputs = signature.output_fields
-    return {_key(n): n for n in outputs}, {n: coercer(f.annotation) for n, f in outputs.items()}
+    keyed: dict[str, list[str]] = {}
+    for n in outputs:
+        keyed.setdefault(_key(n), []).append(n)
+    wanted = {k: names[0] for k, names in keyed.items() if len(names) == 1}
+    wanted.update({n: n for n in outputs})
+    return wanted, {n: coercer(f.annotation) for n, f in outputs.items()}
 
 
 class ChatAdapter(Adapter):
@@ -133,10 +140,11 @@ class ChatAdapter(Adapter):
         found: dict[str, str] = {}
         matches = list(HEADER.finditer(text))
         for i, m in enumerate(matches):
-            key = _key(m.group(1))
+            label = m.group(1)
+            key = _key(label)
             if key == "completed":
                 break
-            name = wanted.get(key)
+            name = wanted.get(label) or wanted.get(key)
             if name is None or name in found:
                 continue
             end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
@@ -153,6 +161,8 @@ class ChatAdapter(Adapter):
                 values[name] = coercers[name](raw)
             except ValueError as exc:
                 invalid[name] = str(exc)
+            except RecursionError:
+                invalid[name] = "the value is nested too deeply to read"
         if missing or invalid:
             raise ParseError("could not read the reply in the chat marker format", raw=text, missing=missing,
                              invalid=invalid, adapter=self.name)

@@ -84,11 +84,13 @@ class JSONAdapter(Adapter):
             else:
                 missing.append(name)
                 continue
-            text_value = raw if isinstance(raw, str) else json.dumps(raw)
             try:
+                text_value = raw if isinstance(raw, str) else json.dumps(raw)
                 values[name] = coerce(text_value, f.annotation)
             except ValueError as exc:
                 invalid[name] = str(exc)
+            except RecursionError:
+                invalid[name] = "the value is nested too deeply to read"
         if missing or invalid:
             raise ParseError("could not read the JSON reply", raw=text, missing=missing, invalid=invalid,
                              adapter=self.name)

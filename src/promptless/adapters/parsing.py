@@ -26,12 +26,17 @@ import functools
 import json
 import math
 import re
+import sys
 import types
 import typing
 from typing import Any, Literal, Union
 
 LITERAL_THRESHOLD = 0.85
 LITERAL_MARGIN = 0.08
+
+# How deeply JSON in a reply, a value given as an input and a value in a saved file may nest. Deeper data is
+# refused with a clear error rather than meeting Python's recursion limit somewhere later.
+MAX_DEPTH = 100
 
 _NUMBER = re.compile(r"[-+]?(?:\d[\d,_]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
@@ -73,7 +78,35 @@ def literal_choices(annotation: Any) -> list[Any] | None:
     return None
 
 
-@functools.lru_cache(maxsize=256)
+def _per_annotation(maxsize: int) -> Any:
+    """Cache a function of a type annotation.
+
+    Typing's equality ignores order (``Union[int, str] == Union[str, int]``, the same for ``Literal``), but
+    order matters here: a union's members are tried in order, and a schema lists them in order. So the cache
+    is keyed on the annotation together with its repr, behind a fast lookup by identity.
+    """
+
+    def wrap(fn: Any) -> Any:
+        by_value = functools.lru_cache(maxsize=maxsize)(lambda annotation, _order: fn(annotation))
+        by_id: dict[int, tuple[Any, Any]] = {}
+
+        @functools.wraps(fn)
+        def cached(annotation: Any) -> Any:
+            hit = by_id.get(id(annotation))
+            if hit is not None and hit[0] is annotation:
+                return hit[1]
+            value = by_value(annotation, repr(annotation))
+            if len(by_id) >= maxsize:
+                by_id.clear()
+            by_id[id(annotation)] = (annotation, value)
+            return value
+
+        return cached
+
+    return wrap
+
+
+@_per_annotation(maxsize=256)
 def _adapter(annotation: Any) -> Any:
     from pydantic import TypeAdapter
 
@@ -146,7 +179,7 @@ def _to_jsonable(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, dict):
-        return {str(k): _to_jsonable(v) for k, v in value.items()}
+        return {_json_key(k): _to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
         return [_to_jsonable(v) for v in value]
     if isinstance(value, enum.Enum):
@@ -155,6 +188,17 @@ def _to_jsonable(value: Any) -> Any:
 
 
 to_jsonable = _to_jsonable
+
+
+def _json_key(key: Any) -> str:
+    """A dict key as JSON writes it (``True`` -> ``"true"``), an enum member by its value."""
+    if isinstance(key, enum.Enum):
+        key = key.value
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)
+    return str(key)
 
 
 # -- coercion ---------------------------------------------------------------------------
@@ -174,6 +218,8 @@ def match_literal(text: str, choices: list[Any]) -> Any:
     for c in choices:
         if raw == str(c):
             return c
+    if raw == "null" and None in choices:  # JSON's spelling of None (the JSON adapter's replies)
+        return None
     first_line = raw.splitlines()[0] if raw else ""
     for candidate_text in (raw, first_line):
         norm = normalise_label(candidate_text)
@@ -236,27 +282,92 @@ def parse_number(text: str, kind: type) -> int | float:
 
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_nesting(text: str) -> int:
+    """How deeply the brackets of JSON text nest (brackets inside double-quoted strings do not count).
+
+    Cheap for ordinary text: only text with more than ``MAX_DEPTH`` opening brackets is scanned.
+    """
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return 0  # too few brackets to matter
+    depth = deepest = 0
+    for m in _BRACKET.finditer(_JSON_STRING.sub('""', text)):
+        if m.group(0) in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def _too_deep(limit: int = MAX_DEPTH) -> ValueError:
+    return ValueError(f"the JSON is nested more than {limit} levels deep")
+
+
+def load_json(text: str, max_depth: int = MAX_DEPTH) -> Any:
+    """``json.loads`` that refuses JSON nested more than ``max_depth`` levels with a ValueError."""
+    if json_nesting(text) > max_depth:
+        raise _too_deep(max_depth)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise _too_deep(max_depth) from None
 
 
 def parse_json_text(text: str) -> Any:
-    """Read JSON from a reply: code fences removed, common damage repaired."""
+    """Read JSON from a reply: code fences removed, common damage repaired. Raises ValueError."""
     t = text.strip()
     m = _FENCE.search(t)
     if m:
         t = m.group(1).strip()
     try:
-        return json.loads(t)
+        return load_json(t)
     except json.JSONDecodeError:
         pass
     import json_repair
 
-    repaired = json_repair.loads(t)
+    try:
+        repaired = json_repair.loads(t)
+    except RecursionError:
+        raise _too_deep() from None
+    except Exception as exc:  # the repairer is a heuristic: anything it cannot handle is "not JSON"
+        raise ValueError(f"{text.strip()[:200]!r} is not JSON ({type(exc).__name__})") from None
     if repaired == "" and t not in ('""', "''"):
         raise ValueError(f"{text.strip()[:200]!r} is not JSON")
     return repaired
 
 
-@functools.lru_cache(maxsize=512)
+def value_problem(value: Any) -> str | None:
+    """Why a value cannot be rendered into a prompt or saved (it contains itself, nests more than
+    ``MAX_DEPTH`` levels, or holds an integer too long to write out), or None when it can."""
+    limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
+    max_bits = int(limit * 3.32) if limit else 0
+    # iterative walk: (value, depth, ids of the containers above it)
+    stack: list[tuple[Any, int, frozenset[int]]] = [(value, 0, frozenset())]
+    while stack:
+        v, depth, above = stack.pop()
+        t = type(v)
+        if t is str or t is float or t is bool or v is None:
+            continue
+        if isinstance(v, int):
+            if max_bits and v.bit_length() > max_bits:
+                return f"it holds an integer of more than {limit} digits; pass it as a string"
+            continue
+        if isinstance(v, (dict, list, tuple, set, frozenset)):
+            if id(v) in above:
+                return "it contains itself (a list or dict that holds a reference to itself)"
+            if depth >= MAX_DEPTH:
+                return f"it is nested more than {MAX_DEPTH} levels deep"
+            inner = above | {id(v)}
+            items = v.values() if isinstance(v, dict) else v
+            stack.extend((item, depth + 1, inner) for item in items)
+    return None
+
+
+@_per_annotation(maxsize=512)
 def coercer(annotation: Any) -> Any:
     """A fast coercion function for one annotation (plain types skip the general path)."""
     if annotation is str:
@@ -289,7 +400,7 @@ def coerce(text: str, annotation: Any) -> Any:
         return stripped
     if inner is Any:
         try:
-            return json.loads(stripped)
+            return load_json(stripped)
         except json.JSONDecodeError:
             return stripped
     if inner is bool:

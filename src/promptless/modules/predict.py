@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import settings
 from ..adapters.base import Adapter
+from ..adapters.parsing import value_problem
 from ..data import Example, Prediction
 from ..errors import ConfigurationError
 from ..lm.usage import track_usage
@@ -98,6 +99,14 @@ class Predict(Module):
                 f"{type(self).__name__}({signature.signature_string()}): {'; '.join(parts)}. "
                 f"Call it with {', '.join(f'{n}=...' for n in signature.input_fields)}"
             )
+        for name, value in kwargs.items():
+            if type(value) is not str:
+                problem = value_problem(value)
+                if problem:
+                    raise ConfigurationError(
+                        f"{type(self).__name__}({signature.signature_string()}): input {name!r} cannot be "
+                        f"written into a prompt: {problem}"
+                    )
         return lm, adapter, signature, demos, config, kwargs
 
     def _finish(self, completions: list[dict[str, Any]], inputs: dict[str, Any], usage: Any) -> Prediction:
