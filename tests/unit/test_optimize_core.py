@@ -255,8 +255,10 @@ def test_mipro_never_exceeds_max_lm_calls(limit):
                   minibatch_size=10, max_bootstrapped_demos=2, max_labeled_demos=2, max_lm_calls=limit)
     program = opt.compile(pl.Predict(Classify), trainset=train, valset=dev)
     total = len(task.requests) + len(prompt.requests)
-    assert total == limit  # every allowed call made, none more
-    assert program.optimization.calls == limit
+    # never more than allowed; the search stops early by at most the 15 calls it keeps back for the held-out
+    # check of its pick (15 of the 30 validation examples are held out)
+    assert limit - 15 <= total <= limit
+    assert program.optimization.calls == total
     assert program.optimization.stopped == "budget"
     assert isinstance(program, pl.Predict)
 
@@ -273,7 +275,9 @@ def test_random_search_never_exceeds_max_lm_calls():
         opt = BootstrapFewShotWithRandomSearch(metric, num_candidate_programs=4, max_bootstrapped_demos=2,
                                                max_labeled_demos=2, max_lm_calls=limit)
         out = opt.compile(pl.Predict(Classify, lm=task), trainset=train, valset=dev)
-        assert len(task.requests) == limit
+        # never more than allowed; at most the 8 calls kept back for the held-out check go unspent
+        assert limit - 8 <= len(task.requests) <= limit
+        assert out.optimization.calls == len(task.requests)
         assert out.optimization.stopped == "budget"
 
 

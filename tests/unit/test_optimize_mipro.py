@@ -108,8 +108,11 @@ def test_instruction_only_search_makes_no_task_call_outside_the_trials():
     train_events = {ex.event for ex in train}
     assert not any(event in train_events for _, _, event in task.calls)  # no bootstrapping on the task model
     assert all(n == 0 for _, n, _ in task.calls)
-    # the first task calls are the baseline's, on the validation set, with the original instruction
-    assert [c[2] for c in task.calls[: len(dev)]] == [ex.event for ex in dev]
+    # the first task calls are the baseline's, with the original instruction: on the search part of the
+    # validation set, then on the part held out from the search
+    held = [ex.event for ex in dev if ex.event not in {c[2] for c in task.calls[: r.selection["n_search"]]}]
+    assert [c[2] for c in task.calls[: len(dev)]] == [ex.event for ex in dev if ex.event not in held] + held
+    assert r.selection["n_search"] + r.selection["n_holdout"] == len(dev) and len(held) == r.selection["n_holdout"]
     assert sum(t.calls for t in r.trials) == len(task.calls)
     assert r.usage["calls_by_role"] == {"task": len(task.calls), "prompt": len(prompt.requests)}
 
@@ -230,22 +233,26 @@ def test_minibatch_off_scores_every_trial_on_the_whole_valset():
     out = MIPROv2(metric, prompt_model=prompt, task_model=task, auto=None, num_candidates=3, num_trials=4,
                   minibatch=False, max_bootstrapped_demos=0, max_labeled_demos=0).compile(
         pl.Predict(Classify), trainset=train, valset=dev)
-    scored = [t for t in out.optimization.trials if t.kind not in ("repeat",)]
-    assert all(t.kind in ("baseline", "full") and t.n_examples == 12 for t in scored)
+    scored = [t for t in out.optimization.trials if t.kind not in ("repeat", "holdout")]
+    # 12 validation examples: 6 held out from the search, every trial on the other 6
+    assert all(t.kind in ("baseline", "full") and t.n_examples == 6 for t in scored)
 
 
 def test_valset_defaults_to_part_of_trainset():
     train, _, task, prompt = setup(n_train=30)
     out = MIPROv2(metric, prompt_model=prompt, task_model=task, max_bootstrapped_demos=0,
                   max_labeled_demos=0).compile(pl.Predict(Classify), trainset=train)
-    assert out.optimization.trials[0].n_examples == 24
+    r = out.optimization
+    assert r.trials[0].n_examples == r.selection["n_search"] == 12  # 24 of 30, half held out from the search
+    assert r.selection["n_holdout"] == 12 and r.valset_size == 24
 
 
 def test_light_caps_the_valset_at_100():
     train, dev, task, prompt = setup(n_train=10, n_dev=150)
     out = MIPROv2(metric, prompt_model=prompt, task_model=task, max_bootstrapped_demos=0,
                   max_labeled_demos=0).compile(pl.Predict(Classify), trainset=train, valset=dev)
-    assert out.optimization.trials[0].n_examples == 100
+    r = out.optimization
+    assert r.trials[0].n_examples == 67 and r.selection["n_holdout"] == 33  # 100, a third held out
 
 
 def test_options_are_checked():
@@ -278,7 +285,8 @@ def test_rejected_proposals_fall_back_to_the_original():
     assert r.candidates["instructions"]["self"] == ["Classify the event."]
     reasons = sorted(x["reason"] for x in r.candidates["rejected_proposals"])
     assert reasons == ["duplicate", "empty", "empty", "too long"]
-    assert [t.kind for t in r.trials] == ["baseline"]  # nothing to search
+    assert [t.kind for t in r.trials] == ["baseline", "holdout"]  # nothing to search
+    assert r.selection["decision"] == "nothing to test"
 
 
 def test_report_of_a_mipro_run(tmp_path):
@@ -307,7 +315,7 @@ def test_proposals_are_grounded_in_the_baselines_mistakes_and_every_label():
     MIPROv2(metric, prompt_model=prompt, task_model=task, max_bootstrapped_demos=0,
             max_labeled_demos=0).compile(pl.Predict(Classify), trainset=train, valset=dev)
     first = prompt.requests[0].messages[-1].content
-    assert "gets 0 of 40 examples right" in first and "Some mistakes:" in first
+    assert "gets 0 of 20 examples right" in first and "Some mistakes:" in first  # the 20 not held out
     assert all(c in first for c in CATS)  # one worked example per label
     assert "Fix the mistakes shown" in "".join(r.messages[-1].content for r in prompt.requests)
     prompt2 = PromptLM(PROPOSALS)

@@ -30,6 +30,7 @@ from .budget import Budget
 from .fingerprint import examples_fingerprint, program_fingerprint, prompt_fingerprint
 from .result import OptimizationResult
 from .run import Run
+from .selection import DEFAULT_ALPHA, check_holdout, check_test_options, selection_identity
 
 
 def check_examples(examples: Any, what: str, *, allow_empty: bool = False) -> list[Example]:
@@ -87,6 +88,22 @@ class Optimizer:
     # what identifies a run for resuming (subclasses add their options)
     def settings_identity(self) -> dict[str, Any]:
         return {"metric": metric_name(self.metric) if self.metric is not None else None}
+
+    # -- the selection options (optimizers that pick among candidates) -----------------------------------
+    holdout: Any = None
+    alpha: float = DEFAULT_ALPHA
+    selection_test: str = "auto"
+
+    def _init_selection(self, holdout: Any, alpha: float, selection_test: str) -> None:
+        """Check and keep the options of the selection step (``selection.Selection``)."""
+        check_holdout(holdout)
+        check_test_options(alpha, selection_test)
+        self.holdout = holdout
+        self.alpha = float(alpha)
+        self.selection_test = selection_test
+
+    def _selection_identity(self) -> dict[str, Any]:
+        return selection_identity(self.holdout, self.alpha, self.selection_test)
 
     def compile(
         self,
@@ -179,20 +196,26 @@ class Optimizer:
     ) -> OptimizationResult:
         notes = run.notes
         valset = notes.valset if notes.valset is not None else valset
+        holdout = list(notes.holdout or [])
         baseline_fp = notes.baseline_fingerprint or program_fingerprint(student)
         final_fp = program_fingerprint(program)
         full = notes.full_scores
         per_example = []
-        if valset and run.metric is not None:
-            base_scores = run.score_rows(baseline_fp, valset)
-            final_scores = run.score_rows(final_fp, valset)
-            for ex, b, f in zip(valset, base_scores, final_scores, strict=True):
-                per_example.append({
+        parts = [("search", ex) for ex in valset] + [("holdout", ex) for ex in holdout]
+        if parts and run.metric is not None:
+            examples = [ex for _, ex in parts]
+            base_scores = run.score_rows(baseline_fp, examples)
+            final_scores = run.score_rows(final_fp, examples)
+            for (part, ex), b, f in zip(parts, base_scores, final_scores, strict=True):
+                row = {
                     "inputs": {k: short(v, 300) for k, v in ex.inputs().items()},
                     "labels": {k: short(v, 300) for k, v in ex.labels().items()},
                     "baseline": b,
                     "optimized": f,
-                })
+                }
+                if holdout:
+                    row["part"] = part
+                per_example.append(row)
         predictors = {}
         base_named = dict(student.named_predictors())
         for name, p in program.named_predictors():
@@ -226,7 +249,8 @@ class Optimizer:
             resumed=run.resumed,
             run_dir=str(self.run_dir) if self.run_dir is not None else None,
             metric=metric_name(run.metric) if run.metric is not None else None,
-            valset_size=len(valset),
+            valset_size=len(valset) + len(holdout),
+            selection=dict(notes.selection),
         )
 
 

@@ -9,6 +9,11 @@ temperature 1.0 with a fresh ``rollout_id`` to get new traces for the examples t
 
 Each trace is stored in the run store under (teacher fingerprint, round, example), so candidate demo sets that
 revisit an example (random search, MIPROv2) and resumed runs reuse it without an LM call.
+
+BootstrapFewShot keeps the demos only when they help by more than the noise (``selection.py``): with a valset,
+the program with and without them is scored on it (the demos were made from the training set, so the whole
+valset is unseen) and compared by a paired test; without one, by k-fold cross-validation over the training
+set (each fold's demos bootstrapped from the other folds). ``holdout=None`` skips the check.
 """
 
 from __future__ import annotations
@@ -27,6 +32,16 @@ from .base import Optimizer, score_candidate
 from .fewshot import labeled_demos
 from .fingerprint import example_key, program_fingerprint
 from .run import Run
+from .selection import (
+    CV_FOLDS,
+    CV_MAX_EXAMPLES,
+    DEFAULT_ALPHA,
+    MIN_CV,
+    Selection,
+    output_names,
+    paired_test,
+    split_folds,
+)
 
 
 @dataclass
@@ -238,7 +253,13 @@ class BootstrapFewShot(Optimizer):
     ``metric_threshold``: a trace passes when ``metric >= threshold`` (otherwise when the metric is truthy).
     ``teacher``: the program that makes the traces (default: a copy of the student). ``max_rounds > 1`` tries
     the failed examples again at temperature 1.0. ``max_errors``: stop with an error when the teacher fails on
-    more examples than this (None: never). With ``valset``, the program is scored before and after.
+    more examples than this (None: never).
+
+    The demos replace the program's own only when they win by more than the noise (a paired test at level
+    ``alpha``, ``selection_test`` "auto", "mcnemar", "sign" or "bootstrap"): with ``valset`` on it, else by
+    ``cv_folds``-fold cross-validation over the training set (at most 100 of its examples are scored; fewer
+    than 10 training examples are not checked). This costs two runs of the program per example scored;
+    ``holdout=None`` skips the check (and the calls), as DSPy does. Without a metric nothing is checked.
     """
 
     def __init__(
@@ -250,9 +271,24 @@ class BootstrapFewShot(Optimizer):
         max_labeled_demos: int = 16,
         max_rounds: int = 1,
         max_errors: int | None = None,
+        *,
+        holdout: Any = "auto",
+        alpha: float = DEFAULT_ALPHA,
+        selection_test: str = "auto",
+        cv_folds: int = CV_FOLDS,
         **common: Any,
     ) -> None:
         super().__init__(metric=metric, **common)
+        if holdout not in ("auto", None):
+            raise ConfigurationError(
+                f"BootstrapFewShot takes holdout='auto' (check the demos on the valset, or by cross-validation "
+                f"over the training set without one) or None (no check), got {holdout!r}: it searches nothing on "
+                "the validation set, so there is no part of it to hold out"
+            )
+        if isinstance(cv_folds, bool) or not isinstance(cv_folds, int) or cv_folds < 2:
+            raise ConfigurationError(f"cv_folds must be a whole number >= 2, got {cv_folds!r}")
+        self._init_selection(holdout, alpha, selection_test)
+        self.cv_folds = cv_folds
         for name, value in (("max_bootstrapped_demos", max_bootstrapped_demos),
                             ("max_labeled_demos", max_labeled_demos), ("max_rounds", max_rounds)):
             if not isinstance(value, int) or value < 0:
@@ -271,26 +307,119 @@ class BootstrapFewShot(Optimizer):
             "max_bootstrapped_demos": self.max_bootstrapped_demos,
             "max_labeled_demos": self.max_labeled_demos,
             "max_rounds": self.max_rounds,
+            **self._selection_identity(),
+            "cv_folds": self.cv_folds,
         }
+
+    def _bootstrap(self, run: Run, student: Module, trainset: list[Example], teacher: Module | None,
+                   label: str = "bootstrap") -> DemoSet:
+        return bootstrap(
+            run, student, trainset, teacher=teacher or self.teacher, metric=self.metric,
+            metric_threshold=self.metric_threshold, max_bootstrapped_demos=self.max_bootstrapped_demos,
+            max_labeled_demos=self.max_labeled_demos, max_rounds=self.max_rounds, max_errors=self.max_errors,
+            label=label,
+        )
 
     def _compile(self, run: Run, student: Module, trainset: list[Example], valset: list[Example],
                  teacher: Module | None, **kwargs: Any) -> Module:
         if kwargs:
             raise TypeError(f"BootstrapFewShot.compile() got unexpected option(s): {', '.join(sorted(kwargs))}")
         run.progress.update(stage="bootstrapping")
-        demos = bootstrap(
-            run, student, trainset, teacher=teacher or self.teacher, metric=self.metric,
-            metric_threshold=self.metric_threshold, max_bootstrapped_demos=self.max_bootstrapped_demos,
-            max_labeled_demos=self.max_labeled_demos, max_rounds=self.max_rounds, max_errors=self.max_errors,
-        )
+        demos = self._bootstrap(run, student, trainset, teacher)
         program = demos.apply(student.deepcopy())
         run.notes.candidates = {"demo_sets": [demos.describe()]}
-        if valset and self.metric is not None and run.stopped != "budget":
-            run.progress.update(stage="scoring")
-            self._score_baseline(run, student, valset)
+        params = demos.describe()
+        if self.metric is None or self.holdout is None:
+            if valset and self.metric is not None and run.stopped != "budget":
+                run.progress.update(stage="scoring")
+                self._score_baseline(run, student, valset)
+                if run.stopped != "budget":
+                    score_candidate(run, program, valset, params)
+            run.notes.selection = {"mode": "off", "rule": "off (holdout=None): the demos are kept without a check"
+                                   if self.metric is not None else "none: without a metric nothing is checked",
+                                   "decision": "accepted without a test", "pick": "candidate"}
+            return program
+        if valset:
+            sel = Selection(run, valset, holdout="auto", alpha=self.alpha, test=self.selection_test, unseen=True)
             if run.stopped != "budget":
-                score_candidate(run, program, valset, demos.describe())
-        return program
+                run.progress.update(stage="scoring")
+                self._score_baseline(run, student, valset)
+                if run.stopped != "budget":
+                    score_candidate(run, program, valset, params)
+            return sel.decide(student, program, params)
+        return self._cross_validate(run, student, trainset, teacher, program, params)
+
+    def _cross_validate(self, run: Run, student: Module, trainset: list[Example], teacher: Module | None,
+                        program: Module, params: dict[str, Any]) -> Module:
+        """Keep ``program`` (the demos bootstrapped from the whole training set) only when bootstrapping helps
+        in k-fold cross-validation: each fold's examples are scored with the starting program and with demos
+        bootstrapped from the other folds, and the paired test compares the two over all folds."""
+        n = len(trainset)
+        rec: dict[str, Any] = {"mode": "cross-validation", "alpha": self.alpha, "test": self.selection_test,
+                               "pick": "starting program", "decision": "not reached", "reason": ""}
+        run.notes.selection = rec
+        base_fp = program_fingerprint(student)
+        if program_fingerprint(program) == base_fp:
+            rec.update(rule="no check: bootstrapping changed nothing", decision="nothing to test",
+                       reason="no demo was found")
+            return student.deepcopy()
+        if n < MIN_CV:
+            rec.update(mode="none", rule=f"none: {n} training examples are too few to cross-validate (fewer than "
+                       f"{MIN_CV}) and there is no valset", decision="accepted without a test", pick="candidate",
+                       reason="no check possible; the bootstrapped demos are kept")
+            run.notes.best_params = dict(params)
+            return program
+        if run.stopped == "budget":
+            rec.update(rule="not run: the budget ran out while bootstrapping", decision="not tested",
+                       reason="no evidence that the demos help; the starting program is kept")
+            return student.deepcopy()
+        sample = list(trainset)
+        if n > CV_MAX_EXAMPLES:
+            keep = sorted(random.Random("promptless-cv-sample").sample(range(n), CV_MAX_EXAMPLES))
+            sample = [trainset[i] for i in keep]
+        folds = split_folds(sample, self.cv_folds, seed=0, keys=output_names(student))
+        rec.update(rule=f"{len(folds)}-fold cross-validation over {len(sample)} of the {n} training examples "
+                   "(no valset): each fold scored with demos bootstrapped from the other folds",
+                   folds=len(folds), n_cv=len(sample))
+        base_scores: list[float | None] = []
+        cand_scores: list[float | None] = []
+        try:
+            for i, fold in enumerate(folds):
+                run.progress.update(stage=f"cross-validation {i + 1}/{len(folds)}")
+                held = [sample[j] for j in fold]
+                keys = {example_key(ex) for ex in held}
+                rest = [ex for ex in trainset if example_key(ex) not in keys]
+                ds = self._bootstrap(run, student, rest, teacher, label=f"fold {i + 1}")
+                if run.stopped == "budget":
+                    raise BudgetExceededError("the budget ran out while bootstrapping a fold")
+                fold_program = ds.apply(student.deepcopy())
+                fold_fp = program_fingerprint(fold_program)
+                run.trial("holdout", {"fold": i + 1, "program": "starting program"}, base_fp, held, student)
+                run.trial("holdout", {"fold": i + 1, "program": "candidate", **ds.describe()}, fold_fp, held,
+                          fold_program)
+                base_scores += run.seen_scores(base_fp, held)
+                cand_scores += run.seen_scores(fold_fp, held)
+        except BudgetExceededError:
+            run.stopped = "budget"
+            rec.update(decision="not tested", reason="the budget ran out during cross-validation, so there is no "
+                       "evidence that the demos help; the starting program is kept")
+            return student.deepcopy()
+        pairs = [(b, c) for b, c in zip(base_scores, cand_scores, strict=True) if b is not None and c is not None]
+        result = paired_test([b for b, _ in pairs], [c for _, c in pairs], alpha=self.alpha,
+                             method=self.selection_test)
+        rec["evidence"] = result.to_dict()
+        rec["scores"] = {"starting program": {"seen": None, "unseen": result.baseline},
+                         "candidate": {"seen": None, "unseen": result.candidate}}
+        rec["candidate"] = dict(params)
+        if result.significant:
+            rec.update(decision="accepted", pick="candidate", reason=(
+                f"bootstrapped demos beat the starting program in cross-validation: {result.describe()}"))
+            run.notes.best_params = dict(params)
+            return program
+        rec.update(decision="rejected", reason=(
+            f"bootstrapped demos do not beat the starting program in cross-validation by more than the noise at "
+            f"alpha {self.alpha:g}: {result.describe()}; the starting program is kept"))
+        return student.deepcopy()
 
 
 __all__ = ["BootstrapFewShot", "DemoSet", "bootstrap", "demo_candidates"]

@@ -75,6 +75,8 @@ class Budget:
         self._reserved = 0
         self._lock = threading.Lock()
         self.hit = False
+        self.kept_calls = 0  # kept back from the search for the held-out check (see keep_back)
+        self.kept_cost = 0.0
 
     @property
     def fresh_calls(self) -> int:
@@ -91,16 +93,26 @@ class Budget:
         with self._lock:
             return self._exhausted_locked(0)
 
+    def keep_back(self, calls: int = 0, cost: float = 0.0) -> None:
+        """Keep ``calls`` / ``cost`` of the limits back: until called again with 0, the budget counts as used up
+        that much earlier. A search keeps back what the held-out check of its pick will need, and the check
+        gives it back before it runs, so a budget stop still leaves room to test the pick."""
+        with self._lock:
+            self.kept_calls = max(0, int(calls))
+            self.kept_cost = max(0.0, float(cost))
+
     def _exhausted_locked(self, reserved: int) -> bool:
-        if self.max_lm_calls is not None and max(self.calls, self.spent_calls) + reserved >= self.max_lm_calls:
+        if self.max_lm_calls is not None and \
+                max(self.calls, self.spent_calls) + reserved + self.kept_calls >= self.max_lm_calls:
             return True
         spent_cost = self.before_cost + self.cost - self.replayed_cost
-        return self.max_cost is not None and max(self.cost, spent_cost) >= self.max_cost
+        return self.max_cost is not None and max(self.cost, spent_cost) + self.kept_cost >= self.max_cost
 
     def _error(self) -> BudgetExceededError:
         calls = max(self.calls, self.spent_calls)
-        if self.max_lm_calls is not None and calls + self._reserved >= self.max_lm_calls:
-            what = f"max_lm_calls={self.max_lm_calls} reached ({calls} calls made)"
+        kept = f", {self.kept_calls} kept back for the held-out check" if self.kept_calls else ""
+        if self.max_lm_calls is not None and calls + self._reserved + self.kept_calls >= self.max_lm_calls:
+            what = f"max_lm_calls={self.max_lm_calls} reached ({calls} calls made{kept})"
         else:
             what = f"max_cost={self.max_cost} reached (cost {self.cost:.4f})"
         return BudgetExceededError(

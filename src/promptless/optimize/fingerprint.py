@@ -26,7 +26,10 @@ def _digest(obj: Any, n: int = 20) -> str:
 
 def program_fingerprint(program: Module) -> str:
     """A stable hash of a program's learnable state (instructions, fields, demos, config per predictor)."""
-    state = {name: dump_predictor(p) for name, p in program.named_predictors()}
+    state: dict[str, Any] = {name: dump_predictor(p) for name, p in program.named_predictors()}
+    extra = getattr(program, "fingerprint_state", None)  # state outside the predictors (KNNProgram's index)
+    if callable(extra):
+        return _digest({"type": type(program).__qualname__, "predictors": state, "extra": extra()})
     return _digest({"type": type(program).__qualname__, "predictors": state})
 
 

@@ -14,18 +14,27 @@ never changed, so calls may run in parallel). Inputs are embedded as
 With ``valset`` and ``metric`` the program is scored before and after, like
 the other optimizers. The demos are picked per call, so ``program.save()``
 stores no demos: keep the trainset and compile again to rebuild.
+
+The searches use the same per-input demos as one of their candidates
+(``knn_candidate``): ``MIPROv2(knn=embedder)`` and
+``BootstrapFewShotWithRandomSearch(knn=embedder)``.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..data import Example
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, PromptlessError
 from ..modules.module import Module
 from .base import Optimizer, score_candidate
+from .fingerprint import examples_fingerprint
 from .run import Run
+
+logger = logging.getLogger("promptless.optimize")
 
 
 def input_text(values: Any, keys: Sequence[str]) -> str:
@@ -55,6 +64,25 @@ class KNNProgram(Module):
         self._trainset = list(trainset)
         texts = [input_text(ex, keys) for ex in trainset]
         self._index = Retriever(vectorizer, texts, k=max(1, k))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> KNNProgram:
+        """A copy with its own program; the index, the training examples and the embedder are shared (they
+        never change, and an embedder may hold a loaded model)."""
+        new = object.__new__(KNNProgram)
+        for key, value in vars(self).items():
+            setattr(new, key, copy.deepcopy(value, memo) if key == "program" else value)
+        return new
+
+    def with_program(self, program: Module) -> KNNProgram:
+        """The same index around another program (another instruction, say): nothing is embedded again."""
+        new = copy.copy(self)
+        new.program = program
+        return new
+
+    def fingerprint_state(self) -> dict[str, Any]:
+        """What, besides its predictors, makes this program what it is (for the optimizers' memo)."""
+        return {"knn": self.k, "trainset": examples_fingerprint(self._trainset),
+                "vectorizer": vectorizer_name(self._index.embedder)}
 
     def neighbours(self, **inputs: Any) -> list[Example]:
         """The k training examples nearest to these inputs, nearest first."""
@@ -90,7 +118,7 @@ class KNNFewShot(Optimizer):
         self.vectorizer = vectorizer
 
     def settings_identity(self) -> dict[str, Any]:
-        return {**super().settings_identity(), "k": self.k, "vectorizer": repr(self.vectorizer)}
+        return {**super().settings_identity(), "k": self.k, "vectorizer": vectorizer_name(self.vectorizer)}
 
     def compile(self, student: Module, trainset: Sequence[Example] | None = None, **kwargs: Any) -> Module:
         return super().compile(student, trainset if trainset is not None else self.trainset, **kwargs)
@@ -107,4 +135,29 @@ class KNNFewShot(Optimizer):
         return program
 
 
-__all__ = ["KNNFewShot", "KNNProgram", "input_text"]
+def vectorizer_name(vectorizer: Any) -> str:
+    """A name for an embedder that is the same in every process (for run identities and fingerprints): an
+    Embedder's model name, else the function's qualified name."""
+    model = getattr(vectorizer, "model", None)
+    if isinstance(model, str):
+        return f"{type(vectorizer).__name__}({model})"
+    target = model if callable(model) else vectorizer
+    name = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{getattr(target, '__module__', '') or ''}.{name}".lstrip(".")
+
+
+def knn_candidate(student: Module, trainset: list[Example], vectorizer: Any, k: int) -> tuple[KNNProgram | None, str]:
+    """The search candidate with per-input nearest-neighbour demos, and a note for the result. When the training
+    examples cannot be embedded (no embedder installed, a server that refuses) the candidate is left out and the
+    note says why; the search goes on without it."""
+    if not trainset:
+        return None, "left out: no training examples to take neighbours from"
+    try:
+        program = KNNProgram(student, trainset, vectorizer, k)
+    except (PromptlessError, ImportError, OSError) as exc:
+        logger.warning("the nearest-neighbour demo candidate is left out: %s", exc)
+        return None, f"left out: the training examples could not be embedded ({type(exc).__name__}: {exc})"[:400]
+    return program, f"k={k} nearest of {len(trainset)} training examples, by {vectorizer_name(vectorizer)}"
+
+
+__all__ = ["KNNFewShot", "KNNProgram", "input_text", "knn_candidate", "vectorizer_name"]

@@ -1,13 +1,18 @@
 """MIPROv2: a Bayesian search over instructions and demo sets, one choice of each per predictor.
 
-1. **Baseline.** The program as given is scored on the whole validation set (trial 0). It stays a candidate
-   for the final pick, so the result is never worse than the baseline on the validation set.
+1. **Baseline.** Part of the validation set is held out from the search (``holdout``; by default a third, at
+   least 20 examples, stratified by label; see ``selection.py``). The program as given is scored on the rest,
+   the search examples (trial 0), and on the held-out part. It stays a candidate for the final pick.
 2. **Demo candidates** per predictor: the current demos, zero-shot, labelled only, the bootstrapped set and
    shuffled bootstraps of random size (see ``bootstrap.demo_candidates``). Skipped entirely, with no
    task-model call, when ``max_bootstrapped_demos=0`` and ``max_labeled_demos=0`` (an instruction-only search).
+   With ``knn=`` an embedder, per-input nearest-neighbour demos (``knn.KNNProgram``) are one more choice, for
+   the whole program.
 3. **Instruction candidates** per predictor: the current instruction (candidate 0) and proposals by the
    prompt model, each grounded in a data summary, the program's description, the step's signature, worked
-   examples, the current instruction and a writing tip, and each cleaned to the instruction itself
+   examples, the current instruction, the baseline's mistakes on the search examples (for label outputs: which
+   labels it over- and under-predicts, and what each label covers, from training inputs) and a writing tip,
+   and each cleaned to the instruction itself
    (``proposer.clean_instruction``). Proposals use temperatures from 0.7 to 1.0 and distinct ``rollout_id``
    values, so they differ even with the LM cache on and are the same on a rerun with the same seed.
 4. **Search.** optuna's TPE sampler (seeded, multivariate) picks one instruction and one demo set per
@@ -18,7 +23,9 @@
    already behind the best fully-scored program on the very examples both were scored on. A minibatch
    score is reported to TPE as a paired estimate (the baseline's full score plus the candidate's lift over the
    baseline on the same examples), which is far less noisy than the raw minibatch mean.
-5. **Pick.** The best full-evaluation score wins (the baseline on ties).
+5. **Pick.** The best full-evaluation score on the search examples is the search's pick (the baseline on
+   ties). It replaces the program as given only when it also beats it on the held-out examples by more than
+   the noise (a paired test at level ``alpha``); the result carries the evidence.
 
 ``auto`` presets, and the most LM calls each spent on 60 train / 100 dev examples, instruction-only (measured
 with a scripted LM over three seeds; a two-step program runs two task calls per example):
@@ -55,9 +62,11 @@ from ..modules.module import Module
 from .base import Optimizer
 from .bootstrap import demo_candidates
 from .fingerprint import program_fingerprint
-from .proposer import TIPS, InstructionProposer, mistakes_text
+from .knn import KNNProgram, knn_candidate, vectorizer_name
+from .proposer import TIPS, InstructionProposer, confusion_text, label_guide, mistakes_text
 from .result import Trial
 from .run import Run
+from .selection import DEFAULT_ALPHA, Selection
 
 AUTO_PRESETS: dict[str, dict[str, int]] = {
     "light": {"num_candidates": 6, "num_trials": 10, "minibatch_size": 20, "minibatch_full_eval_steps": 10,
@@ -110,6 +119,14 @@ class MIPROv2(Optimizer):
     ``view_data_batch_size`` (examples the prompt model reads for ``data_summary="lm"``) and
     ``provide_traceback`` (keep each failed example's traceback in the result). An option that cannot do what
     it asks for raises ``ConfigurationError`` rather than being ignored.
+
+    Selection (``selection.py``): ``holdout`` ("auto": a third of the validation set, at least 20 examples; a
+    fraction; a count; None: pick on the whole validation set, without a check) is kept from the search, and
+    the search's pick replaces the program only when it beats it there by a paired test at level ``alpha``
+    (``selection_test``: "auto", "mcnemar", "sign" or "bootstrap"). ``knn``: an embedder (``pl.Embedder(...)``
+    or a function texts -> vectors) makes per-input nearest-neighbour demos (``knn_k`` of them, default the
+    larger demo limit) one of the demo choices; None (default) leaves them out, as does an instruction-only
+    search.
     """
 
     def __init__(
@@ -144,6 +161,11 @@ class MIPROv2(Optimizer):
         run_dir: str | None = None,
         progress: bool | None = None,
         log_dir: str | None = None,
+        holdout: Any = "auto",
+        alpha: float = DEFAULT_ALPHA,
+        selection_test: str = "auto",
+        knn: Any = None,
+        knn_k: int | None = None,
     ) -> None:
         if metric is None:
             raise ConfigurationError("MIPROv2 needs a metric: metric(example, prediction, trace=None) -> bool | float")
@@ -184,6 +206,14 @@ class MIPROv2(Optimizer):
         self.fewshot_aware_proposer = True
         self.view_data_batch_size: int | None = None
         self.provide_traceback = False
+        self._init_selection(holdout, alpha, selection_test)
+        if knn is not None and not callable(knn):
+            raise ConfigurationError(f"knn must be an embedder (pl.Embedder(...) or a function texts -> vectors) or "
+                                     f"None, got {knn!r}")
+        if knn_k is not None and (isinstance(knn_k, bool) or not isinstance(knn_k, int) or knn_k < 1):
+            raise ConfigurationError(f"knn_k must be a whole number >= 1, got {knn_k!r}")
+        self.knn = knn
+        self.knn_k = knn_k
         self._check_options()
 
     # -- options ----------------------------------------------------------------------------------------
@@ -255,7 +285,15 @@ class MIPROv2(Optimizer):
                                  for k, v in sorted(self.teacher_settings.items())},
             **{name: getattr(self, name) for name in self._PROPOSER_FLAGS},
             "view_data_batch_size": self.view_data_batch_size,
+            **self._selection_identity(),
+            **({"knn": vectorizer_name(self.knn), "knn_k": self._knn_k()} if self._uses_knn() else {}),
         }
+
+    def _uses_knn(self) -> bool:
+        return self.knn is not None and (self.max_bootstrapped_demos > 0 or self.max_labeled_demos > 0)
+
+    def _knn_k(self) -> int:
+        return self.knn_k or max(1, self.max_bootstrapped_demos, self.max_labeled_demos)
 
     def _planned_trials(self) -> int | None:
         return int(self._resolved()["num_trials"])
@@ -337,17 +375,23 @@ class MIPROv2(Optimizer):
                  teacher: Module | None, **kwargs: Any) -> Module:
         opts = self._resolved()
         run.provide_traceback = self.provide_traceback
-        train, val = self._split(trainset, valset, opts["valset_cap"])
-        run.notes.valset = val  # the examples actually scored (capped or split from trainset)
+        train, val_all = self._split(trainset, valset, opts["valset_cap"])
+        # the selection keeps part of the validation set from the search (run.notes.valset: the search part)
+        sel = Selection(run, val_all, holdout=self.holdout, alpha=self.alpha, test=self.selection_test,
+                        seed=self.seed)
+        self._selection = sel
+        self._knn_note: str | None = None
+        val = sel.search
         names = [n for n, _ in student.named_predictors()]
 
         # 1. baseline
         run.progress.update(stage="baseline")
         baseline = self._score_baseline(run, student, val)
-        if baseline is None:
+        if baseline is None or not sel.score_baseline(student):
             return student.deepcopy()
         full = run.notes.full_scores
         n = int(opts["num_candidates"])
+        self._knn_base: KNNProgram | None = None
 
         # 2. demo candidates (none at all for an instruction-only search)
         demo_cands: dict[str, list[list[Example]]] = {name: [list(p.demos)] for name, p in student.named_predictors()}
@@ -368,21 +412,28 @@ class MIPROv2(Optimizer):
             if run.stopped == "budget":
                 return self._finish(run, student, {name: [p.signature.instructions] for name, p in
                                                    student.named_predictors()}, demo_cands, demo_labels)
+        if self._uses_knn():
+            self._knn_base, note = knn_candidate(student.deepcopy(), train, self.knn, self._knn_k())
+            self._knn_note = note
 
         # 3. instruction candidates
         run.progress.update(stage="proposing instructions")
         feedback = ""
-        if self.feedback:  # the baseline's validation results, already scored: no extra call
+        if self.feedback:  # the baseline's results on the search examples, already scored: no extra call
             base_fp = run.notes.baseline_fingerprint
             assert base_fp is not None
             rows = run.score_rows(base_fp, val)
             feedback = mistakes_text(val, rows, seed=self.seed)
+            confusion = confusion_text(student, val, rows)
+            if confusion:
+                feedback += "\n" + confusion
         proposer = InstructionProposer(
             run, student, train, seed=self.seed, tips=self.tips if self.tip_aware_proposer else (),
             init_temperature=self.init_temperature,
             data_summary=self.data_summary if self.data_aware_proposer else False,
             max_tokens=self.proposal_max_tokens, feedback=feedback, program_aware=self.program_aware_proposer,
             fewshot_aware=self.fewshot_aware_proposer, summary_examples=self.view_data_batch_size or 8,
+            labels=label_guide(student, train, seed=self.seed) if self.data_aware_proposer else {},
         )
         instr: dict[str, list[str]] = {}
         try:
@@ -405,12 +456,16 @@ class MIPROv2(Optimizer):
     def _build(self, student: Module, combo: dict[str, int], instr: dict[str, list[str]],
                demos: dict[str, list[list[Example]]]) -> Module:
         program = student.deepcopy()
+        knn = bool(combo.get("knn", 0)) and getattr(self, "_knn_base", None) is not None
         for name, p in program.named_predictors():
             i = combo.get(f"{name}.instruction", 0)
             if i:
                 p.signature = p.signature.with_instructions(instr[name][i])
-            j = combo.get(f"{name}.demos", 0)
+            j = 0 if knn else combo.get(f"{name}.demos", 0)  # per-input demos replace the chosen demo set
             p.demos = list(demos[name][j])
+        if knn:
+            assert self._knn_base is not None
+            return self._knn_base.with_program(program)
         return program
 
     def _search(self, run: Run, student: Module, val: list[Example], instr: dict[str, list[str]],
@@ -422,6 +477,8 @@ class MIPROv2(Optimizer):
                 dims[f"{name}.instruction"] = len(instr[name])
             if len(demos[name]) > 1:
                 dims[f"{name}.demos"] = len(demos[name])
+        if getattr(self, "_knn_base", None) is not None:
+            dims["knn"] = 2  # 1: per-input nearest-neighbour demos for every predictor
         combos_total = math.prod(dims.values()) if dims else 1
         if combos_total <= 1:
             return
@@ -541,15 +598,17 @@ class MIPROv2(Optimizer):
         for fp in seen:
             if fp in full and full[fp] > best_score:
                 best_fp, best_score = fp, full[fp]
-        params = seen.get(best_fp or "", {})
-        run.notes.best_params = dict(params)
+        params = dict(seen.get(best_fp or "", {}))
         run.notes.candidates = {
             "instructions": instr,
             "demo_sets": demo_labels,
             "demo_set_sizes": {name: [len(d) for d in sets] for name, sets in demos.items()},
             "rejected_proposals": proposer.rejected if proposer is not None else [],
         }
-        return self._build(student, params, instr, demos)
+        if getattr(self, "_knn_note", None):
+            run.notes.candidates["knn"] = self._knn_note
+        best = self._build(student, params, instr, demos) if best_fp != base_fp else None
+        return self._selection.decide(student, best, params)
 
 
 _TEACHER_KEYS = ("lm", "adapter")

@@ -8,7 +8,10 @@ Empty, overlong and duplicate proposals are dropped, so the candidates are the o
 
 The grounding costs no LM call by default: the data summary is computed from the training set (sizes,
 label distribution), and the program description from its predictors. ``data_summary="lm"`` asks the
-prompt model for a summary instead (one call).
+prompt model for a summary instead (one call). For an output that is a label (``Literal``, ``Enum``,
+``bool``) the proposals also see what each label covers (``label_guide``: a few short training inputs per
+label) and, with feedback, which labels the program now answers too often and too rarely, and which it
+confuses (``confusion_text``, from the baseline's answers on the search examples).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ if TYPE_CHECKING:
     from .run import Run
 
 TIPS: tuple[str, ...] = (
-    "Fix the mistakes shown: say what the program gets wrong now and how to get it right.",
+    "Fix the mistakes shown: say what the program gets wrong now (the labels it answers too often or misses, "
+    "where shown) and how to get it right.",
     "For each allowed output value, say in a few words which inputs belong to it, so similar values are told apart.",
     "Name the clues in the input that decide the answer, and which output each clue points to.",
     "Keep it short and plain: one or two sentences a small model cannot misread.",
@@ -48,6 +52,8 @@ class ProposeInstruction(Signature):
     step: str = InputField(desc="the step to write the instruction for: its inputs and outputs")
     data_summary: str = InputField(desc="what the training data looks like")
     examples: str = InputField(desc="worked examples of this step: inputs and correct outputs")
+    labels: str = InputField(desc="for a label output: what each allowed label covers, with training inputs "
+                             "that have it")
     current_instruction: str = InputField(desc="the step's instruction now")
     mistakes: str = InputField(desc="how the program does with the current instruction, and where it goes wrong")
     tip: str = InputField(desc="how to write the new instruction")
@@ -285,6 +291,120 @@ def mistakes_text(examples: list[Any], rows: list[dict[str, Any] | None], *, see
     return "\n".join(lines)
 
 
+def _label_fields(predictor: Predict) -> dict[str, list[Any]]:
+    """The predictor's label outputs (Literal, Enum, bool) and their allowed values."""
+    from ..adapters.parsing import is_optional, literal_choices
+
+    out: dict[str, list[Any]] = {}
+    for name, f in predictor.signature.output_fields.items():
+        choices = literal_choices(f.annotation)
+        if choices is None and is_optional(f.annotation)[1] is bool:
+            choices = [True, False]
+        if choices:
+            out[name] = list(choices)
+    return out
+
+
+def _label_text(value: Any) -> str:
+    from ..adapters.parsing import render_value
+
+    return render_value(value).strip().casefold()
+
+
+def label_guide(program: Module, trainset: list[Example], *, seed: int = 0, per_label: int = 2,
+                max_chars: int = 90) -> dict[str, str]:
+    """Per predictor with a label output that the training examples have: one line per allowed label, with how
+    many training examples have it and up to ``per_label`` of their (shortest-first among a seeded sample)
+    inputs, cut to ``max_chars``. No LM call."""
+    from ..adapters.parsing import render_value
+
+    out: dict[str, str] = {}
+    for pname, predictor in program.named_predictors():
+        blocks = []
+        for field_name, choices in _label_fields(predictor).items():
+            having = [ex for ex in trainset if field_name in ex]
+            if not having:
+                continue
+            lines = [f"{field_name}: what each label covers, from the {len(having)} training examples"]
+            rng = random.Random(f"{seed}/labels/{pname}/{field_name}")
+            inputs = [n for n in predictor.signature.input_fields]
+            for value in choices:
+                members = [ex for ex in having if _label_text(ex[field_name]) == _label_text(value)]
+                if not members:
+                    lines.append(f"- {render_value(value)}: no training example")
+                    continue
+                sample = rng.sample(members, min(len(members), 4 * per_label))
+                sample.sort(key=lambda ex: sum(len(render_value(ex[n])) for n in inputs if n in ex))
+                shown = []
+                for ex in sample[:per_label]:
+                    text = "; ".join(render_value(ex[n]) for n in inputs if n in ex).replace("\n", " ")
+                    shown.append(json_quote(text if len(text) <= max_chars else text[: max_chars - 3] + "..."))
+                lines.append(f"- {render_value(value)} ({len(members)}): e.g. {', '.join(shown)}")
+            blocks.append("\n".join(lines))
+        if blocks:
+            out[pname] = "\n\n".join(blocks)
+    return out
+
+
+def json_quote(text: str) -> str:
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
+
+
+def confusion_text(program: Module, examples: list[Any], rows: list[dict[str, Any] | None], *,
+                   min_gap: int = 2, top: int = 5) -> str:
+    """For the program's label outputs: which labels its answers over- and under-use against the correct ones
+    (by at least ``min_gap``), and its most common confusions (correct -> answered). "" when no output is a label
+    or nothing was scored."""
+    from ..adapters.parsing import render_value
+
+    fields: dict[str, list[Any]] = {}
+    for _, predictor in program.named_predictors():
+        for name, choices in _label_fields(predictor).items():
+            fields.setdefault(name, choices)
+    pairs = [(ex, row) for ex, row in zip(examples, rows, strict=True) if row is not None]
+    lines: list[str] = []
+    for name, choices in fields.items():
+        scored = [(ex, row) for ex, row in pairs if name in ex]
+        if not scored:
+            continue
+        names = {_label_text(c): render_value(c) for c in choices}
+        answered: Counter[str] = Counter()
+        correct: Counter[str] = Counter()
+        confused: Counter[tuple[str, str]] = Counter()
+        for ex, row in scored:
+            gold = _label_text(ex[name])
+            out = row.get("output") or {}
+            got = _label_text(out[name]) if name in out and out[name] is not None else "(no answer)"
+            correct[gold] += 1
+            answered[got] += 1
+            if got != gold:
+                confused[(gold, got)] += 1
+        gaps = [(k, answered[k] - correct[k]) for k in dict.fromkeys([*names, *correct, *answered])]
+        over = sorted([(k, d) for k, d in gaps if d >= min_gap], key=lambda x: -x[1])
+        under = sorted([(k, d) for k, d in gaps if d <= -min_gap], key=lambda x: x[1])
+
+        def show(k: str, names: dict[str, str] = names) -> str:
+            return names.get(k, k)
+
+        head = f"Labels of {name!r} on these {len(scored)} examples (answered / correct):"
+        if not over and not under:
+            lines.append(head + " no label is answered much more or less often than it is correct.")
+        else:
+            if over:
+                lines.append(head + " over-predicted: " + ", ".join(
+                    f"{show(k)} ({answered[k]} / {correct[k]})" for k, _ in over) + ".")
+                head = ""
+            if under:
+                lines.append((head + " " if head else "") + "Under-predicted: " + ", ".join(
+                    f"{show(k)} ({answered[k]} / {correct[k]})" for k, _ in under) + ".")
+        if confused:
+            lines.append("Most common confusions (correct -> answered): " + ", ".join(
+                f"{show(g)} -> {show(a)} ({c})" for (g, a), c in confused.most_common(top)) + ".")
+    return "\n".join(lines)
+
+
 def format_examples(examples: list[Any], predictor: Predict, limit: int = 3) -> str:
     from ..adapters.parsing import render_value
 
@@ -333,6 +453,7 @@ class InstructionProposer:
         program_aware: bool = True,
         fewshot_aware: bool = True,
         summary_examples: int = 8,
+        labels: dict[str, str] | None = None,
     ) -> None:
         if data_summary not in ("stats", "lm", False, None):
             raise ConfigurationError(f"data_summary must be 'stats', 'lm' or False, got {data_summary!r}")
@@ -350,6 +471,7 @@ class InstructionProposer:
         self.program_aware = program_aware  # describe the program to the prompt model
         self.fewshot_aware = fewshot_aware  # show it worked examples
         self.summary_examples = summary_examples  # examples it reads for data_summary="lm"
+        self.labels = dict(labels or {})  # predictor name -> label_guide text
         self.rejected: list[dict[str, str]] = []
         self._summary: str | None = None
 
@@ -411,6 +533,7 @@ class InstructionProposer:
                 step=describe_step(name, predictor),
                 data_summary=self.data_summary(),
                 examples=examples,
+                labels=self.labels.get(name) or "(not given)",
                 current_instruction=predictor.signature.instructions,
                 mistakes=self.feedback or "(not known)",
                 tip=tip or "(none)",
@@ -447,8 +570,10 @@ __all__ = [
     "ProposeInstruction",
     "accept_instruction",
     "clean_instruction",
+    "confusion_text",
     "describe_program",
     "describe_step",
+    "label_guide",
     "mistakes_text",
     "shorten",
     "stats_summary",

@@ -3,9 +3,10 @@
     from promptless.optimize import write_report
     write_report(program.optimization, "run.html")
 
-Sections: the summary (baseline, optimized, calls, cost, time), the score of every trial as a plot, the best
-instructions and demos per predictor, the candidates, the trials table, the baseline against the optimized
-program on every validation example, and the LM usage.
+Sections: the summary (baseline, optimized, calls, cost, time), the selection (how the pick was made: the
+held-out split, the pick's score on what the search saw and on what it did not, the paired test), the score of
+every trial as a plot, the best instructions and demos per predictor, the candidates, the trials table, the
+baseline against the optimized program on every validation example, and the LM usage.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ KIND_STYLE = {
     "full": ("#16a34a", "#16a34a"),
     "candidate": ("#16a34a", "#16a34a"),
     "repeat": ("#9ca3af", "#ffffff"),
+    "holdout": ("#b45309", "#f59e0b"),
 }
 
 
@@ -167,10 +169,12 @@ def render_report(result: OptimizationResult) -> str:
         + (" · resumed" if r.resumed else "") + (f" · run directory {_e(r.run_dir)}" if r.run_dir else "") + "</p>",
         '<div class="cards">' + "".join(f'<div class="card"><span class="muted">{_e(k)}</span><b>{_e(v)}</b></div>'
                                          for k, v in cards) + "</div>",
+        *selection_html(r.selection),
         '<h2 id="plot">Score per trial</h2>',
         plot_svg(r.trials, r.baseline_score),
         '<p class="legend muted"><span>● grey: baseline</span><span>○ blue: minibatch</span>'
         '<span>● green: full validation set</span><span>○ grey: repeat (from the memo, no calls)</span>'
+        '<span>● amber: held out from the search</span>'
         '<span>green line: best so far</span><span>dashed: baseline</span></p>',
         '<h2 id="best">Best instructions and demos per predictor</h2>',
     ]
@@ -215,13 +219,15 @@ def render_report(result: OptimizationResult) -> str:
         losses = sum(1 for row in r.per_example if _delta(row) < 0)
         out.append(f'<p class="muted">{gains} examples gained, {losses} lost, '
                    f'{len(r.per_example) - gains - losses} unchanged</p>')
-        out.append('<table class="per-example"><thead><tr><th>#</th><th>inputs</th><th>labels</th>'
-                   "<th>baseline</th><th>optimized</th></tr></thead><tbody>")
+        parts = any("part" in row for row in r.per_example)  # search / held out from the search
+        out.append('<table class="per-example"><thead><tr><th>#</th>' + ("<th>part</th>" if parts else "")
+                   + "<th>inputs</th><th>labels</th><th>baseline</th><th>optimized</th></tr></thead><tbody>")
         for i, row in enumerate(r.per_example):
             d = _delta(row)
             cls = "gain" if d > 0 else "loss" if d < 0 else ""
+            part = f'<td>{_e(row.get("part"))}</td>' if parts else ""
             out.append(
-                f'<tr class="{cls}"><td>{i}</td><td>{_e(row.get("inputs"))}</td><td>{_e(row.get("labels"))}</td>'
+                f'<tr class="{cls}"><td>{i}</td>{part}<td>{_e(row.get("inputs"))}</td><td>{_e(row.get("labels"))}</td>'
                 f'<td>{_outcome(row.get("baseline"))}</td><td>{_outcome(row.get("optimized"))}</td></tr>'
             )
         out.append("</tbody></table>")
@@ -243,6 +249,32 @@ def render_report(result: OptimizationResult) -> str:
     return "\n".join(out)
 
 
+def selection_html(sel: dict[str, Any] | None) -> list[str]:
+    """The selection section: how the pick was made, its scores on seen and unseen examples, the evidence."""
+    if not sel:
+        return []
+    out = ['<h2 id="selection">Selection</h2>', f'<p class="selection-rule">{_e(sel.get("rule"))}'
+           + (f' · seed {_e(sel.get("seed"))}' if sel.get("mode") == "holdout" else "") + "</p>"]
+    scores = sel.get("scores") or {}
+    if scores:
+        rows = [{"program": who + (" (returned)" if sel.get("pick") == who else ""),
+                 "on what the search saw": _pct(s.get("seen")), "on what it did not see": _pct(s.get("unseen"))}
+                for who, s in scores.items() if s]
+        out.append(_fields_table(rows, "selection-scores"))
+    ev = sel.get("evidence")
+    if ev:
+        out.append(
+            f'<p class="evidence">paired test ({_e(ev.get("method"))}, alpha {ev.get("alpha")}): lift '
+            f'<b>{ev.get("lift", 0):+.1f}</b> points, {100 * ev.get("confidence", 0):.0f}% interval '
+            f'[{ev.get("low", 0):+.1f}, {ev.get("high", 0):+.1f}], p = {ev.get("p_value", 1):.3g}, n = {ev.get("n")} '
+            f'({ev.get("wins")} better, {ev.get("losses")} worse, {ev.get("ties")} same)</p>')
+    decision = sel.get("decision")
+    if decision and decision != "not reached":
+        cls = "ok" if decision.startswith("accepted") else "bad" if decision == "rejected" else "muted"
+        out.append(f'<p class="decision"><b class="{cls}">{_e(decision)}</b> {_e(sel.get("reason", ""))}</p>')
+    return out
+
+
 def write_report(result: OptimizationResult, path: str | Path) -> Path:
     """Write ``result`` as one self-contained HTML page (inline SVG and CSS, no scripts) and return its path."""
     p = Path(path)
@@ -258,4 +290,4 @@ def _delta(row: dict[str, Any]) -> float:
     return float(o.get("score") or 0) - float(b.get("score") or 0)
 
 
-__all__ = ["plot_svg", "render_report", "write_report"]
+__all__ = ["plot_svg", "render_report", "selection_html", "write_report"]

@@ -15,9 +15,11 @@ from typing import Any
 class Trial:
     """One scored candidate.
 
-    ``kind`` is ``baseline`` (the unoptimized program on the full validation set), ``minibatch`` (a candidate
-    on a sample of it), ``full`` (a candidate on all of it), ``candidate`` (a candidate of a non-search
-    optimizer, on all of it) or ``repeat`` (a candidate already scored: its stored score, at no cost).
+    ``kind`` is ``baseline`` (the unoptimized program on the validation examples the search scores),
+    ``minibatch`` (a candidate on a sample of them), ``full`` (a candidate on all of them), ``candidate`` (a
+    candidate of a non-search optimizer, or of random search, on all of them), ``holdout`` (the starting program
+    or the pick on the examples held out from the search, for the selection; see ``selection.py``) or
+    ``repeat`` (a candidate already scored: its stored score, at no cost).
     ``score`` is a percentage; ``calls`` the LM calls the trial cost (0 when answered from the memo).
     """
 
@@ -43,7 +45,15 @@ class Trial:
 
 @dataclass
 class OptimizationResult:
-    """The record of one ``compile`` run (``write_report(result, path)`` writes it as one HTML page)."""
+    """The record of one ``compile`` run (``write_report(result, path)`` writes it as one HTML page).
+
+    ``baseline_score`` and ``final_score`` are on the validation examples the search scored (all of the
+    validation set when nothing was held out). ``selection`` says how the pick was made: ``mode`` (``holdout``,
+    ``validation set``, ``cross-validation``, ``none`` or ``off``), the sizes (``n_search``, ``n_holdout``)
+    and the ``rule`` that chose them, ``decision`` and ``reason``, ``pick`` (``candidate`` or ``starting
+    program``), ``scores`` (per program: ``seen``, on what the search saw, and ``unseen``, on what it did
+    not) and ``evidence`` (the paired test: lift, interval, p-value, n; see ``selection.PairedTest``).
+    """
 
     optimizer: str
     settings: dict[str, Any]
@@ -64,6 +74,7 @@ class OptimizationResult:
     run_dir: str | None = None
     metric: str | None = None
     valset_size: int = 0
+    selection: dict[str, Any] = field(default_factory=dict)
 
     @property
     def best_instructions(self) -> dict[str, str]:
@@ -78,6 +89,18 @@ class OptimizationResult:
         if self.baseline_score is None or self.final_score is None:
             return None
         return self.final_score - self.baseline_score
+
+    @property
+    def evidence(self) -> dict[str, Any] | None:
+        """The paired test behind the pick (lift, low, high, p_value, n, ...), or None when none was run."""
+        return (self.selection or {}).get("evidence")
+
+    @property
+    def holdout_score(self) -> float | None:
+        """The returned program's score on the examples its search did not see (None when not scored)."""
+        scores = (self.selection or {}).get("scores") or {}
+        pick = (self.selection or {}).get("pick", "starting program")
+        return (scores.get(pick) or scores.get("starting program") or {}).get("unseen")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -102,6 +125,7 @@ class OptimizationResult:
             + (f", cost {self.cost:.4f}" if self.cost else "")
             + f", {self.seconds:.1f} s, stopped: {self.stopped}",
         ]
+        lines.extend(selection_lines(self.selection))
         by_role = self.usage.get("calls_by_role") or {}
         if by_role:
             lines.append("calls by role: " + ", ".join(f"{k} {v}" for k, v in sorted(by_role.items())))
@@ -116,4 +140,37 @@ class OptimizationResult:
         )
 
 
-__all__ = ["OptimizationResult", "Trial"]
+def selection_lines(sel: dict[str, Any] | None) -> list[str]:
+    """The selection in a few lines of text (for ``summary()`` and the command line)."""
+    if not sel:
+        return []
+
+    def pct(v: Any) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    mode = sel.get("mode")
+    if mode == "holdout":
+        head = (f"selection: {sel.get('n_holdout')} of {sel.get('n_search', 0) + sel.get('n_holdout', 0)} "
+                f"validation examples held out from the search ({sel.get('rule')}, seed {sel.get('seed')})")
+    elif mode == "cross-validation":
+        head = f"selection: {sel.get('rule')}"
+    else:
+        head = f"selection: {sel.get('rule')}"
+    lines = [head]
+    scores = sel.get("scores") or {}
+    if scores:
+        parts = []
+        for who in ("starting program", "candidate"):
+            s = scores.get(who)
+            if s:
+                parts.append(f"{who}: {pct(s.get('seen'))} on what the search saw, {pct(s.get('unseen'))} on what "
+                             "it did not")
+        if parts:
+            lines.append("  " + "; ".join(parts))
+    decision = sel.get("decision")
+    if decision and decision != "not reached":
+        lines.append(f"  {decision}: {sel.get('reason', '')}".rstrip())
+    return lines
+
+
+__all__ = ["OptimizationResult", "Trial", "selection_lines"]

@@ -40,12 +40,14 @@ logger = logging.getLogger("promptless.optimize")
 class RunNotes:
     """What an optimizer's steps leave for the result and for each other."""
 
-    valset: list[Example] | None = None  # the examples actually scored (capped, or split from the trainset)
+    valset: list[Example] | None = None  # the examples the search scored (capped, split from the trainset)
     baseline_fingerprint: str | None = None  # the unoptimized program's
     full_scores: dict[str, float] = field(default_factory=dict)  # program fingerprint -> score on all of valset
     combos: dict[str, dict[str, int]] = field(default_factory=dict)  # fingerprint -> search params, in first-seen order
     best_params: dict[str, Any] = field(default_factory=dict)  # the winning candidate's params
     candidates: dict[str, Any] = field(default_factory=dict)  # what was searched over, for the result and report
+    holdout: list[Example] | None = None  # the validation examples kept from the search for the selection
+    selection: dict[str, Any] = field(default_factory=dict)  # how the pick was made, and its evidence
 
     def add_full_score(self, fingerprint: str, score: float | None) -> None:
         """Note a program's score on the whole validation set (a trial without a score notes nothing)."""
