@@ -295,18 +295,22 @@ def test_the_selection_pays_nothing_twice_and_resumes(tmp_path):
     assert again.optimization.calls == calls
 
 
-@pytest.mark.parametrize("limit", [70, 100, 130])
-def test_a_budget_stop_leaves_room_for_the_held_out_check(limit, tmp_path):
+@pytest.mark.parametrize("limit", [70, 100, 130, 160])
+def test_a_budget_stop_leaves_room_for_the_held_out_check_and_replays_exactly(limit, tmp_path):
     rule = lambda ins, n, e: "CLUE" in ins or number(e) % 3 == 0  # noqa: E731
-    out, task, prompt, _ = _mipro(rule, max_lm_calls=limit)
+    out, task, prompt, _ = _mipro(rule, max_lm_calls=limit, run_dir=str(tmp_path))
     r = out.optimization
     total = len(task.requests) + len(prompt.requests)
     assert total <= limit and r.calls == total
     if r.selection["decision"] in ("accepted", "rejected"):  # a candidate was tested: its held-out run was paid
         assert sum(t.calls for t in r.trials if t.kind == "holdout") == 40
-    resumed, task2, prompt2, _ = _mipro(rule, max_lm_calls=limit, run_dir=str(tmp_path))
-    assert resumed.optimization.selection == r.selection
-    assert len(task2.requests) + len(prompt2.requests) == total
+    # the same call again (same budget, same run directory) replays the run: the same trials and pick, no call
+    again, task2, prompt2, _ = _mipro(rule, max_lm_calls=limit, run_dir=str(tmp_path))
+    assert len(task2.requests) + len(prompt2.requests) == 0
+    a = again.optimization
+    assert [(t.kind, t.params, t.score) for t in a.trials] == [(t.kind, t.params, t.score) for t in r.trials]
+    assert a.selection == r.selection and a.stopped == r.stopped and a.calls == r.calls
+    assert again.signature.instructions == out.signature.instructions
 
 
 def test_random_search_checks_its_pick_on_held_out_examples():

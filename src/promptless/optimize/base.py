@@ -207,7 +207,7 @@ class Optimizer:
             base_scores = run.score_rows(baseline_fp, examples)
             final_scores = run.score_rows(final_fp, examples)
             for (part, ex), b, f in zip(parts, base_scores, final_scores, strict=True):
-                row = {
+                row: dict[str, Any] = {
                     "inputs": {k: short(v, 300) for k, v in ex.inputs().items()},
                     "labels": {k: short(v, 300) for k, v in ex.labels().items()},
                     "baseline": b,

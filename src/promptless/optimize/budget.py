@@ -90,6 +90,7 @@ class Budget:
 
     @property
     def exhausted(self) -> bool:
+        """Whether a fresh call would be refused now."""
         with self._lock:
             return self._exhausted_locked(0)
 
@@ -101,12 +102,16 @@ class Budget:
             self.kept_calls = max(0, int(calls))
             self.kept_cost = max(0.0, float(cost))
 
-    def _exhausted_locked(self, reserved: int) -> bool:
-        if self.max_lm_calls is not None and \
-                max(self.calls, self.spent_calls) + reserved + self.kept_calls >= self.max_lm_calls:
+    def _exhausted_locked(self, reserved: int, fresh: bool = True) -> bool:
+        """With ``fresh``, whether a new call would go over the limits counting every process of the run;
+        without, whether this run's own timeline (its charged calls, replayed ones included) has reached them,
+        which is where an uninterrupted run stopped."""
+        calls = max(self.calls, self.spent_calls) if fresh else self.calls
+        if self.max_lm_calls is not None and calls + reserved + self.kept_calls >= self.max_lm_calls:
             return True
         spent_cost = self.before_cost + self.cost - self.replayed_cost
-        return self.max_cost is not None and max(self.cost, spent_cost) + self.kept_cost >= self.max_cost
+        cost = max(self.cost, spent_cost) if fresh else self.cost
+        return self.max_cost is not None and cost + self.kept_cost >= self.max_cost
 
     def _error(self) -> BudgetExceededError:
         calls = max(self.calls, self.spent_calls)
@@ -166,10 +171,13 @@ class Budget:
             meter.calls += calls
             meter.cost += cost
 
-    def check(self) -> None:
-        """Raise BudgetExceededError if nothing is left (used between steps)."""
+    def check(self, fresh: bool = False) -> None:
+        """Raise BudgetExceededError if nothing is left. Between steps (the default) this asks whether the run's
+        own timeline has used the budget up, so a resumed run replaying stored steps stops exactly where the
+        uninterrupted run stopped, not earlier because the earlier process already spent the calls it is
+        replaying; ``fresh=True`` (before making new calls) counts every process of the run, as ``reserve`` does."""
         with self._lock:
-            if self._exhausted_locked(self._reserved):
+            if self._exhausted_locked(self._reserved, fresh=fresh):
                 self.hit = True
                 raise self._error()
 

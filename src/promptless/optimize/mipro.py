@@ -598,6 +598,15 @@ class MIPROv2(Optimizer):
         for fp in seen:
             if fp in full and full[fp] > best_score:
                 best_fp, best_score = fp, full[fp]
+        if best_fp == base_fp and run.stopped == "budget" and base_fp is not None and self._selection.checks:
+            # the budget stopped the search before a candidate was scored in full: the best minibatch estimate
+            # above the baseline is the pick to test on the held-out examples (the test decides, not the estimate)
+            val = self._selection.search
+            for fp in seen:
+                if fp != base_fp and fp not in full and any(x is not None for x in run.seen_scores(fp, val)):
+                    estimate = self._estimate(run, fp, base_fp, val, full)
+                    if estimate > best_score:
+                        best_fp, best_score = fp, estimate
         params = dict(seen.get(best_fp or "", {}))
         run.notes.candidates = {
             "instructions": instr,

@@ -182,7 +182,7 @@ class Run:
             self.budget.charge(*self.store.take_previous_cost("score", f"{fp}/{k}"))
             results[i] = float(rec.value["score"])
         if missing:
-            self.budget.check()
+            self.budget.check(fresh=True)
             self._score_missing(program, fp, examples, keys, missing, results)
         return [r for r in results if r is not None]
 
@@ -204,7 +204,7 @@ class Run:
 
         def one(i: int) -> float:
             if self.budget.exhausted:
-                self.budget.check()
+                self.budget.check(fresh=True)
             ex = examples[i]
             error = None
             pred = None
