@@ -3,6 +3,7 @@
     python bench/bench_mipro.py                         # promptless: baseline + every optimizer (see STEPS)
     python bench/bench_mipro.py --steps mipro0 mipro2   # only some steps
     python bench/bench_mipro.py --steps --dspy          # DSPy 3.4.1's MIPROv2 (0 and 2 demos), needs bench/.venv
+    python bench/bench_mipro.py --test                  # also the 375-example test split, for finished steps
 
 The protocol, the same for every step and both sides: the classifier ``ClassifyEvent`` (Literal category, float
 confidence), the first 60 examples of the train split to ground proposals and make demos, the other 90 as the
@@ -14,6 +15,16 @@ promptless runs the model in process (``local/...``); DSPy runs it through ``lla
 calls (running the classifier) and prompt-model calls (writing instructions). The LM cache is off on both
 sides. Each finished step is merged into ``bench/results/optimizers.json`` at once, so an interrupted run
 continues with the next step when started again (``--redo`` runs steps again).
+
+Every promptless optimizer runs with ``max_lm_calls`` (``--max-calls``, default 400: everything it spends,
+bootstrapping, proposals and the held-out check included) and its default selection: part of the validation
+set held out from the search, the pick kept only when a paired test says it beats the zero-shot program there.
+Each record keeps that evidence (``selection``: the split, the decision and its reason, the scores on what the
+search saw and on what it did not, and the paired test's lift, interval, p-value and n). ``--test`` scores the
+zero-shot program and each finished step's pick on the test split (375 examples, about 20 minutes a program on
+2 cores), one record at a time: the pick is rebuilt by replaying its run directory (no LM call), so it can run
+long after the search. ``--knn`` adds the ``_knn`` steps (per-input nearest-neighbour demos by the local
+all-MiniLM-L6-v2 embedder as one more candidate; left out cleanly when it cannot be loaded).
 """
 
 from __future__ import annotations
@@ -39,6 +50,8 @@ SEED = 9
 N_TRAIN = 60
 
 STEPS = ("baseline", "mipro0", "labeled", "bootstrap", "random", "mipro2")
+KNN_STEPS = ("random_knn", "mipro2_knn")
+MAX_CALLS = 400
 
 
 def _load() -> dict[str, Any]:
@@ -59,7 +72,21 @@ def _save(key: str, value: dict[str, Any]) -> None:
 # -- promptless ------------------------------------------------------------------------------------------
 
 
-def run_promptless(steps: list[str], redo: bool, threads: int) -> None:
+def selection_record(r: Any) -> dict[str, Any]:
+    """What the bench keeps of a run's selection: the split, the decision and why, the scores of the starting
+    program and the candidate on what the search saw and on what it did not, and the paired test."""
+    sel = dict(r.selection or {})
+    ev = sel.get("evidence") or {}
+    return {
+        "selection": sel,
+        "holdout_score": r.holdout_score,
+        "lift": ev.get("lift"), "interval": [ev.get("low"), ev.get("high")] if ev else None,
+        "p_value": ev.get("p_value"), "n": ev.get("n"), "decision": sel.get("decision"),
+    }
+
+
+def run_promptless(steps: list[str], redo: bool, threads: int, max_calls: int | None = MAX_CALLS,
+                   test: bool = False) -> None:
     sys.path.insert(0, str(ROOT / "src"))
     import promptless as pl
     from promptless.evaluate import Evaluate
@@ -72,30 +99,43 @@ def run_promptless(steps: list[str], redo: bool, threads: int) -> None:
     train_all, dev = load_events("train"), load_events("dev")
     train, val = train_all[:N_TRAIN], train_all[N_TRAIN:]
 
-    def dev_eval(program: Any) -> dict[str, Any]:
+    def split_eval(program: Any, examples: list[Any]) -> dict[str, Any]:
         with pl.track_usage() as usage:
-            result = Evaluate(devset=dev, metric=category_match, num_threads=1, display_progress=False)(program)
+            result = Evaluate(devset=examples, metric=category_match, num_threads=1,
+                              display_progress=False)(program)
         labels = [r.prediction.get("category") if r.prediction is not None else None for r in result.rows]
         return {"accuracy": round(result.score, 2), "calls": usage.total.calls, "seconds": round(result.seconds, 1),
                 "errors": result.n_errors, "distinct_labels": len(set(labels))}
 
+    def dev_eval(program: Any) -> dict[str, Any]:
+        return split_eval(program, dev)
+
+    knn_embedder = None
+
+    def embedder() -> Any:
+        nonlocal knn_embedder
+        if knn_embedder is None:
+            knn_embedder = pl.Embedder("local/all-MiniLM-L6-v2")
+        return knn_embedder
+
     def optimizer_for(step: str) -> tuple[Any, dict[str, Any]]:
-        common = {"run_dir": str(RUNS / step), "progress": False}
+        common = {"run_dir": str(RUNS / step), "progress": False, "max_lm_calls": max_calls}
+        knn = {"knn": embedder()} if step.endswith("_knn") else {}
         if step == "mipro0":
             return pl.MIPROv2(category_match, prompt_model=lm, task_model=lm, auto="light", seed=SEED,
                               max_bootstrapped_demos=0, max_labeled_demos=0, **common), {"valset": val}
-        if step == "mipro2":
+        if step in ("mipro2", "mipro2_knn"):
             return pl.MIPROv2(category_match, prompt_model=lm, task_model=lm, auto="light", seed=SEED,
-                              max_bootstrapped_demos=2, max_labeled_demos=2, **common), {"valset": val}
+                              max_bootstrapped_demos=2, max_labeled_demos=2, **knn, **common), {"valset": val}
         if step == "labeled":
             return pl.LabeledFewShot(k=4, seed=SEED, **common), {}
-        if step == "bootstrap":
+        if step == "bootstrap":  # the demos are checked on the same 90 validation examples as the others
             return pl.BootstrapFewShot(metric=category_match, max_bootstrapped_demos=4, max_labeled_demos=0,
-                                       **common), {}
-        if step == "random":
+                                       **common), {"valset": val}
+        if step in ("random", "random_knn"):
             return pl.BootstrapFewShotWithRandomSearch(category_match, num_candidate_programs=3,
                                                        max_bootstrapped_demos=4, max_labeled_demos=4, seed=SEED,
-                                                       **common), {"valset": val[:40]}
+                                                       **knn, **common), {"valset": val}
         raise SystemExit(f"unknown step {step}")
 
     import logging
@@ -121,23 +161,43 @@ def run_promptless(steps: list[str], redo: bool, threads: int) -> None:
         search_seconds = time.perf_counter() - t0
         r = optimized.optimization
         write_report(r, RUNS / f"{step}.html")
+        inner = getattr(optimized, "program", optimized)  # a KNNProgram wraps the classifier
         record = {
             "optimizer": r.optimizer,
             "search_seconds": round(search_seconds, 1),
             "calls": r.calls,
+            "max_lm_calls": max_calls,
             "calls_by_role": r.usage.get("calls_by_role", {}),
+            "stopped": r.stopped,
             "trials": len(r.trials),
             "val_before": r.baseline_score,
             "val_after": r.final_score,
-            "instructions": optimized.signature.instructions,
-            "demos": len(optimized.demos),
+            **selection_record(r),
+            "instructions": inner.signature.instructions,
+            "demos": "per input (knn)" if inner is not optimized else len(optimized.demos),
             "candidates": r.candidates.get("instructions", {}),
             "rejected": r.candidates.get("rejected_proposals", []),
             "dev": dev_eval(optimized),
         }
         _save(key, record)
-        print(json.dumps({k: v for k, v in record.items() if k not in ("candidates", "rejected")}, indent=1),
-              flush=True)
+        print(json.dumps({k: v for k, v in record.items() if k not in ("candidates", "rejected", "selection")},
+                         indent=1), flush=True)
+    if test:
+        test_split = load_events("test")
+        for step in steps:
+            key = f"promptless/{step}"
+            record = _load().get(key)
+            if record is None or ("test" in record and not redo):
+                continue
+            print(f"== {step}: test split ({len(test_split)} examples)", flush=True)
+            if step == "baseline":
+                program = make_classifier(lm=lm)
+            else:  # the same compile call replays its run directory: the pick again, without an LM call
+                opt, extra = optimizer_for(step)
+                program = opt.compile(make_classifier(lm=lm), trainset=train, **extra)
+            record["test"] = split_eval(program, test_split)
+            _save(key, record)
+            print(json.dumps(record["test"]), flush=True)
 
 
 # -- DSPy ------------------------------------------------------------------------------------------------
@@ -263,6 +323,8 @@ LABELS = {
     "promptless/labeled": "promptless LabeledFewShot(k=4)",
     "promptless/bootstrap": "promptless BootstrapFewShot(4 bootstrapped)",
     "promptless/random": "promptless BootstrapFewShotWithRandomSearch(3 candidates)",
+    "promptless/random_knn": "promptless BootstrapFewShotWithRandomSearch(3 candidates) + kNN demos",
+    "promptless/mipro2_knn": "promptless MIPROv2 light, up to 2 demos + kNN demos",
     "dspy/mipro0": "DSPy 3.4.1 MIPROv2 light, instruction-only",
     "dspy/mipro2": "DSPy 3.4.1 MIPROv2 light, up to 2 demos",
     "grammar_first_prompt/mipro0": "earlier chat prompt: promptless MIPROv2 light, instruction-only",
@@ -270,22 +332,41 @@ LABELS = {
 }
 
 
+def _held_out(r: dict[str, Any]) -> str:
+    """The pick's selection in one cell: held-out scores of the zero-shot program and the candidate, the lift's
+    p-value and the decision."""
+    sel = r.get("selection") or {}
+    scores = sel.get("scores") or {}
+    base, cand = scores.get("starting program") or {}, scores.get("candidate") or {}
+    ev = sel.get("evidence") or {}
+    if not sel:
+        return "–"
+    cell = sel.get("decision", "–")
+    if base.get("unseen") is not None and cand.get("unseen") is not None:
+        cell = f"{base['unseen']:.1f} → {cand['unseen']:.1f}, p = {ev.get('p_value', 1):.2g}: {cell}"
+    return cell
+
+
 def table() -> str:
-    """The results as a Markdown table (dev accuracy before/after, calls by role, times)."""
+    """The results as a Markdown table (dev and test accuracy before/after, calls by role, times, selection)."""
     data = _load()
-    rows = ["| run | dev before | dev after | task-LM calls | prompt-LM calls | search time | val before → after |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| run | dev before | dev after | test before | test after | task-LM calls | prompt-LM calls | "
+            "search time | val (search part) before → after | held out: zero-shot → candidate, p: decision |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for key, label in LABELS.items():
         r = data.get(key)
         if r is None or key.endswith("/baseline"):
             continue
-        base = data.get(key.split("/")[0] + "/baseline", {}).get("dev", {}).get("accuracy")
-        before = r.get("dev_before", {}).get("accuracy", base)
+        baseline = data.get(key.split("/")[0] + "/baseline", {})
+        before = r.get("dev_before", {}).get("accuracy", baseline.get("dev", {}).get("accuracy"))
+        test_before = baseline.get("test", {}).get("accuracy", "–")
+        test_after = r.get("test", {}).get("accuracy", "–")
         by_role = r.get("calls_by_role", {})
         val = (f"{r['val_before']:.1f} → {r['val_after']:.1f}"
                if r.get("val_before") is not None and r.get("val_after") is not None else "–")
-        rows.append(f"| {label} | {before} | {r['dev']['accuracy']} | {by_role.get('task', 0)} | "
-                    f"{by_role.get('prompt', 0)} | {r.get('search_seconds', 0):,.0f} s | {val} |")
+        rows.append(f"| {label} | {before} | {r['dev']['accuracy']} | {test_before} | {test_after} | "
+                    f"{by_role.get('task', 0)} | {by_role.get('prompt', 0)} | {r.get('search_seconds', 0):,.0f} s | "
+                    f"{val} | {_held_out(r)} |")
     return "\n".join(rows)
 
 
@@ -294,7 +375,12 @@ def main() -> None:
         dspy_child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", nargs="*", default=list(STEPS), choices=STEPS)
+    ap.add_argument("--steps", nargs="*", default=list(STEPS), choices=STEPS + KNN_STEPS)
+    ap.add_argument("--knn", action="store_true", help="also the steps with nearest-neighbour demo candidates")
+    ap.add_argument("--test", action="store_true",
+                    help="score the zero-shot program and each finished step's pick on the test split (375)")
+    ap.add_argument("--max-calls", type=int, default=MAX_CALLS,
+                    help=f"max_lm_calls of every optimizer (default {MAX_CALLS}; 0: no limit)")
     ap.add_argument("--dspy", action="store_true", help="also run DSPy 3.4.1's MIPROv2 (needs bench/.venv)")
     ap.add_argument("--dspy-demos", nargs="*", type=int, default=[0, 2])
     ap.add_argument("--table", action="store_true", help="print the results as a Markdown table and stop")
@@ -305,8 +391,9 @@ def main() -> None:
     if args.table:
         print(table())
         return
-    if args.steps:
-        run_promptless(args.steps, args.redo, args.threads)
+    steps = list(args.steps) + ([s for s in KNN_STEPS if s not in args.steps] if args.knn else [])
+    if steps:
+        run_promptless(steps, args.redo, args.threads, args.max_calls or None, args.test)
     if args.dspy:
         run_dspy(args.dspy_demos, args.redo, args.threads)
     print(json.dumps(_load(), indent=1)[:4000])
