@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from promptless.adapters.grammar import json_grammar, marker_grammar
 from promptless.errors import ConfigurationError, ContextWindowError
 from promptless.lm import LM
-from promptless.lm.grammar import json_grammar, marker_grammar
 from promptless.lm.local import LocalLM, usable_cores
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ import importlib.util
 
 import pytest
 
+from promptless.adapters.grammar import FieldSpec, gbnf_literal, json_grammar, marker_grammar
 from promptless.errors import ConfigurationError
-from promptless.lm.grammar import FieldSpec, gbnf_literal, json_grammar, marker_grammar
 
 HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
 needs_llama = pytest.mark.skipif(not HAVE_LLAMA, reason="llama-cpp-python is not installed (pip install '.[local]')")

@@ -10,17 +10,30 @@ grammar when the LM takes one (``retry_params``), else through its fallback adap
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ParseError
 from ..types import LMResponse, Message
 from .parsing import is_optional
 
 if TYPE_CHECKING:
-    from ..lm.base import BaseLM
     from ..signature import Signature
 
 NOT_SUPPLIED = "Not supplied for this example."
+
+
+class LanguageModel(Protocol):
+    """What an adapter needs of an LM: ``request`` and ``arequest`` (``lm/base.py``'s ``BaseLM`` has both).
+
+    Adapters sit below the LMs and never import them. An LM may also say ``supports_grammar`` (it takes a
+    GBNF ``grammar``) or ``supports_structured_output`` (it takes a JSON-schema ``response_format``); adapters
+    read those with ``getattr`` and treat them as False when absent."""
+
+    def request(self, messages: Any = None, *, prompt: str | None = None, cache: bool = True,
+                **params: Any) -> LMResponse: ...
+
+    async def arequest(self, messages: Any = None, *, prompt: str | None = None, cache: bool = True,
+                       **params: Any) -> LMResponse: ...
 
 
 def demo_shows_missing(annotation: Any) -> bool:
@@ -70,11 +83,11 @@ class Adapter:
     def parse(self, signature: type[Signature], text: str) -> dict[str, Any]:
         raise NotImplementedError
 
-    def request_params(self, signature: type[Signature], lm: BaseLM) -> dict[str, Any]:
+    def request_params(self, signature: type[Signature], lm: LanguageModel) -> dict[str, Any]:
         """Extra request fields for this LM (a grammar, a JSON schema); none by default."""
         return {}
 
-    def retry_params(self, signature: type[Signature], lm: BaseLM) -> dict[str, Any]:
+    def retry_params(self, signature: type[Signature], lm: LanguageModel) -> dict[str, Any]:
         """Request fields for asking again, in this same format, after a reply that did not parse (a grammar
         that makes the reply parse). Empty: no such retry; the fallback adapter, if any, is asked instead."""
         return {}
@@ -96,7 +109,7 @@ class Adapter:
 
     def __call__(
         self,
-        lm: BaseLM,
+        lm: LanguageModel,
         signature: type[Signature],
         demos: Sequence[Mapping[str, Any]],
         inputs: Mapping[str, Any],
@@ -117,7 +130,7 @@ class Adapter:
 
     async def acall(
         self,
-        lm: BaseLM,
+        lm: LanguageModel,
         signature: type[Signature],
         demos: Sequence[Mapping[str, Any]],
         inputs: Mapping[str, Any],

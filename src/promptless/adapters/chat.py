@@ -16,28 +16,18 @@ raw reply.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, ParseError
-from .base import NOT_SUPPLIED, Adapter, demo_shows_missing
-from .parsing import coercer, is_structured, literal_choices, render_value, short_type, type_note
+from .base import NOT_SUPPLIED, Adapter, LanguageModel, demo_shows_missing
+from .grammar import marker_grammar
+from .json import JSONAdapter
+from .parsing import coercer, literal_choices, render_value, short_type, type_note
+from .protocol import COMPLETED, HEADER, field_spec, header, label_key
 
 if TYPE_CHECKING:
-    from ..lm.base import BaseLM
     from ..signature import Field, Signature
-
-HEADER = re.compile(r"\[\[\s*#{1,3}\s*([^\W\d][\w \-]*?)\s*#{0,3}\s*\]\]")
-
-
-def header(name: str) -> str:
-    return f"[[ ## {name} ## ]]"
-
-
-@functools.lru_cache(maxsize=4096)
-def _key(name: str) -> str:
-    return re.sub(r"[\s\-]+", "_", name.strip()).casefold()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -47,7 +37,7 @@ def _plan(signature: type[Signature]) -> tuple[dict[str, str], dict[str, Any]]:
     outputs = signature.output_fields
     keyed: dict[str, list[str]] = {}
     for n in outputs:
-        keyed.setdefault(_key(n), []).append(n)
+        keyed.setdefault(label_key(n), []).append(n)
     wanted = {k: names[0] for k, names in keyed.items() if len(names) == 1}
     wanted.update({n: n for n in outputs})
     return wanted, {n: coercer(f.annotation) for n, f in outputs.items()}
@@ -60,8 +50,6 @@ class ChatAdapter(Adapter):
         if use_grammar not in (True, False, "fallback"):
             raise ConfigurationError(f"use_grammar must be True, False or 'fallback', got {use_grammar!r}")
         if fallback is True:
-            from .json import JSONAdapter
-
             fallback = JSONAdapter()
         super().__init__(fallback or None)
         self.use_grammar = use_grammar
@@ -88,7 +76,7 @@ class ChatAdapter(Adapter):
             note = type_note(f.annotation)
             lines.append(f"<{f.name}: {note}>" if note else f"<{f.name}>")
             lines.append("")
-        lines.append(header("completed"))
+        lines.append(header(COMPLETED))
         lines.append("")
         lines.append("Task:")
         lines.append(signature.instructions.strip())
@@ -111,7 +99,7 @@ class ChatAdapter(Adapter):
             if name not in values and not demo_shows_missing(f.annotation):
                 continue
             parts.append(f"{header(name)}\n{render_value(values.get(name, NOT_SUPPLIED))}")
-        parts.append(header("completed"))
+        parts.append(header(COMPLETED))
         return "\n\n".join(parts)
 
     def reply_request(self, signature: type[Signature]) -> str:
@@ -128,7 +116,7 @@ class ChatAdapter(Adapter):
             names.append(f"{header(name)} (exactly one of: {listed})" if listed and len(listed) <= 1000
                          else header(name))
         order = names[0] if len(names) == 1 else ", then ".join(names)
-        return f"Reply with {order}, and end with {header('completed')}."
+        return f"Reply with {order}, and end with {header(COMPLETED)}."
 
     def final_user(self, signature: type[Signature], inputs: Mapping[str, Any]) -> str:
         return self.format_inputs(signature, inputs) + "\n\n" + self.reply_request(signature)
@@ -141,8 +129,8 @@ class ChatAdapter(Adapter):
         matches = list(HEADER.finditer(text))
         for i, m in enumerate(matches):
             label = m.group(1)
-            key = _key(label)
-            if key == "completed":
+            key = label_key(label)
+            if key == COMPLETED:
                 break
             name = wanted.get(label) or wanted.get(key)
             if name is None or name in found:
@@ -175,20 +163,16 @@ class ChatAdapter(Adapter):
     # Why not always: constraining a small model's first attempt costs accuracy on label fields
     # (qwen2.5-coder-1.5b on historic-events dev: see docs/guide.md), while its free replies parse almost
     # always; the grammar is kept for the reply that needs it.
-    def request_params(self, signature: type[Signature], lm: BaseLM) -> dict[str, Any]:
+    def request_params(self, signature: type[Signature], lm: LanguageModel) -> dict[str, Any]:
         return self._grammar(signature, lm) if self.use_grammar is True else {}
 
-    def retry_params(self, signature: type[Signature], lm: BaseLM) -> dict[str, Any]:
+    def retry_params(self, signature: type[Signature], lm: LanguageModel) -> dict[str, Any]:
         return self._grammar(signature, lm) if self.use_grammar == "fallback" else {}
 
-    def _grammar(self, signature: type[Signature], lm: BaseLM) -> dict[str, Any]:
+    def _grammar(self, signature: type[Signature], lm: LanguageModel) -> dict[str, Any]:
         if not getattr(lm, "supports_grammar", False):
             return {}
-        try:
-            from ..lm.grammar import marker_grammar
-        except ImportError:  # pragma: no cover - grammar support not built
-            return {}
-        return {"grammar": marker_grammar([_spec(f) for f in signature.output_fields.values()])}
+        return {"grammar": marker_grammar([field_spec(f) for f in signature.output_fields.values()])}
 
 
 def _describe(f: Field) -> str:
@@ -197,22 +181,3 @@ def _describe(f: Field) -> str:
         text += f": {f.desc}"
     return text
 
-
-def _spec(f: Field) -> tuple[str, str, list[str] | None]:
-    """The grammar's field spec; an Optional field's kind ends in ``?`` so the model may also say None."""
-    from .parsing import is_optional
-
-    optional, inner = is_optional(f.annotation)
-    q = "?" if optional else ""
-    choices = literal_choices(inner)
-    if choices is not None:
-        return (f.name, "literal" + q, [str(c) for c in choices])
-    if inner is int:
-        return (f.name, "int" + q, None)
-    if inner is float:
-        return (f.name, "float" + q, None)
-    if inner is bool:
-        return (f.name, "bool" + q, None)
-    if is_structured(inner):
-        return (f.name, "json", None)
-    return (f.name, "str" + q, None)

@@ -27,8 +27,7 @@ import json
 from collections.abc import Sequence
 
 from ..errors import ConfigurationError
-
-FieldSpec = tuple[str, str, "list[str] | None"]
+from .protocol import COMPLETED, FieldSpec, header
 
 KINDS = ("str", "int", "float", "bool", "literal", "json")
 
@@ -138,12 +137,13 @@ def marker_grammar(fields: Sequence[FieldSpec], *, max_chars: int | None = None)
     counts together with the character after it, so a value can reach twice that in the worst case.
     """
     checked = _check(fields)
-    lines = ["root ::= " + " ".join(f"field-{i}" for i in range(len(checked))) + ' "[[ ## completed ## ]]"']
+    fields_rule = " ".join(f"field-{i}" for i in range(len(checked)))
+    lines = [f"root ::= {fields_rule} {gbnf_literal(header(COMPLETED))}"]
     kinds = set()
     for i, (name, kind, choices) in enumerate(checked):
         kinds.add(kind.removesuffix("?"))
-        header = gbnf_literal(f"[[ ## {name} ## ]]\n")
-        lines.append(f'field-{i} ::= {header} {_marker_value(kind, choices, max_chars)} "\\n\\n"')
+        start = gbnf_literal(header(name) + "\n")
+        lines.append(f'field-{i} ::= {start} {_marker_value(kind, choices, max_chars)} "\\n\\n"')
     if "str" in kinds:
         lines.append(_MARKER_TEXT_RULES)
     if kinds & {"int", "float"}:

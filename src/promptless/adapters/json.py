@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParseError
-from .base import NOT_SUPPLIED, Adapter, demo_shows_missing
+from .base import NOT_SUPPLIED, Adapter, LanguageModel, demo_shows_missing
+from .grammar import json_grammar
 from .parsing import coerce, json_schema, parse_json_text, render_value, short_type, to_jsonable, type_note
+from .protocol import field_spec
 
 if TYPE_CHECKING:
-    from ..lm.base import BaseLM
     from ..signature import Signature
 
 
@@ -106,17 +107,11 @@ class JSONAdapter(Adapter):
         return {"type": "object", "properties": props, "required": list(signature.output_fields),
                 "additionalProperties": False}
 
-    def request_params(self, signature: type[Signature], lm: BaseLM) -> dict[str, Any]:
+    def request_params(self, signature: type[Signature], lm: LanguageModel) -> dict[str, Any]:
         if not self.use_schema:
             return {}
         if getattr(lm, "supports_grammar", False):
-            try:
-                from ..lm.grammar import json_grammar
-                from .chat import _spec
-
-                return {"grammar": json_grammar([_spec(f) for f in signature.output_fields.values()])}
-            except ImportError:  # pragma: no cover
-                return {}
+            return {"grammar": json_grammar([field_spec(f) for f in signature.output_fields.values()])}
         if getattr(lm, "supports_structured_output", False):
             return {"response_format": self.output_schema(signature)}
         return {}

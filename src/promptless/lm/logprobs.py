@@ -441,14 +441,14 @@ def find_value_start(text: str, prefix: str) -> int | None:
     The prefix's last header is looked up in the reply's marker headers (any case or spacing, as the chat
     adapter reads them); the value starts after it and the line break that follows. None: not found.
     """
-    from ..adapters.chat import HEADER, _key
+    from ..adapters.protocol import HEADER, label_key
 
     headers = list(HEADER.finditer(prefix))
     if not headers:
         return 0 if not prefix.strip() else None
-    want = _key(headers[-1].group(1))
+    want = label_key(headers[-1].group(1))
     for m in HEADER.finditer(text):
-        if _key(m.group(1)) == want:
+        if label_key(m.group(1)) == want:
             end = m.end()
             while end < len(text) and text[end] in " \t":
                 end += 1

@@ -224,7 +224,7 @@ def schema_grammar(schema: Any) -> str | None:
     props = schema.get("properties")
     if not isinstance(props, dict) or not props:
         return None
-    from .grammar import json_grammar
+    from ..adapters.grammar import json_grammar
 
     specs: list[tuple[str, str, list[str] | None]] = []
     for name, prop in props.items():

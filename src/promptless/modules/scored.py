@@ -32,8 +32,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import settings
-from ..adapters.chat import ChatAdapter, header
+from ..adapters.chat import ChatAdapter
 from ..adapters.parsing import coercer, is_optional, literal_choices, render_value
+from ..adapters.protocol import header
 from ..data import Prediction
 from ..errors import ConfigurationError, ScoringNotSupportedError
 from ..lm.usage import track_usage
