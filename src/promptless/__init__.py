@@ -19,7 +19,7 @@ from .errors import (
 from .evaluate import Evaluate, EvaluationResult
 from .history import History
 from .lm import LM, BaseLM, ScriptedLM
-from .lm.history import inspect_history
+from .lm.calllog import inspect_history
 from .lm.usage import track_usage
 from .modules import (
     BestOfN,

@@ -7,7 +7,7 @@ import pytest
 
 import promptless as pl
 from promptless.errors import ContextWindowError, ParseError
-from promptless.lm.base import GLOBAL_HISTORY
+from promptless.lm.calllog import GLOBAL_HISTORY
 
 
 def reply(**fields) -> str:

@@ -17,9 +17,10 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, ScoringNotSupportedError
 from ..types import LMRequest, LMResponse, Message, Usage
 from . import usage as _usage
+from .calllog import format_calls, record
 
 if TYPE_CHECKING:
     from .cache import Cache
@@ -27,9 +28,6 @@ if TYPE_CHECKING:
 _REQUEST_FIELDS = {"temperature", "max_tokens", "n", "stop", "seed", "response_format", "grammar", "rollout_id"}
 
 _cache_key_fn: Any = None  # cache.cache_key, once the first key is made
-
-# Process-wide ring of recent calls across all LMs, for pl.inspect_history().
-GLOBAL_HISTORY: deque[dict[str, Any]] = deque(maxlen=200)
 
 
 def to_messages(messages: Any = None, prompt: str | None = None) -> list[Message]:
@@ -186,8 +184,7 @@ class BaseLM:
             "cached": resp.cached,
             "timestamp": time.time(),
         }
-        self.history.append(entry)
-        GLOBAL_HISTORY.append(entry)
+        record(self.history, entry)
         return resp
 
     def request(
@@ -237,16 +234,21 @@ class BaseLM:
         """The log-probability of each candidate text continuing an assistant reply begun with ``prefix``
         (a ``ContinuationScores``; see ``lm/logprobs.py``). Backends that give log-probabilities implement it;
         the others raise ``ScoringNotSupportedError``."""
-        from .logprobs import not_supported
-
         raise not_supported(self)
 
     def inspect_history(self, n: int = 1) -> str:
-        from .history import format_history
-
-        text = format_history(list(self.history)[-n:])
+        text = format_calls(list(self.history)[-n:])
         print(text)
         return text
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model!r})"
+
+
+def not_supported(lm: Any) -> ScoringNotSupportedError:
+    """The error a backend that gives no token log-probabilities raises from ``score_continuations``."""
+    return ScoringNotSupportedError(
+        f"{type(lm).__name__} ({getattr(lm, 'model', '?')}) cannot score label values: it gives no token "
+        "log-probabilities. Use a local model (LM('local/...')) or an OpenAI-compatible server that returns "
+        "logprobs, or let pl.Classify generate the label (fallback=True, the default)."
+    )

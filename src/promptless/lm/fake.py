@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from ..types import LMRequest, LMResponse, Message, Usage
-from .base import BaseLM
+from .base import BaseLM, not_supported
 
 Replier = Callable[[list[Message]], "str | list[str]"]
 Scores = Mapping[str, "float | Sequence[float]"]
@@ -94,7 +94,7 @@ class ScriptedLM(BaseLM):
     # -- scripted log-probabilities --------------------------------------------------------------------
     def score_continuations(self, messages: Any, prefix: str, candidates: Sequence[str], **options: Any) -> Any:
         """Scores from ``logprobs=`` (see the module's docstring), through the same bookkeeping as real backends."""
-        from .logprobs import ContinuationScores, not_supported, run_scoring
+        from .logprobs import ContinuationScores, run_scoring
 
         if self._logprobs is None:
             raise not_supported(self)

@@ -28,7 +28,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import (
     ConfigurationError,
@@ -39,9 +39,9 @@ from ..errors import (
 )
 from ..types import LMRequest, Message, Usage
 from . import usage as _usage
-
-if TYPE_CHECKING:
-    from .base import BaseLM
+from ._http import CHAT_PATH
+from .base import BaseLM, to_messages
+from .calllog import record
 
 METHODS = ("full", "first-token", "generation")
 # llama.cpp computes a batch of one token with other kernels than a longer one, and the logits differ a little
@@ -89,14 +89,6 @@ class ContinuationScores:
         )
 
 
-def not_supported(lm: Any) -> ScoringNotSupportedError:
-    return ScoringNotSupportedError(
-        f"{type(lm).__name__} ({getattr(lm, 'model', '?')}) cannot score label values: it gives no token "
-        "log-probabilities. Use a local model (LM('local/...')) or an OpenAI-compatible server that returns "
-        "logprobs, or let pl.Classify generate the label (fallback=True, the default)."
-    )
-
-
 def check_candidates(candidates: Sequence[str]) -> list[str]:
     out = [str(c) for c in candidates]
     if not out:
@@ -123,8 +115,6 @@ def run_scoring(
 
     A result is cached as an ordinary reply whose one text is the scores as JSON, under a key that holds
     the prefix and candidates besides the messages, so it never meets a generation's entry."""
-    from .base import GLOBAL_HISTORY, to_messages
-
     if unknown:
         raise ConfigurationError(
             f"score_continuations: unknown option(s) {', '.join(sorted(unknown))}; it takes cache=True|False "
@@ -174,8 +164,7 @@ def run_scoring(
         "cached": result.cached,
         "timestamp": time.time(),
     }
-    lm.history.append(entry)
-    GLOBAL_HISTORY.append(entry)
+    record(lm.history, entry)
     return result
 
 
@@ -465,8 +454,6 @@ def score_openai(lm: Any, messages: list[Message], prefix: str, candidates: list
     """One chat completion with ``logprobs``; candidates scored on the first token that tells them apart."""
     import httpx
 
-    from .openai import _PATH
-
     budget = max_tokens or 48 + 4 * len(prefix) // 3
     request = LMRequest(messages=list(messages), temperature=0.0, max_tokens=budget,
                         extra={"logprobs": True, "top_logprobs": int(top_logprobs)})
@@ -474,7 +461,7 @@ def score_openai(lm: Any, messages: list[Message], prefix: str, candidates: list
 
     def once() -> tuple[Any, Usage]:
         try:
-            response = lm.client.post(_PATH, json=body, timeout=lm.timeout)
+            response = lm.client.post(CHAT_PATH, json=body, timeout=lm.timeout)
         except httpx.TransportError as exc:
             raise lm._transport_error(exc) from None
         reply = lm._parse(response)  # raises the right error for a non-2xx or malformed reply
@@ -508,7 +495,6 @@ __all__ = [
     "ContinuationScores",
     "chat_prompt",
     "find_value_start",
-    "not_supported",
     "positions_from_reply",
     "run_scoring",
     "score_first_token",

@@ -59,11 +59,11 @@ from ..errors import (
     LMTimeoutError,
 )
 from ..types import LMRequest, LMResponse, Usage
+from ._http import CHAT_PATH
 from .base import BaseLM
 from .retry import RetryPolicy, parse_retry_after
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-_PATH = "/chat/completions"
 
 _CONTEXT_RE = re.compile(
     r"context[ _]length|maximum context|context window|context size|too many tokens|context_length_exceeded|"
@@ -577,7 +577,7 @@ class OpenAILM(BaseLM):
         )
 
     def _where(self) -> str:
-        return f"POST {_display_url(self.base_url + _PATH)}"
+        return f"POST {_display_url(self.base_url + CHAT_PATH)}"
 
     def _error(self, response: httpx.Response) -> LMError:
         """The error for a non-2xx reply."""
@@ -722,7 +722,7 @@ class OpenAILM(BaseLM):
         token = _DEADLINE.set(time.monotonic() + self.timeout)
         failure: httpx.TransportError | None = None
         try:
-            response = self.client.post(_PATH, json=body)
+            response = self.client.post(CHAT_PATH, json=body)
         except httpx.TransportError as exc:
             failure = exc
         finally:
@@ -734,7 +734,7 @@ class OpenAILM(BaseLM):
     async def _aonce(self, body: dict[str, Any]) -> LMResponse:
         failure: httpx.TransportError | None = None
         try:
-            response = await asyncio.wait_for(self._aclient().post(_PATH, json=body), timeout=self.timeout)
+            response = await asyncio.wait_for(self._aclient().post(CHAT_PATH, json=body), timeout=self.timeout)
         except httpx.TransportError as exc:
             failure = exc
         except asyncio.TimeoutError:
