@@ -1,7 +1,6 @@
 """promptless: programming, not prompting, language models."""
 
-__version__ = "0.1.0"
-
+from ._version import __version__ as __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter
 from .data import Example, Prediction
 from .embeddings import Embedder

@@ -10,17 +10,34 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from . import __version__
+from ._version import __version__
 from .adapters.parsing import MAX_DEPTH, load_json, to_jsonable, value_problem
 from .data import Example
 from .errors import PersistError, SignatureError
 
 if TYPE_CHECKING:
-    from .modules.module import Module
-    from .modules.predict import Predict
+    from .signature import Signature
+
+
+class Predictor(Protocol):
+    """What persistence reads and writes of a predictor (``Predict`` is one): its signature, demos and config.
+
+    A predictor that keeps more state (``pl.Classify``'s calibration) also has ``extra_state()``,
+    ``check_extra_state(state)`` and ``set_extra_state(state)``; they are looked up with ``getattr``."""
+
+    signature: type[Signature]
+    demos: list[Example]
+    config: dict[str, Any]
+
+
+class Program(Protocol):
+    """What persistence needs of a program (a ``Module``): its predictors by name."""
+
+    def named_predictors(self) -> Sequence[tuple[str, Predictor]]: ...
 
 FORMAT = "promptless.program"
 FORMAT_VERSION = 1
@@ -29,7 +46,7 @@ FORMAT_VERSION = 1
 _FILE_DEPTH = MAX_DEPTH + 10
 
 
-def dump_predictor(p: Predict) -> dict[str, Any]:
+def dump_predictor(p: Predictor) -> dict[str, Any]:
     sig = p.signature
     return {
         "signature": {
@@ -46,12 +63,12 @@ def dump_predictor(p: Predict) -> dict[str, Any]:
     }
 
 
-def _extra_of(p: Predict) -> dict[str, Any]:
+def _extra_of(p: Predictor) -> dict[str, Any]:
     dump = getattr(p, "extra_state", None)
     return dump() if callable(dump) else {}
 
 
-def _plan_extra(pred: Predict, entry: Any, where: str) -> dict[str, Any]:
+def _plan_extra(pred: Predictor, entry: Any, where: str) -> dict[str, Any]:
     """The extra state a saved entry gives this predictor (checked by the predictor), or PersistError."""
     extra = entry.get("extra", {}) if isinstance(entry, dict) else {}
     if not isinstance(extra, dict):
@@ -67,7 +84,7 @@ def _plan_extra(pred: Predict, entry: Any, where: str) -> dict[str, Any]:
         raise PersistError(f"{where}: {exc}") from None
 
 
-def program_state(program: Module, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+def program_state(program: Program, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -78,7 +95,7 @@ def program_state(program: Module, metadata: dict[str, Any] | None = None) -> di
     }
 
 
-def save(program: Module, path: str | Path, *, save_program: bool = False,
+def save(program: Program, path: str | Path, *, save_program: bool = False,
          metadata: dict[str, Any] | None = None) -> Path:
     if save_program:
         raise PersistError(
@@ -152,7 +169,7 @@ def read_state(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def apply_state(program: Module, data: dict[str, Any], source: str = "state") -> None:
+def apply_state(program: Program, data: dict[str, Any], source: str = "state") -> None:
     """Validate ``data["predictors"]`` against the program, then apply it all at once.
 
     Every part is checked before anything changes (the entry's shape, each field's name, kind, type,
@@ -181,7 +198,7 @@ def apply_state(program: Module, data: dict[str, Any], source: str = "state") ->
             pred.set_extra_state(extra)
 
 
-def _plan_predictor(pred: Predict, entry: Any, where: str) -> tuple[Any, list[Example], dict[str, Any]]:
+def _plan_predictor(pred: Predictor, entry: Any, where: str) -> tuple[Any, list[Example], dict[str, Any]]:
     """The signature, demos and config a saved entry gives this predictor, or PersistError saying what is wrong."""
     if not isinstance(entry, dict):
         raise PersistError(f"{where}: its entry must be an object, got {type(entry).__name__}")
@@ -280,6 +297,6 @@ def _check_config(config: Any, where: str) -> dict[str, Any]:
     return dict(config)
 
 
-def load(program: Module, path: str | Path) -> None:
+def load(program: Program, path: str | Path) -> None:
     data = read_state(path)
     apply_state(program, data, source=str(path))

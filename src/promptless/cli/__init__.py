@@ -12,7 +12,7 @@ _COMMANDS = ("models", "demo", "eval", "optimize", "cache", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from promptless import __version__
+    from promptless._version import __version__
 
     parser = argparse.ArgumentParser(prog="promptless", description="Programming, not prompting, language models.")
     parser.add_argument("--version", action="version", version=f"promptless {__version__}")

@@ -78,7 +78,7 @@ def _print(checks: list[Check]) -> None:
 # -- the checks ---------------------------------------------------------------------------------------
 def _python(args: argparse.Namespace) -> list[Check]:
     import promptless
-    from promptless import __version__
+    from promptless._version import __version__
 
     return [
         Check("python", INFO, f"{platform.python_version()} ({sys.executable})"),

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .predict import Predict
+    from ..data import Example
+    from ..signature import Signature
 
 
 class Module:
@@ -45,12 +46,10 @@ class Module:
         seen: set[int] = {id(self)}
         return [(n, m) for n, m in self._walk("", seen)]
 
-    def named_predictors(self) -> list[tuple[str, Predict]]:
-        from .predict import Predict
+    def named_predictors(self) -> list[tuple[str, Predictor]]:
+        return [(n, m) for n, m in self.named_sub_modules() if isinstance(m, Predictor)]
 
-        return [(n, m) for n, m in self.named_sub_modules() if isinstance(m, Predict)]
-
-    def predictors(self) -> list[Predict]:
+    def predictors(self) -> list[Predictor]:
         return [p for _, p in self.named_predictors()]
 
     def set_lm(self, lm: Any) -> None:
@@ -101,6 +100,26 @@ class Module:
     def __repr__(self) -> str:
         parts = [f"  {name} = {p!r}" for name, p in self.named_predictors()]
         return f"{type(self).__name__}(\n" + "\n".join(parts) + "\n)" if parts else f"{type(self).__name__}()"
+
+
+class Predictor(Module):
+    """One learnable LM call: what ``named_predictors`` lists, optimizers tune and ``save`` writes.
+
+    ``Predict`` (``predict.py``) is the implementation; its learnable state is declared here so that code
+    walking a program reads it without importing ``Predict``."""
+
+    signature: type[Signature]
+    demos: list[Example]
+    config: dict[str, Any]
+    lm: Any
+    adapter: Any
+
+    def reset(self) -> None:
+        """Forget what was learned: the signature as constructed, no demos."""
+        raise NotImplementedError
+
+    def named_predictors(self) -> list[tuple[str, Predictor]]:
+        return [("self", self)]
 
 
 def _walk_value(name: str, value: Any, seen: set[int]) -> Iterator[tuple[str, Any]]:

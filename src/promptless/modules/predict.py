@@ -14,7 +14,7 @@ from ..data import Example, Prediction
 from ..errors import ConfigurationError
 from ..lm.usage import track_usage
 from ..signature import Signature, make_signature
-from .module import Module
+from .module import Predictor
 
 _SAMPLING_KEYS = ("temperature", "max_tokens", "n", "stop", "seed", "rollout_id")
 _default_adapter: Adapter | None = None
@@ -29,7 +29,7 @@ def default_adapter() -> Adapter:
     return _default_adapter
 
 
-class Predict(Module):
+class Predict(Predictor):
     """``pl.Predict("question -> answer")(question="...")`` returns a Prediction with ``answer``."""
 
     def __init__(self, signature: str | type[Signature], *, lm: Any = None, adapter: Adapter | None = None,
@@ -60,9 +60,6 @@ class Predict(Module):
         from ..persist import dump_predictor
 
         return dump_predictor(self)
-
-    def named_predictors(self) -> list[tuple[str, Predict]]:
-        return [("self", self)]
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Predict:
         new = object.__new__(type(self))

@@ -27,8 +27,7 @@ from ..errors import BudgetExceededError, ConfigurationError, PromptlessError
 from ..signature import InputField, OutputField, Signature
 
 if TYPE_CHECKING:
-    from ..modules.module import Module
-    from ..modules.predict import Predict
+    from ..modules.module import Module, Predictor
     from .run import Run
 
 TIPS: tuple[str, ...] = (
@@ -200,7 +199,7 @@ def accept_instruction(text: str, existing: list[str], *, min_chars: int = 12, m
 # -- grounding ----------------------------------------------------------------------------------------------
 
 
-def describe_step(name: str, predictor: Predict) -> str:
+def describe_step(name: str, predictor: Predictor) -> str:
     from ..adapters.parsing import literal_choices
 
     sig = predictor.signature
@@ -291,7 +290,7 @@ def mistakes_text(examples: list[Any], rows: list[dict[str, Any] | None], *, see
     return "\n".join(lines)
 
 
-def _label_fields(predictor: Predict) -> dict[str, list[Any]]:
+def _label_fields(predictor: Predictor) -> dict[str, list[Any]]:
     """The predictor's label outputs (Literal, Enum, bool) and their allowed values."""
     from ..adapters.parsing import is_optional, literal_choices
 
@@ -405,7 +404,7 @@ def confusion_text(program: Module, examples: list[Any], rows: list[dict[str, An
     return "\n".join(lines)
 
 
-def format_examples(examples: list[Any], predictor: Predict, limit: int = 3) -> str:
+def format_examples(examples: list[Any], predictor: Predictor, limit: int = 3) -> str:
     from ..adapters.parsing import render_value
 
     names = list(predictor.signature.input_fields) + list(predictor.signature.output_fields)
@@ -420,7 +419,7 @@ def format_examples(examples: list[Any], predictor: Predict, limit: int = 3) -> 
     return "\n\n".join(blocks) if blocks else "(no worked examples available)"
 
 
-def varied(examples: list[Any], predictor: Predict) -> list[Any]:
+def varied(examples: list[Any], predictor: Predictor) -> list[Any]:
     """The examples reordered so that different output values come first (one of each, then the rest)."""
     outputs = list(predictor.signature.output_fields)
     seen: set[str] = set()
@@ -505,7 +504,7 @@ class InstructionProposer:
         low = max(0.7, min(1.0, self.init_temperature))
         return round(low + (1.0 - low) * ((i - 1) / max(1, n - 2)), 3)
 
-    def _ask(self, name: str, predictor: Predict, i: int, n: int) -> dict[str, Any]:
+    def _ask(self, name: str, predictor: Predictor, i: int, n: int) -> dict[str, Any]:
         from ..modules.predict import Predict
 
         rng = random.Random(f"{self.seed}/{name}/{i}")
@@ -546,7 +545,7 @@ class InstructionProposer:
             return {"raw": raw, "tip": tip, "error": f"{type(exc).__name__}: {exc}"[:400]}
         return {"raw": raw, "tip": tip, "error": None}
 
-    def propose(self, name: str, predictor: Predict, n: int) -> list[str]:
+    def propose(self, name: str, predictor: Predictor, n: int) -> list[str]:
         """``[current instruction] + up to n - 1 cleaned, distinct proposals``."""
         original = predictor.signature.instructions
         out = [original]
