@@ -188,9 +188,9 @@ def optimize_stage(run: DemoRun) -> int:
     """
     import logging
 
-    import promptless as pl
     from promptless.cli.common import make_lm
     from promptless.evaluate import display_table
+    from promptless.optimize import MIPROv2
     from promptless.tasks import category_match, load_events, make_classifier
 
     args, console = run.args, run.console
@@ -218,14 +218,14 @@ def optimize_stage(run: DemoRun) -> int:
                       "(--no-optimize skips this half).")
     else:
         console.print("With --no-cache, pass --run-dir DIR to make an interrupted search resumable.")
-    from promptless.cli.optimize import TrialLog
+    from promptless.cli.common import TrialLog
 
     handler = TrialLog("  ")
     log = logging.getLogger("promptless.optimize")
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
-        optimizer = pl.MIPROv2(
+        optimizer = MIPROv2(
             category_match, prompt_model=prompt_model, task_model=run.lm, auto="light",
             max_bootstrapped_demos=0, max_labeled_demos=0, num_threads=run.threads,
             max_lm_calls=args.max_calls, run_dir=args.run_dir, progress=False if args.no_progress else None,

@@ -77,12 +77,11 @@ def _print(checks: list[Check]) -> None:
 
 # -- the checks ---------------------------------------------------------------------------------------
 def _python(args: argparse.Namespace) -> list[Check]:
-    import promptless
     from promptless._version import __version__
 
     return [
         Check("python", INFO, f"{platform.python_version()} ({sys.executable})"),
-        Check("promptless", INFO, f"{__version__} ({Path(promptless.__file__).parent})"),
+        Check("promptless", INFO, f"{__version__} ({Path(__file__).resolve().parents[1]})"),
     ]
 
 

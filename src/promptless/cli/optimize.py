@@ -18,34 +18,36 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-from promptless.cli.common import existing_file, non_negative_int, positive_float, positive_int
+from promptless.cli.common import (
+    add_load_argument,
+    add_metric_arguments,
+    add_model_argument,
+    add_no_cache_argument,
+    add_program_arguments,
+    add_threads_argument,
+    command_parser,
+    existing_file,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 OPTIMIZERS = ("mipro", "bootstrap", "random", "labeled", "gepa")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser(
-        "optimize",
-        help="optimize a program (module:attribute) on JSONL training data with a metric",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("program", help="module:attribute or file.py:attribute (a Module, Module class or factory)")
-    parser.add_argument("train", type=existing_file, help="training examples, a JSONL file")
+    parser = command_parser(subparsers, "optimize", doc=__doc__,
+                            help="optimize a program (module:attribute) on JSONL training data with a metric")
+    add_program_arguments(parser, "train", "training examples, a JSONL file")
     parser.add_argument("--optimizer", default="mipro", choices=OPTIMIZERS, help="which optimizer (default: mipro)")
     parser.add_argument("--valset", type=existing_file, default=None, metavar="DEV.jsonl",
                         help="validation examples (default: MIPROv2 splits the training set; the others score "
                         "nothing, or the training set for random search)")
-    parser.add_argument("--metric", default="exact", help="exact, f1, contains, or module:function (default: exact)")
-    parser.add_argument("--field", default=None, help="the output field the metric compares")
-    parser.add_argument("--inputs", default=None, metavar="A,B",
-                        help="the input fields of each example (default: the program's input fields)")
-    parser.add_argument("--model", default=None, help="the task LM, e.g. local/qwen2.5-coder-1.5b "
-                        "(default: whatever the program or its module configured)")
+    add_metric_arguments(parser)
+    add_model_argument(parser, "the task LM")
     parser.add_argument("--prompt-model", default=None,
                         help="the LM that writes instructions (mipro; default: the task LM)")
     parser.add_argument("--auto", default="light", choices=("light", "medium", "heavy", "none"),
@@ -66,37 +68,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="cost budget (as the LM reports it)")
     parser.add_argument("--run-dir", default=None, metavar="DIR",
                         help="checkpoint folder: rerun the same command to resume after a crash")
-    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
-                        help="examples run at once (default: 1 for local models, 4 otherwise)")
-    parser.add_argument("--load", type=existing_file, default=None, metavar="STATE.json",
-                        help="load saved program state first")
+    add_threads_argument(parser)
+    add_load_argument(parser)
     parser.add_argument("--out", default="optimized.json", metavar="FILE",
                         help="where to save the optimized program's state (default: optimized.json)")
     parser.add_argument("--report", default=None, metavar="FILE.html", help="write an HTML report of the run")
     parser.add_argument("--result", default=None, metavar="FILE.json", help="write the run's record as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no live progress line")
     parser.add_argument("--quiet", action="store_true", help="no per-trial log lines")
-    parser.add_argument("--no-cache", action="store_true", help="do not read or write the LM cache")
+    add_no_cache_argument(parser)
     parser.set_defaults(func=run_optimize)
-
-
-class TrialLog(logging.Handler):
-    """The optimizer's per-trial lines on whatever stderr is at the time (so they print above a live display)."""
-
-    def __init__(self, prefix: str = "") -> None:
-        super().__init__(logging.INFO)
-        self.prefix = prefix
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            print(self.prefix + record.getMessage(), file=sys.stderr, flush=True)
-        except Exception:  # pragma: no cover - never let logging break a run
-            self.handleError(record)
 
 
 def build_optimizer(args: argparse.Namespace, metric: Any, *, prompt_model: Any = None, threads: int = 1) -> Any:
     """The optimizer the options name, with the options that apply to it."""
-    import promptless as pl
+    from promptless.errors import ConfigurationError
+    from promptless.optimize import (
+        BootstrapFewShot,
+        BootstrapFewShotWithRandomSearch,
+        LabeledFewShot,
+        MIPROv2,
+    )
+    from promptless.optimize.gepa import GEPA
 
     common: dict[str, Any] = {"max_lm_calls": args.max_calls, "max_cost": args.max_cost, "run_dir": args.run_dir,
                               "num_threads": threads, "progress": False if args.no_progress else None}
@@ -105,12 +98,12 @@ def build_optimizer(args: argparse.Namespace, metric: Any, *, prompt_model: Any 
     if args.optimizer == "gepa":
         budget: dict[str, Any] = ({"max_metric_calls": max_metric_calls} if max_metric_calls
                                   else {} if args.auto == "none" else {"auto": args.auto})
-        return pl.GEPA(metric, reflection_lm=prompt_model, **budget, **seed, **common)
+        return GEPA(metric, reflection_lm=prompt_model, **budget, **seed, **common)
     if max_metric_calls:
-        raise pl.ConfigurationError("--max-metric-calls applies to --optimizer gepa only")
+        raise ConfigurationError("--max-metric-calls applies to --optimizer gepa only")
     if args.optimizer == "mipro":
         auto = None if args.auto == "none" else args.auto
-        return pl.MIPROv2(
+        return MIPROv2(
             metric, prompt_model=prompt_model, auto=auto, num_candidates=args.num_candidates,
             num_trials=args.num_trials,
             max_bootstrapped_demos=4 if args.max_bootstrapped_demos is None else args.max_bootstrapped_demos,
@@ -121,20 +114,29 @@ def build_optimizer(args: argparse.Namespace, metric: Any, *, prompt_model: Any 
         "max_labeled_demos": 16 if args.max_labeled_demos is None else args.max_labeled_demos,
     }
     if args.optimizer == "bootstrap":
-        return pl.BootstrapFewShot(metric=metric, **demos, **common)
+        return BootstrapFewShot(metric=metric, **demos, **common)
     if args.optimizer == "random":
         n = 8 if args.num_candidates is None else args.num_candidates
-        return pl.BootstrapFewShotWithRandomSearch(metric, num_candidate_programs=n, **demos, **seed, **common)
+        return BootstrapFewShotWithRandomSearch(metric, num_candidate_programs=n, **demos, **seed, **common)
     k = 16 if args.max_labeled_demos is None else args.max_labeled_demos
-    return pl.LabeledFewShot(k=k, metric=metric, **seed, **common)
+    return LabeledFewShot(k=k, metric=metric, **seed, **common)
 
 
 def run_optimize(args: argparse.Namespace) -> int:
-    import promptless as pl
-    from promptless.cli.common import make_lm, normalize_model, read_examples
-    from promptless.cli.eval import _check_has_lm, _uses_local, infer_inputs, load_metric, load_program
+    from promptless.cli.common import (
+        TrialLog,
+        check_has_lm,
+        infer_inputs,
+        load_metric,
+        load_program,
+        make_lm,
+        normalize_model,
+        read_examples,
+        uses_local,
+    )
     from promptless.errors import ConfigurationError
     from promptless.modules import Module
+    from promptless.settings import context
 
     if args.prompt_model and args.optimizer not in ("mipro", "gepa"):
         raise ConfigurationError("--prompt-model applies to --optimizer mipro and gepa only (the others write no "
@@ -160,9 +162,9 @@ def run_optimize(args: argparse.Namespace) -> int:
     if model:
         settings["lm"] = make_lm(model, no_cache=args.no_cache)
     else:
-        _check_has_lm(program)
+        check_has_lm(program)
     prompt_model = make_lm(args.prompt_model, no_cache=args.no_cache) if args.prompt_model else None
-    local = getattr(settings.get("lm"), "provider", "") == "local" or _uses_local(program)
+    local = getattr(settings.get("lm"), "provider", "") == "local" or uses_local(program)
     threads = args.threads or (1 if local else 4)
 
     optimizer = build_optimizer(args, metric, prompt_model=prompt_model, threads=threads)
@@ -177,7 +179,7 @@ def run_optimize(args: argparse.Namespace) -> int:
           + (f", task model {model}" if model else "")
           + (f", prompt model {normalize_model(args.prompt_model)}" if args.prompt_model else ""), flush=True)
     try:
-        with pl.context(**settings):
+        with context(**settings):
             optimized = optimizer.compile(program, trainset=trainset, valset=valset)
     finally:
         if handler is not None:
@@ -210,4 +212,4 @@ def validation_failures(result: Any) -> str:
     return failure_lines([r["error"] for r in scored if r.get("error")], len(scored))
 
 
-__all__ = ["OPTIMIZERS", "TrialLog", "build_optimizer", "register", "run_optimize", "validation_failures"]
+__all__ = ["OPTIMIZERS", "build_optimizer", "register", "run_optimize", "validation_failures"]
