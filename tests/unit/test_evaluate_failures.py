@@ -27,7 +27,7 @@ from promptless.errors import (
     LMRateLimitError,
 )
 from promptless.evaluate import EvaluationResult, ParallelRunner, exact_match
-from promptless.evaluate.evaluate import error_kind
+from promptless.evaluate.result import error_kind
 from promptless.lm.retry import RetryPolicy
 
 

@@ -373,7 +373,7 @@ class TrialLog(logging.Handler):
 
 def failure_lines(errors: list[str], total: int) -> str:
     """``3 of 25 failed (2 ParseError, 1 LMTimeoutError); first error: ParseError: ...`` from error texts."""
-    from promptless.evaluate.evaluate import error_kind
+    from promptless.evaluate.result import error_kind
 
     if not errors:
         return ""

@@ -70,13 +70,14 @@ def _feedback_text(feedback: Any) -> str | None:
     return feedback if isinstance(feedback, str) else str(feedback)
 
 
-def to_score(value: Any, metric: Any = None) -> float:
+def to_score(value: Any, metric: Any = None, *, none_is_zero: bool = True) -> float:
     """A metric's return value as a float; ConfigurationError (naming the metric) when it is not a number.
-    A score with feedback (see ``split_feedback``) gives its score."""
+    A score with feedback (see ``split_feedback``) gives its score. None is 0.0 for the optimizers; ``Evaluate``
+    passes ``none_is_zero=False``, so that a metric that forgot its ``return`` shows up as a failed row."""
     raw, _ = split_feedback(value)
     if isinstance(raw, bool):
         return 1.0 if raw else 0.0
-    if raw is None:
+    if raw is None and none_is_zero:
         return 0.0
     try:
         return float(raw)

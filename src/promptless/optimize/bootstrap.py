@@ -96,7 +96,7 @@ def _all_teacher_calls_failed(errors: list[str]) -> None:
     """Raise: the teacher failed on every training example it ran, so there is nothing to learn from."""
     from collections import Counter
 
-    from ..evaluate.evaluate import error_kind
+    from ..evaluate.result import error_kind
 
     kinds = ", ".join(f"{n} {kind}" for kind, n in Counter(error_kind(e) for e in errors).most_common())
     first = errors[0].strip().splitlines()[0] if errors[0].strip() else ""
