@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._version import __version__
-from .adapters.parsing import MAX_DEPTH, load_json, to_jsonable, value_problem
 from .data import Example
 from .errors import PersistError, SignatureError
+from .values import MAX_DEPTH, load_json, to_jsonable, value_problem
 
 if TYPE_CHECKING:
     from .signature import Signature

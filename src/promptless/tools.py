@@ -270,7 +270,7 @@ def _as_kwargs(tool: Tool, args: Any) -> dict[str, Any]:
 def format_result(value: Any) -> str:
     if isinstance(value, str):
         return value
-    from .adapters.parsing import render_value
+    from .values import render_value
 
     return render_value(value)
 

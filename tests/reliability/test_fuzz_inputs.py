@@ -34,9 +34,9 @@ from pydantic import BaseModel
 import promptless as pl
 from promptless.adapters.chat import ChatAdapter
 from promptless.adapters.json import JSONAdapter
-from promptless.adapters.parsing import MAX_DEPTH
 from promptless.errors import ConfigurationError, ParseError, PersistError, SignatureError
 from promptless.lm.fake import ScriptedLM
+from promptless.values import MAX_DEPTH
 
 _EXAMPLES = int(os.environ.get("PROMPTLESS_FUZZ_EXAMPLES", "0") or 0)
 

@@ -20,10 +20,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, ParseError
+from ..values import render_value
 from .base import NOT_SUPPLIED, Adapter, LanguageModel, demo_shows_missing
 from .grammar import marker_grammar
 from .json import JSONAdapter
-from .parsing import coercer, literal_choices, render_value, short_type, type_note
+from .parsing import coercer, literal_choices, short_type, type_note
 from .protocol import COMPLETED, HEADER, field_spec, header, label_key
 
 if TYPE_CHECKING:

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParseError
+from ..values import render_value, to_jsonable
 from .base import NOT_SUPPLIED, Adapter, LanguageModel, demo_shows_missing
 from .grammar import json_grammar
-from .parsing import coerce, json_schema, parse_json_text, render_value, short_type, to_jsonable, type_note
+from .parsing import coerce, json_schema, parse_json_text, short_type, type_note
 from .protocol import field_spec
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ..adapters.parsing import to_jsonable
 from ..errors import ConfigurationError
+from ..values import to_jsonable
 
 Metric = Callable[..., Any]
 

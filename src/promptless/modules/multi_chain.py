@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..adapters.parsing import render_value
 from ..data import Prediction
 from ..errors import ConfigurationError
 from ..signature import InputField, OutputField, Signature, make_signature
+from ..values import render_value
 from .module import Module
 from .predict import Predict
 

@@ -9,11 +9,11 @@ from typing import Any
 
 from .. import settings
 from ..adapters.base import Adapter
-from ..adapters.parsing import value_problem
 from ..data import Example, Prediction
 from ..errors import ConfigurationError
 from ..lm.usage import track_usage
 from ..signature import Signature, make_signature
+from ..values import value_problem
 from .module import Predictor
 
 _SAMPLING_KEYS = ("temperature", "max_tokens", "n", "stop", "seed", "rollout_id")

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import settings
-from ..adapters.parsing import render_value
 from ..data import Prediction
+from ..values import render_value
 from .module import Module
 
 RewardFn = Callable[[dict[str, Any], Prediction], Any]

@@ -33,12 +33,13 @@ from typing import Any
 
 from .. import settings
 from ..adapters.chat import ChatAdapter
-from ..adapters.parsing import coercer, is_optional, literal_choices, render_value
+from ..adapters.parsing import coercer, is_optional, literal_choices
 from ..adapters.protocol import header
 from ..data import Prediction
 from ..errors import ConfigurationError, ScoringNotSupportedError
 from ..lm.usage import track_usage
 from ..signature import Signature
+from ..values import render_value
 from .predict import _SAMPLING_KEYS, Predict
 
 logger = logging.getLogger("promptless.classify")

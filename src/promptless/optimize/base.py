@@ -20,12 +20,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..adapters.parsing import to_jsonable
 from ..data import Example
 from ..errors import BudgetExceededError, ConfigurationError
 from ..evaluate.scoring import Metric, metric_name, short
 from ..lm.usage import track_usage
 from ..modules.module import Module
+from ..values import to_jsonable
 from .budget import Budget
 from .fingerprint import examples_fingerprint, program_fingerprint, prompt_fingerprint
 from .result import OptimizationResult

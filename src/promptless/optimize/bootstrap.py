@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import settings
-from ..adapters.parsing import to_jsonable
 from ..data import Example
 from ..errors import BudgetExceededError, ConfigurationError, PromptlessError
 from ..evaluate.scoring import Metric, call_metric, metric_name
 from ..modules.module import Module
+from ..values import to_jsonable
 from .base import Optimizer, score_candidate
 from .fewshot import labeled_demos
 from .fingerprint import example_key, program_fingerprint

@@ -34,12 +34,12 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from ..adapters.parsing import render_value, to_jsonable
 from ..data import Example, Prediction
 from ..errors import BudgetExceededError, ConfigurationError
 from ..evaluate.scoring import Metric, call_metric
 from ..modules.module import Module
 from ..modules.scored import Classify, ScoredPrediction, softmax
+from ..values import render_value, to_jsonable
 from .base import Optimizer
 from .budget import unwrap_lm
 from .fingerprint import example_key, program_fingerprint

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import settings
-from ..adapters.parsing import to_jsonable
 from ..data import Example
 from ..modules.module import Module
 from ..persist import dump_predictor
+from ..values import to_jsonable
 
 
 def _digest(obj: Any, n: int = 20) -> str:

@@ -55,12 +55,12 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..adapters.parsing import render_value
 from ..data import Example, Prediction
 from ..errors import BudgetExceededError, ConfigurationError, PromptlessError
 from ..evaluate.scoring import Metric, call_metric_for_predictor, takes_pred_name
 from ..modules.module import Module
 from ..signature import InputField, OutputField, Signature
+from ..values import render_value
 from .base import Optimizer
 from .fingerprint import program_fingerprint
 from .proposer import accept_instruction, clean_instruction, describe_step, shorten

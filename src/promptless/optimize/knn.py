@@ -39,7 +39,7 @@ logger = logging.getLogger("promptless.optimize")
 
 def input_text(values: Any, keys: Sequence[str]) -> str:
     """The text embedded for a set of inputs: one ``name: value`` line per input field, in ``keys`` order."""
-    from ..adapters.parsing import render_value
+    from ..values import render_value
 
     return "\n".join(f"{k}: {render_value(values[k])}" for k in keys if k in values)
 

@@ -258,7 +258,7 @@ def stats_summary(trainset: list[Example], program: Module) -> str:
 def mistakes_text(examples: list[Any], rows: list[dict[str, Any] | None], *, seed: int = 0, limit: int = 6) -> str:
     """How the program did on scored examples: right / wrong counts, how its answers are spread against the
     correct ones (for label-like outputs), and a few of its mistakes."""
-    from ..adapters.parsing import render_value
+    from ..values import render_value
 
     pairs = [(ex, row) for ex, row in zip(examples, rows, strict=True) if row is not None]
     if not pairs:
@@ -305,7 +305,7 @@ def _label_fields(predictor: Predictor) -> dict[str, list[Any]]:
 
 
 def _label_text(value: Any) -> str:
-    from ..adapters.parsing import render_value
+    from ..values import render_value
 
     return render_value(value).strip().casefold()
 
@@ -315,7 +315,7 @@ def label_guide(program: Module, trainset: list[Example], *, seed: int = 0, per_
     """Per predictor with a label output that the training examples have: one line per allowed label, with how
     many training examples have it and up to ``per_label`` of their (shortest-first among a seeded sample)
     inputs, cut to ``max_chars``. No LM call."""
-    from ..adapters.parsing import render_value
+    from ..values import render_value
 
     out: dict[str, str] = {}
     for pname, predictor in program.named_predictors():
@@ -356,7 +356,7 @@ def confusion_text(program: Module, examples: list[Any], rows: list[dict[str, An
     """For the program's label outputs: which labels its answers over- and under-use against the correct ones
     (by at least ``min_gap``), and its most common confusions (correct -> answered). "" when no output is a label
     or nothing was scored."""
-    from ..adapters.parsing import render_value
+    from ..values import render_value
 
     fields: dict[str, list[Any]] = {}
     for _, predictor in program.named_predictors():
@@ -405,7 +405,7 @@ def confusion_text(program: Module, examples: list[Any], rows: list[dict[str, An
 
 
 def format_examples(examples: list[Any], predictor: Predictor, limit: int = 3) -> str:
-    from ..adapters.parsing import render_value
+    from ..values import render_value
 
     names = list(predictor.signature.input_fields) + list(predictor.signature.output_fields)
     blocks = []
