@@ -360,3 +360,25 @@ def test_scripted_lm_scores_need_every_label():
     fixed = ContinuationScores(logprobs=[-1.0, -2.0], method="first-token", tokens=[1, 1])
     lm = pl.ScriptedLM(logprobs=lambda m, p, c: fixed)
     assert lm.score_continuations([{"role": "user", "content": "x"}], "", ["a", "b"]).method == "first-token"
+
+
+def test_a_server_that_refuses_logprobs_makes_the_label_by_generation():
+    from promptless.lm.openai import OpenAILM
+
+    reply = _openai_reply([("[[ ## category ## ]]\nWars and Conflicts\n\n[[ ## confidence ## ]]\n0.8\n\n"
+                            "[[ ## completed ## ]]", {})], with_logprobs=False)
+    seen: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.append(body)
+        if body.get("logprobs"):  # llama-cpp-python's server without logits_all
+            return httpx.Response(500, json={"error": {"message": "logprobs is not supported for models created "
+                                                                  "with logits_all=False"}})
+        return httpx.Response(200, json=reply)
+
+    lm = OpenAILM("m", base_url="http://127.0.0.1:9/v1", transport=httpx.MockTransport(handler), cache=False)
+    pred = Classify(ClassifyEvent, lm=lm)(event="Tet Offensive, 1968")
+    assert pred.category == "Wars and Conflicts"
+    assert pred.decided_by == "generation"
+    assert [bool(b.get("logprobs")) for b in seen] == [True, False]  # refused once, not retried, then generated

@@ -464,6 +464,13 @@ def score_openai(lm: Any, messages: list[Message], prefix: str, candidates: list
             response = lm.client.post(CHAT_PATH, json=body, timeout=lm.timeout)
         except httpx.TransportError as exc:
             raise lm._transport_error(exc) from None
+        if response.status_code >= 400 and "logprob" in response.text.lower():
+            # A server that cannot give log-probabilities (llama-cpp-python's, unless started with
+            # logits_all, answers 500): not a failure to retry, but a backend that cannot score.
+            raise ScoringNotSupportedError(
+                f"{lm.model}: the server refused a request for log-probabilities ({response.status_code}: "
+                f"{lm.redact(response.text[:300])}); it cannot score label values"
+            )
         reply = lm._parse(response)  # raises the right error for a non-2xx or malformed reply
         return response.json(), reply.usage
 

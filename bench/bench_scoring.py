@@ -1,0 +1,173 @@
+"""Label scoring and calibration on the historic-events task: zero-shot generation against pl.Classify.
+
+    python bench/bench_scoring.py                                   # qwen2.5-coder-1.5b, every row, dev and test
+    python bench/bench_scoring.py --model qwen2.5-coder-0.5b
+    python bench/bench_scoring.py --rows scored cf --splits dev     # some rows only
+    python bench/bench_scoring.py --redo                            # run finished rows again
+
+The protocol of docs/optimizers.md: the classifier ``ClassifyEvent`` (Literal category, float confidence),
+no demos, the default instruction; the first 60 examples of the train split are the only training data
+(the calibration fit); the dev split (100) and the test split (375, nothing was tuned on it) are scored.
+Greedy decoding. Rows:
+
+- ``generation``: ``pl.Predict`` as ``promptless demo`` runs it (free reply, parsed; the grammar only for a
+  reply that does not parse).
+- ``scored``: ``pl.Classify``: every label scored under the same prompt, the likeliest one chosen.
+- ``cf``: ``scored`` after ``pl.Calibrate(method="content_free")`` (3 calls: "N/A", "", "[MASK]").
+- ``fit``: ``scored`` after ``pl.Calibrate(method="fit")`` on the 60 training examples.
+- ``both``: ``scored`` after ``pl.Calibrate(method="both")`` (the default): content-free offsets, then the fit.
+- ``fit_scale``: ``fit`` with one scale factor fitted besides the offsets.
+
+Every row is merged into ``bench/results/scoring.json`` as soon as it finishes, so an interrupted run
+continues with the next row when started again. LM replies and label scores are cached in a file of this
+bench's own (``~/.cache/promptless/bench_scoring.sqlite3``): a row cut off half-way resumes without
+asking the model again, and the calibrated rows reuse the ``scored`` row's label scores (the offsets are
+applied after scoring, so they ask the model exactly what ``scored`` asked). ``lm_requests`` counts what an
+uncached run asks; ``seconds`` is the time spent in fresh model calls (a calibrated row's evaluation is the
+``scored`` row's time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results" / "scoring.json"
+CACHE = Path("~/.cache/promptless/bench_scoring.sqlite3").expanduser()
+N_TRAIN = 60
+ROWS = ("scored", "cf", "fit", "both", "fit_scale", "generation")
+METHODS = {"cf": {"method": "content_free"}, "fit": {"method": "fit"}, "both": {"method": "both"},
+           "fit_scale": {"method": "fit", "fit_scale": True}}
+
+
+def _load() -> dict[str, Any]:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def _machine() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        name = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
+    except OSError:
+        name = ""
+    return f"{name or platform.processor()}, {len(os.sched_getaffinity(0))} cores usable, Linux {platform.release()}"
+
+
+def _save(key: str, value: dict[str, Any], meta: dict[str, Any]) -> None:
+    data = _load()
+    data[key] = value
+    data.setdefault("_meta", {}).update(meta)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="qwen2.5-coder-1.5b")
+    ap.add_argument("--rows", nargs="*", default=list(ROWS), choices=ROWS)
+    ap.add_argument("--splits", nargs="*", default=["dev", "test"], choices=["dev", "test"])
+    ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads (1: the cores are shared)")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N examples of each split")
+    ap.add_argument("--redo", action="store_true")
+    args = ap.parse_args()
+
+    sys.path.insert(0, str(ROOT / "src"))
+    import promptless as pl
+    from promptless.evaluate import Evaluate
+    from promptless.lm.cache import Cache
+    from promptless.tasks import ClassifyEvent, category_match, load_events, make_classifier
+
+    meta = {"machine": _machine(), "python": platform.python_version(), "threads": args.threads,
+            "train": f"train[:{N_TRAIN}]", "protocol": "ClassifyEvent, zero-shot, greedy",
+            "note": "2 cores shared with other work while measuring: seconds are noisy"}
+    try:
+        import llama_cpp
+
+        meta["llama_cpp_python"] = llama_cpp.__version__
+    except ImportError:
+        pass
+    cache = Cache(CACHE)
+    lm = pl.LM(f"local/{args.model}", cache=cache, n_threads=args.threads)
+    t0 = time.perf_counter()
+    lm.load()
+    print(f"loaded {args.model} in {time.perf_counter() - t0:.1f} s ({args.threads} thread(s))", flush=True)
+    train = load_events("train")[:N_TRAIN]
+    splits = {s: load_events(s, args.limit) for s in args.splits}
+
+    def evaluate(program: Any, examples: list[Any]) -> dict[str, Any]:
+        with pl.track_usage() as usage:
+            result = Evaluate(devset=examples, metric=category_match, num_threads=1, display_progress=False,
+                              max_errors=len(examples))(program)
+        predicted = Counter(str(r.prediction.get("category")) if r.prediction is not None else "(error)"
+                            for r in result.rows)
+        correct_by_gold: Counter[str] = Counter()
+        gold = Counter(str(r.example.category) for r in result.rows)
+        decided: Counter[str] = Counter()
+        for r in result.rows:
+            if r.score:
+                correct_by_gold[str(r.example.category)] += 1
+            decided[str(getattr(r.prediction, "decided_by", None) or "generation")] += 1
+        total = usage.total
+        return {"accuracy": round(result.score, 2), "n": result.n, "correct": int(sum(result.scores)),
+                "errors": result.n_errors, "lm_requests": total.calls + total.cache_hits, "new_calls": total.calls,
+                "seconds": round(total.seconds, 1), "wall_seconds": round(result.seconds, 1),
+                "prompt_tokens": total.prompt_tokens, "completion_tokens": total.completion_tokens,
+                "predicted": dict(predicted.most_common()), "gold": dict(gold.most_common()),
+                "correct_by_gold": dict(correct_by_gold), "decided_by": dict(decided)}
+
+    done = _load()
+    calibrated: dict[str, Any] = {}
+    for split, examples in splits.items():
+        for row in args.rows:
+            key = f"{args.model}/{row}/{split}" + (f"/limit{args.limit}" if args.limit else "")
+            if key in done and not args.redo:
+                print(f"{key}: done already ({done[key]['eval']['accuracy']})", flush=True)
+                continue
+            print(f"== {key}", flush=True)
+            record: dict[str, Any] = {"row": row, "split": split, "model": args.model}
+            if row == "generation":
+                program: Any = make_classifier(lm=lm)
+            else:
+                program = pl.Classify(ClassifyEvent, lm=lm)
+                if row in METHODS:
+                    if row not in calibrated:
+                        t1 = time.perf_counter()
+                        with pl.track_usage() as usage:
+                            calibrated[row] = pl.Calibrate(category_match, progress=False, **METHODS[row]).compile(
+                                program, trainset=train)
+                        r = calibrated[row].optimization
+                        decision = r.candidates["calibration"]["self"]
+                        calibrated[row].calibrate_record = {
+                            "calls": usage.total.calls, "lm_requests": usage.total.calls + usage.total.cache_hits,
+                            "seconds": round(usage.total.seconds, 1),
+                            "wall_seconds": round(time.perf_counter() - t1, 1),
+                            "chosen": decision.get("chosen"), "lambda": decision.get("lambda"),
+                            "heldout_score": decision.get("heldout_score"),
+                            "uncalibrated_heldout_score": decision.get("uncalibrated_heldout_score"),
+                            "calibration": calibrated[row].calibration,
+                        }
+                    program = calibrated[row]
+                    record["calibrate"] = program.calibrate_record
+            record["eval"] = evaluate(program, examples)
+            _save(key, record, meta)
+            done = _load()
+            print(json.dumps({k: v for k, v in record["eval"].items()
+                              if k not in ("predicted", "gold", "correct_by_gold")}), flush=True)
+            if "calibrate" in record:
+                c = record["calibrate"]
+                print(f"   calibrate: {c['lm_requests']} requests, chosen {c['chosen']} (lambda {c['lambda']}), "
+                      f"held-out {c['uncalibrated_heldout_score']} -> {c['heldout_score']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

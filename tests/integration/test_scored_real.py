@@ -1,0 +1,85 @@
+"""pl.Classify with real models: the embedded smollm2-135m, and llama.cpp's OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import promptless as pl
+from promptless.tasks import Category, ClassifyEvent
+
+pytestmark = pytest.mark.integration
+
+LABELS = list(Category.__args__)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def local_lm(smollm2_path):
+    return pl.LM("local/smollm2-135m", cache=False)
+
+
+def test_every_label_gets_a_finite_score_and_the_probabilities_sum_to_one(local_lm):
+    clf = pl.Classify(ClassifyEvent, lm=local_lm)
+    pred = clf(event="Battle of Hastings won by William the Conqueror and the Normans, 1066")
+    assert pred.decided_by == "scores"
+    assert pred.category in LABELS
+    assert set(pred.label_logprobs) == set(LABELS)
+    assert all(math.isfinite(v) and v < 0 for v in pred.label_logprobs.values())
+    assert math.isclose(sum(pred.label_probs.values()), 1.0, rel_tol=1e-9)
+    assert pred.confidence == pytest.approx(max(pred.label_probs.values()))
+    assert all(n >= 2 for n in pred.scoring["tokens"].values())  # every token of each label (and its end)
+    # a generation after scoring still works on the same context
+    assert local_lm("Say hi").__len__() == 1
+
+
+def test_scores_match_evaluating_the_whole_text_at_once(local_lm):
+    import numpy as np
+    from llama_cpp import Llama
+
+    from promptless.lm.logprobs import chat_prompt
+
+    adapter = pl.ChatAdapter()
+    messages = adapter.format(ClassifyEvent, [], {"event": "First Rose Bowl; Michigan 49 - Stanford 0, 1902"})
+    prefix = "[[ ## category ## ]]\n"
+    cands = ["Sports and Entertainment\n\n", "Wars and Conflicts\n\n", "Economic Events\n\n"]
+    local_lm("warm the context with another prompt")  # scoring must not depend on what the context held
+    got = local_lm.score_continuations(messages, prefix, cands)
+    text, add_bos = chat_prompt(local_lm.load(), messages)
+    ref = Llama(model_path=str(local_lm.path), n_ctx=2048, logits_all=True, n_threads=2, verbose=False)
+    try:
+        prompt = ref.tokenize((text + prefix).encode(), add_bos=add_bos, special=True)
+        for cand, value in zip(cands, got.logprobs, strict=True):
+            seq = ref.tokenize((text + prefix + cand).encode(), add_bos=add_bos, special=True)
+            ref.reset()
+            ref.eval(seq)
+            total = 0.0
+            for i in range(len(prompt), len(seq)):
+                row = np.asarray(ref.scores[i - 1], dtype=np.float64)
+                total += row[seq[i]] - row.max() - math.log(np.exp(row - row.max()).sum())
+            assert value == pytest.approx(total, abs=1e-3)
+    finally:
+        ref.close()
+
+
+def test_calibration_round_trips_with_the_real_model(local_lm, tmp_path):
+    from promptless.tasks import category_match, load_events
+
+    train = load_events("train")[:6]
+    better = pl.Calibrate(category_match, method="content_free", progress=False).compile(
+        pl.Classify(ClassifyEvent, lm=local_lm), trainset=train)
+    assert better.optimization.calls == 3
+    assert set(better.offsets) == set(LABELS)
+    path = better.save(tmp_path / "calibrated.json")
+    fresh = pl.Classify(ClassifyEvent, lm=local_lm).load(path)
+    event = train[0].event
+    assert fresh(event=event).label_probs == pytest.approx(better(event=event).label_probs)
+
+
+def test_openai_compatible_server_scores_or_says_it_generated(llama_server, llama_server_model):
+    lm = pl.LM(f"openai/{llama_server_model}", base_url=llama_server, cache=False)
+    pred = pl.Classify(ClassifyEvent, lm=lm)(event="Battle of Hastings won by William the Conqueror, 1066")
+    assert pred.category in LABELS
+    assert pred.decided_by in ("first-token", "generation")
+    if pred.decided_by == "first-token":
+        assert math.isclose(sum(pred.label_probs.values()), 1.0, rel_tol=1e-9)
