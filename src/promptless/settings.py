@@ -16,13 +16,24 @@ from typing import Any
 
 from .errors import ConfigurationError
 
-_KEYS = ("lm", "adapter", "trace", "max_history", "callbacks")
+_KEYS = ("lm", "adapter", "trace")
 
-_defaults: dict[str, Any] = {"lm": None, "adapter": None, "trace": None, "max_history": 200, "callbacks": ()}
+_defaults: dict[str, Any] = {"lm": None, "adapter": None, "trace": None}
 _overrides: ContextVar[dict[str, Any] | None] = ContextVar("promptless_overrides", default=None)
+
+# Settings DSPy has that promptless does not support yet, and what to use meanwhile. Refused rather than taken
+# and ignored: a setting that is accepted and does nothing is worse than an error.
+_NOT_YET = {
+    "callbacks": "callbacks are not supported yet: promptless calls no callback hooks. To watch LM calls use "
+                 "pl.track_usage(), lm.history or pl.inspect_history(); to see each step of a program, "
+                 "pl.context(trace=[])",
+}
 
 
 def _check(kwargs: dict[str, Any]) -> None:
+    for key in kwargs:
+        if key in _NOT_YET:
+            raise ConfigurationError(_NOT_YET[key])
     unknown = sorted(set(kwargs) - set(_KEYS))
     if unknown:
         raise ConfigurationError(

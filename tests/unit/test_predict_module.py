@@ -195,3 +195,13 @@ def test_lm_factory_errors():
         pl.LM("gpt-4o")
     with pytest.raises(ConfigurationError, match="unknown provider"):
         pl.LM("nosuch/model")
+
+
+def test_optimization_is_a_declared_attribute_set_by_compile():
+    program = pl.Predict("q -> a", lm=pl.ScriptedLM(["[[ ## a ## ]]\nx"]))
+    assert program.optimization is None and pl.Module().optimization is None
+    trainset = [pl.Example(q=str(i), a="x").with_inputs("q") for i in range(3)]
+    optimizer = pl.LabeledFewShot(k=2)
+    better = optimizer.compile(program, trainset=trainset)
+    assert isinstance(better.optimization, pl.OptimizationResult) and better.optimization is optimizer.result
+    assert program.optimization is None  # the student is left as it was

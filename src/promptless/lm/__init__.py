@@ -39,7 +39,8 @@ LITELLM_PROVIDERS = frozenset({
 
 # DSPy ``dspy.LM`` options that promptless does not take, and what to do instead.
 _DSPY_ONLY = {
-    "callbacks": "promptless takes callbacks as a setting: pl.configure(callbacks=[...]) or pl.context(callbacks=[...])",
+    "callbacks": "callbacks are not supported yet, neither here nor as pl.configure(callbacks=...); "
+                 "pl.track_usage(), lm.history and pl.inspect_history() show the calls made",
     "provider": "the provider is the model string's prefix ('openai/...', 'local/...', 'litellm/...')",
     "finetuning_model": "promptless does not fine-tune models",
     "launch_kwargs": "promptless does not launch or fine-tune models",

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 class Module:
     """Base class of programs: ``__call__`` runs ``forward``; ``acall`` runs ``aforward`` (or ``forward`` in a thread)."""
 
+    #: The record of the optimizer run that made this program (an ``OptimizationResult``: trials, scores, the
+    #: evidence for the pick), set on the program an optimizer's ``compile`` returns; None on any other program.
+    optimization: Any = None
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define forward(self, ...)")
 

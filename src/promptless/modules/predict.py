@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .. import settings
@@ -18,6 +19,20 @@ from .module import Predictor
 
 _SAMPLING_KEYS = ("temperature", "max_tokens", "n", "stop", "seed", "rollout_id")
 _default_adapter: Adapter | None = None
+
+
+@dataclass
+class PreparedCall:
+    """What one call of a predictor runs with, once its arguments are read and checked (``Predict._prepare``):
+    the LM and adapter in effect, the signature and demos (the predictor's own unless the call overrides them),
+    the merged sampling config, and the input values."""
+
+    lm: Any
+    adapter: Adapter
+    signature: type[Signature]
+    demos: list[Any]
+    config: dict[str, Any]
+    inputs: dict[str, Any]
 
 
 def default_adapter() -> Adapter:
@@ -72,7 +87,7 @@ class Predict(Predictor):
         return new
 
     # -- calling --------------------------------------------------------------------
-    def _prepare(self, kwargs: dict[str, Any]) -> tuple[Any, Any, type[Signature], list[Any], dict[str, Any], dict[str, Any]]:
+    def _prepare(self, kwargs: dict[str, Any]) -> PreparedCall:
         signature = kwargs.pop("signature", None) or self.signature
         demos = kwargs.pop("demos", None)
         if demos is None:
@@ -104,7 +119,7 @@ class Predict(Predictor):
                         f"{type(self).__name__}({signature.signature_string()}): input {name!r} cannot be "
                         f"written into a prompt: {problem}"
                     )
-        return lm, adapter, signature, demos, config, kwargs
+        return PreparedCall(lm=lm, adapter=adapter, signature=signature, demos=demos, config=config, inputs=kwargs)
 
     def _finish(self, completions: list[dict[str, Any]], inputs: dict[str, Any], usage: Any) -> Prediction:
         pred = Prediction.from_completions(completions)
@@ -115,10 +130,10 @@ class Predict(Predictor):
         return pred
 
     def forward(self, **kwargs: Any) -> Prediction:
-        lm, adapter, signature, demos, config, inputs = self._prepare(kwargs)
+        call = self._prepare(kwargs)
         with track_usage() as usage:
-            completions = adapter(lm, signature, demos, inputs, **config)
-        return self._finish(completions, inputs, usage.total)
+            completions = call.adapter(call.lm, call.signature, call.demos, call.inputs, **call.config)
+        return self._finish(completions, call.inputs, usage.total)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Prediction:
         if args:
@@ -129,10 +144,10 @@ class Predict(Predictor):
         return self.forward(**kwargs)
 
     async def aforward(self, **kwargs: Any) -> Prediction:
-        lm, adapter, signature, demos, config, inputs = self._prepare(kwargs)
+        call = self._prepare(kwargs)
         with track_usage() as usage:
-            completions = await adapter.acall(lm, signature, demos, inputs, **config)
-        return self._finish(completions, inputs, usage.total)
+            completions = await call.adapter.acall(call.lm, call.signature, call.demos, call.inputs, **call.config)
+        return self._finish(completions, call.inputs, usage.total)
 
     async def acall(self, *args: Any, **kwargs: Any) -> Prediction:
         if args:

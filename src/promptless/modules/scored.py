@@ -247,13 +247,14 @@ class Classify(Predict):
 
     # -- calling ------------------------------------------------------------------------------------------
     def forward(self, **kwargs: Any) -> Prediction:
-        lm, adapter, signature, demos, config, inputs = self._prepare(kwargs)
+        call = self._prepare(kwargs)
         with track_usage() as usage:
-            pred = self._decide(lm, adapter, signature, demos, inputs, config, self.calibration or {})
+            pred = self._decide(call.lm, call.adapter, call.signature, call.demos, call.inputs, call.config,
+                                self.calibration or {})
         pred.set_usage(usage.total)
         trace = settings.get("trace")
         if trace is not None:
-            trace.append((self, inputs, pred))
+            trace.append((self, call.inputs, pred))
         return pred
 
     async def aforward(self, **kwargs: Any) -> Prediction:

@@ -144,7 +144,7 @@ class Optimizer:
             result = self._build_result(run, student, program, val, tracker)
         finally:
             run.store.close()
-        program.optimization = result  # type: ignore[attr-defined]
+        program.optimization = result
         self.result = result
         return program
 
