@@ -71,6 +71,12 @@ def OutputField(*, desc: str = "", prefix: str | None = None, **_ignored: Any) -
     return _FieldMarker("output", desc, prefix)
 
 
+def field_dict(fields: collections.abc.Iterable[Field]) -> dict[str, tuple[Any, Any]]:
+    """Fields in ``make_signature``'s dict form, ``{name: (type, InputField(...) or OutputField(...))}``: for
+    building a new signature from some of another's fields (ReAct's and ProgramOfThought's inner steps)."""
+    return {f.name: (f.annotation, _FieldMarker(f.kind, f.desc, f.prefix)) for f in fields}
+
+
 def type_name(annotation: Any) -> str:
     """A short readable name of a type annotation: ``list[str]``, ``Literal['a', 'b']``."""
     if annotation is str:

@@ -10,25 +10,12 @@ The data set is loaded lazily (``load_events``), never on import.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from .data import Example
+from .datasets import Category
 from .modules.predict import Predict
 from .signature import InputField, OutputField, Signature
-
-Category = Literal[
-    "Wars and Conflicts",
-    "Politics and Governance",
-    "Science and Innovation",
-    "Cultural and Artistic Movements",
-    "Exploration and Discovery",
-    "Economic Events",
-    "Social Movements",
-    "Man-Made Disasters and Accidents",
-    "Natural Disasters and Climate",
-    "Sports and Entertainment",
-    "Famous Personalities and Achievements",
-]
 
 
 class ClassifyEvent(Signature):

@@ -1,31 +1,16 @@
 from __future__ import annotations
 
-from typing import Literal
-
 import pytest
 
 import promptless as pl
-
-CATEGORY = Literal[
-    "Wars and Conflicts",
-    "Politics and Governance",
-    "Science and Innovation",
-    "Cultural and Artistic Movements",
-    "Exploration and Discovery",
-    "Economic Events",
-    "Social Movements",
-    "Man-Made Disasters and Accidents",
-    "Natural Disasters and Climate",
-    "Sports and Entertainment",
-    "Famous Personalities and Achievements",
-]
+from promptless.datasets import Category
 
 
 class ClassifyEvent(pl.Signature):
     """Classify historic events."""
 
     event: str = pl.InputField()
-    category: CATEGORY = pl.OutputField()
+    category: Category = pl.OutputField()
     confidence: float = pl.OutputField()
 
 

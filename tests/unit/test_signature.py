@@ -149,3 +149,20 @@ def test_edits_return_new_signatures():
 def test_signature_string_round_trip():
     spec = "context: list[str], question -> answer, confidence: float"
     assert pl.Signature(spec).signature_string() == spec
+
+
+def test_field_dict_rebuilds_a_signature_from_some_of_its_fields():
+
+    from promptless.signature import field_dict
+
+    class Src(pl.Signature):
+        """Classify."""
+
+        text: str = pl.InputField(desc="the text", prefix="Text:")
+        label: Literal["a", "b"] = pl.OutputField(desc="one label")
+
+    rebuilt = pl.make_signature(field_dict(Src.fields.values()), "Again.")
+    assert [(f.name, f.kind, f.annotation, f.desc, f.prefix) for f in rebuilt.fields.values()] == [
+        (f.name, f.kind, f.annotation, f.desc, f.prefix) for f in Src.fields.values()]
+    only_inputs = pl.make_signature({**field_dict(Src.input_fields.values()), "n": (int, pl.OutputField())})
+    assert list(only_inputs.input_fields) == ["text"] and list(only_inputs.output_fields) == ["n"]

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 if TYPE_CHECKING:
     from promptless.data import Example
 
-__all__ = ["CATEGORIES", "SPLITS", "historic_events"]
+__all__ = ["CATEGORIES", "SPLITS", "Category", "historic_events"]
 
-CATEGORIES: tuple[str, ...] = (
+#: The eleven categories of ``historic_events``, as the type of a label field (``tasks.ClassifyEvent`` uses it).
+Category = Literal[
     "Wars and Conflicts",
     "Politics and Governance",
     "Science and Innovation",
@@ -31,7 +32,10 @@ CATEGORIES: tuple[str, ...] = (
     "Natural Disasters and Climate",
     "Sports and Entertainment",
     "Famous Personalities and Achievements",
-)
+]
+
+#: The same categories, in order, as a tuple of strings.
+CATEGORIES: tuple[str, ...] = get_args(Category)
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 

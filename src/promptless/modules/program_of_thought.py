@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..data import Prediction
 from ..errors import ParseError
 from ..lm.usage import track_usage
-from ..signature import Field, InputField, OutputField, Signature, make_signature
+from ..signature import InputField, OutputField, Signature, field_dict, make_signature
 from .chain_of_thought import ChainOfThought
 from .module import Module
 
@@ -47,10 +47,6 @@ def extract_code(text: str) -> str:
         stripped = stripped.split("\n", 1)[1] if "\n" in stripped else ""
     return stripped.strip("`").strip()
 
-
-def _fields(fields: list[Field], kind: str) -> dict[str, Any]:
-    marker = InputField if kind == "input" else OutputField
-    return {f.name: (f.annotation, marker(desc=f.desc, prefix=f.prefix)) for f in fields}
 
 
 class ProgramOfThought(Module):
@@ -82,13 +78,13 @@ class ProgramOfThought(Module):
         code_out = {"generated_code": (str, OutputField(desc=CODE_DESC))}
         task = sig.instructions.strip()
         self.generate = ChainOfThought(make_signature(
-            {**_fields(ins, "input"), **code_out},
+            {**field_dict(ins), **code_out},
             f"{task}\n\nWrite Python code that computes what is needed to produce {names_out} from {names_in}. "
             "It will be run and you will see what it prints.",
             name=f"{sig.__name__}Code",
         ))
         self.regenerate = ChainOfThought(make_signature(
-            {**_fields(ins, "input"),
+            {**field_dict(ins),
              "previous_code": (str, InputField(desc="the code that failed")),
              "error": (str, InputField(desc="what went wrong when it ran")),
              **code_out},
@@ -97,10 +93,10 @@ class ProgramOfThought(Module):
             name=f"{sig.__name__}Fix",
         ))
         self.answer = ChainOfThought(make_signature(
-            {**_fields(ins, "input"),
+            {**field_dict(ins),
              "final_generated_code": (str, InputField(desc="the code that was run")),
              "code_output": (str, InputField(desc="what the code printed, or its error")),
-             **_fields(outs, "output")},
+             **field_dict(outs)},
             f"{task}\n\nGiven the code that was run and its output, produce {names_out}.",
             name=f"{sig.__name__}Answer",
         ))

@@ -22,13 +22,13 @@ step is in ``pl.inspect_history``.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from ..data import Prediction
 from ..errors import ConfigurationError, ContextWindowError, ParseError
 from ..lm.usage import track_usage
-from ..signature import Field, InputField, OutputField, Signature, make_signature
+from ..signature import InputField, OutputField, Signature, field_dict, make_signature
 from ..tools import Tool, as_tool
 from .chain_of_thought import ChainOfThought
 from .module import Module
@@ -37,10 +37,6 @@ from .predict import Predict
 FINISH = "finish"
 _NO_STEPS = "(no steps yet)"
 
-
-def _fields(fields: Iterable[Field], kind: str) -> dict[str, Any]:
-    marker = InputField if kind == "input" else OutputField
-    return {f.name: (f.annotation, marker(desc=f.desc, prefix=f.prefix)) for f in fields}
 
 
 class ReAct(Module):
@@ -69,9 +65,9 @@ class ReAct(Module):
         self.tools: dict[str, Tool] = {t.name: t for t in tool_list}
         self.react = Predict(self._step_signature())
         extract = make_signature(
-            {**_fields(self.signature.input_fields.values(), "input"),
+            {**field_dict(self.signature.input_fields.values()),
              "trajectory": (str, InputField(desc="the steps taken so far and what they returned")),
-             **_fields(self.signature.output_fields.values(), "output")},
+             **field_dict(self.signature.output_fields.values())},
             self.signature.instructions,
             name=f"{self.signature.__name__}Extract",
         )
@@ -101,7 +97,7 @@ class ReAct(Module):
         )
         choices = Literal.__getitem__((*self.tools, FINISH))  # type: ignore[attr-defined]
         fields = {
-            **_fields(sig.input_fields.values(), "input"),
+            **field_dict(sig.input_fields.values()),
             "trajectory": (str, InputField(desc="the steps taken so far and what they returned")),
             "next_thought": (str, OutputField()),
             "next_tool_name": (choices, OutputField()),
