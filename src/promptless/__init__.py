@@ -1,9 +1,20 @@
-"""promptless: programming, not prompting, language models."""
+"""promptless: programming, not prompting, language models.
+
+``import promptless`` loads the core: signatures, modules, LMs, adapters and settings. The optimizers,
+evaluation, tools, retrieval and embeddings load the first time one of their names is used (``pl.MIPROv2``,
+``pl.Evaluate``, ``pl.evaluate.exact_match``), through the module ``__getattr__`` below, so the import stays
+light as the package grows (tests/unit/test_import.py holds it to that).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter
 from .data import Example, Prediction
-from .embeddings import Embedder
 from .errors import (
     BudgetExceededError,
     ConfigurationError,
@@ -12,10 +23,10 @@ from .errors import (
     ParseError,
     PersistError,
     PromptlessError,
+    ScoringNotSupportedError,
     SignatureError,
     ToolError,
 )
-from .evaluate import Evaluate, EvaluationResult
 from .history import History
 from .lm import LM, BaseLM, ScriptedLM
 from .lm.calllog import inspect_history
@@ -23,6 +34,7 @@ from .lm.usage import track_usage
 from .modules import (
     BestOfN,
     ChainOfThought,
+    Classify,
     Module,
     MultiChainComparison,
     Parallel,
@@ -31,19 +43,59 @@ from .modules import (
     ReAct,
     Refine,
 )
-from .optimize import (
-    BootstrapFewShot,
-    BootstrapFewShotWithRandomSearch,
-    LabeledFewShot,
-    MIPROv2,
-    OptimizationResult,
-)
-from .retrieve import Retriever
 from .settings import configure, context
 from .signature import InputField, OutputField, Signature, make_signature
-from .tools import Tool
+
+# Public names loaded on first use: name -> the module that defines it.
+_LAZY = {
+    "BootstrapFewShot": "promptless.optimize",
+    "BootstrapFewShotWithRandomSearch": "promptless.optimize",
+    "LabeledFewShot": "promptless.optimize",
+    "MIPROv2": "promptless.optimize",
+    "OptimizationResult": "promptless.optimize",
+    "GEPA": "promptless.optimize.gepa",
+    "Calibrate": "promptless.optimize.calibrate",
+    "Evaluate": "promptless.evaluate",
+    "EvaluationResult": "promptless.evaluate",
+    "Tool": "promptless.tools",
+    "Retriever": "promptless.retrieve",
+    "Embedder": "promptless.embeddings",
+}
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from .embeddings import Embedder
+    from .evaluate import Evaluate, EvaluationResult
+    from .optimize import (
+        BootstrapFewShot,
+        BootstrapFewShotWithRandomSearch,
+        LabeledFewShot,
+        MIPROv2,
+        OptimizationResult,
+    )
+    from .optimize.calibrate import Calibrate
+    from .optimize.gepa import GEPA
+    from .retrieve import Retriever
+    from .tools import Tool
+
+
+def __getattr__(name: str) -> Any:
+    """A lazy public name (imported now, then kept), or a sub-package used as an attribute (``pl.evaluate``)."""
+    where = _LAZY.get(name)
+    if where is not None:
+        value = getattr(importlib.import_module(where), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
+    "GEPA",
     "LM",
     "Adapter",
     "BaseLM",
@@ -51,8 +103,10 @@ __all__ = [
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
     "BudgetExceededError",
+    "Calibrate",
     "ChainOfThought",
     "ChatAdapter",
+    "Classify",
     "ConfigurationError",
     "Embedder",
     "Evaluate",
@@ -79,6 +133,7 @@ __all__ = [
     "ReAct",
     "Refine",
     "Retriever",
+    "ScoringNotSupportedError",
     "ScriptedLM",
     "Signature",
     "SignatureError",
@@ -90,15 +145,3 @@ __all__ = [
     "make_signature",
     "track_usage",
 ]
-
-# Label scoring and calibration for small models (docs/optimizers.md, "Label scoring and calibration").
-from .errors import ScoringNotSupportedError
-from .modules.scored import Classify
-from .optimize.calibrate import Calibrate
-
-__all__ += ["Calibrate", "Classify", "ScoringNotSupportedError"]
-
-# Reflective prompt evolution (docs/optimizers.md, "GEPA").
-from .optimize.gepa import GEPA  # noqa: E402
-
-__all__ += ["GEPA"]

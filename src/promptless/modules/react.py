@@ -23,20 +23,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..data import Prediction
 from ..errors import ConfigurationError, ContextWindowError, ParseError
 from ..lm.usage import track_usage
 from ..signature import InputField, OutputField, Signature, field_dict, make_signature
-from ..tools import Tool, as_tool
 from .chain_of_thought import ChainOfThought
 from .module import Module
 from .predict import Predict
 
+if TYPE_CHECKING:
+    from ..tools import Tool
+
 FINISH = "finish"
 _NO_STEPS = "(no steps yet)"
-
 
 
 class ReAct(Module):
@@ -55,6 +56,8 @@ class ReAct(Module):
         self.signature = make_signature(signature)
         self.max_iters = int(max_iters)
         self.max_observation_chars = int(max_observation_chars)
+        from ..tools import as_tool  # on first use: import promptless does not load the tools
+
         tool_list = [as_tool(t) for t in tools]
         names = [t.name for t in tool_list]
         dupes = sorted({n for n in names if names.count(n) > 1})
