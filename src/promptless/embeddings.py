@@ -31,14 +31,8 @@ from typing import Any
 
 from .errors import (
     ConfigurationError,
-    LMAuthenticationError,
-    LMBadRequestError,
     LMConnectionError,
-    LMError,
-    LMNotFoundError,
-    LMRateLimitError,
     LMResponseError,
-    LMServerError,
     LMTimeoutError,
 )
 
@@ -99,14 +93,11 @@ class Embedder:
     # -- the OpenAI-compatible server -------------------------------------------------
     def _init_remote(self, base_url: str | None, api_key: str | None, timeout: float, retry: Any,
                      transport: Any) -> None:
-        from .lm.openai import DEFAULT_BASE_URL, _display_url, _Secret
+        from .lm._http import Secret, base_url_from
         from .lm.retry import RetryPolicy
 
-        base = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-        if not base.startswith(("http://", "https://")):
-            raise ConfigurationError(f"base_url must start with http:// or https://, got {_display_url(base)!r}")
-        self.base_url = base.rstrip("/")
-        self._key = _Secret(api_key if api_key is not None else os.environ.get("OPENAI_API_KEY"))
+        self.base_url = base_url_from(base_url)
+        self._key = Secret(api_key if api_key is not None else os.environ.get("OPENAI_API_KEY"))
         self.timeout = float(timeout)
         self.retry = RetryPolicy() if retry is True else (retry or RetryPolicy.never())
         self._transport = transport
@@ -116,30 +107,32 @@ class Embedder:
         if self._client is None:
             import httpx
 
-            headers = {"Content-Type": "application/json"}
-            if self._key:
-                headers["Authorization"] = f"Bearer {self._key.value}"
-            self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=self.timeout,
+            from .lm._http import auth_headers
+
+            self._client = httpx.Client(base_url=self.base_url, headers=auth_headers(self._key), timeout=self.timeout,
                                         transport=self._transport)
         return self._client
 
     def _where(self) -> str:
-        from .lm.openai import _display_url
+        from .lm._http import EMBEDDINGS_PATH, display_url
 
-        return f"POST {_display_url(self.base_url + '/embeddings')}"
+        return f"POST {display_url(self.base_url + EMBEDDINGS_PATH)}"
 
     def _redact(self, text: str) -> str:
-        key = getattr(self, "_key", None)
-        return text.replace(key.value, "***") if key and key.value else text
+        from .lm._http import redact
+
+        return redact(text, getattr(self, "_key", None))
 
     def _remote_once(self, texts: list[str]) -> list[Vector]:
         import httpx
+
+        from .lm._http import EMBEDDINGS_PATH, status_error
 
         body: dict[str, Any] = {"model": self.model, "input": texts}
         if self.dimensions is not None:
             body["dimensions"] = self.dimensions
         try:
-            response = self._http().post("/embeddings", json=body)
+            response = self._http().post(EMBEDDINGS_PATH, json=body)
         except httpx.TimeoutException as exc:
             raise LMTimeoutError(f"no reply within {self.timeout:g} s from {self._where()} ({type(exc).__name__}); "
                                  "raise timeout=...", model=self.model) from None
@@ -149,7 +142,11 @@ class Embedder:
                                     model=self.model) from None
         status = response.status_code
         if not 200 <= status < 300:
-            raise self._status_error(response)
+            raise status_error(
+                response, where=self._where(), model=self.model, what="embedding model", key=self._key,
+                base_url=self.base_url, too_long="A text is longer than the model takes: send shorter texts.",
+                rate_limited="lower batch_size or wait",
+            )
         try:
             data = response.json()
             rows = sorted(data["data"], key=lambda r: r.get("index", 0))
@@ -161,26 +158,6 @@ class Embedder:
             raise LMResponseError(f"{self._where()} returned {len(vectors)} vectors for {len(texts)} texts",
                                   status=status, model=self.model)
         return vectors
-
-    def _status_error(self, response: Any) -> LMError:
-        from .lm.openai import _server_message
-
-        status = response.status_code
-        msg, _ = _server_message(response)
-        base = f"{status} from {self._where()} for embedding model {self.model!r}: {self._redact(msg) or 'no message'}"
-        kw: dict[str, Any] = {"status": status, "model": self.model}
-        if status in (401, 403):
-            return LMAuthenticationError(base + ". Set OPENAI_API_KEY or pass api_key=...", **kw)
-        if status == 404:
-            return LMNotFoundError(base + ". Check the model name and that base_url is the API root (often .../v1)",
-                                   **kw)
-        if status == 429:
-            return LMRateLimitError(base + ". Rate limited; lower batch_size or wait.", **kw)
-        if status == 408:
-            return LMTimeoutError(base, **kw)
-        if status >= 500 or status == 409:
-            return LMServerError(base + ". The server failed; this is usually temporary.", **kw)
-        return LMBadRequestError(base, **kw)
 
     # -- the local model -------------------------------------------------------------
     def _local_model(self) -> Any:

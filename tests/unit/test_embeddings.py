@@ -126,3 +126,31 @@ def test_wordpiece_tokenizer(tmp_path):
     assert [vocab[i] for i in ids] == ["[CLS]", "the", "battle", "of", "has", "##ting", "##s", ",", "cafe", "東",
                                        "[UNK]", "[SEP]"]
     assert len(wp.ids("the " * 1000)) == 256 and wp.ids("")[-1] == 3
+
+
+def _call(client):
+    return client(["x"]) if isinstance(client, pl.Embedder) else client("x")
+
+
+@pytest.mark.parametrize("kind", ["embedder", "chat"])
+def test_the_embedder_maps_errors_as_the_chat_client_does(kind):
+    """One status -> error mapping (lm/_http.py) for both clients: Retry-After, quota, context, no key in text."""
+    from promptless.errors import ContextWindowError, LMRateLimitError
+    from promptless.lm.openai import OpenAILM
+
+    def make(status, body, headers=None):
+        transport = httpx.MockTransport(lambda request: httpx.Response(status, json=body, headers=headers or {}))
+        if kind == "embedder":
+            return pl.Embedder("openai/m", base_url="http://127.0.0.1:9/v1", api_key="sk-secret", retry=False,
+                               transport=transport)
+        return OpenAILM("m", base_url="http://127.0.0.1:9/v1", api_key="sk-secret", retry=False, transport=transport)
+
+    with pytest.raises(LMRateLimitError) as info:
+        _call(make(429, {"error": {"message": "slow down, sk-secret", "code": "rate_limit_exceeded"}},
+                   {"retry-after": "7"}))
+    assert info.value.retry_after == 7.0 and info.value.retryable and "sk-secret" not in str(info.value)
+    with pytest.raises(LMRateLimitError) as info:
+        _call(make(429, {"error": {"message": "You exceeded your current quota", "code": "insufficient_quota"}}))
+    assert not info.value.retryable
+    with pytest.raises(ContextWindowError, match="maximum context length"):
+        _call(make(400, {"error": {"message": "This model's maximum context length is 8192 tokens"}}))

@@ -40,37 +40,33 @@ import threading
 import time
 import weakref
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpcore
 import httpx
 
 from ..errors import (
     ConfigurationError,
-    ContextWindowError,
-    LMAuthenticationError,
-    LMBadRequestError,
     LMConnectionError,
     LMError,
-    LMNotFoundError,
-    LMRateLimitError,
     LMResponseError,
-    LMServerError,
     LMTimeoutError,
 )
 from ..types import LMRequest, LMResponse, Usage
-from ._http import CHAT_PATH
-from .base import BaseLM
-from .retry import RetryPolicy, parse_retry_after
-
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-
-_CONTEXT_RE = re.compile(
-    r"context[ _]length|maximum context|context window|context size|too many tokens|context_length_exceeded|"
-    r"prompt is too long",
-    re.IGNORECASE,
+from ._http import (
+    CHAT_PATH,
+    CONTEXT_RE,
+    DEFAULT_BASE_URL,
+    Secret,
+    auth_headers,
+    base_url_from,
+    display_url,
+    redact,
+    server_message,
+    server_param,
+    status_error,
 )
-_BEARER_RE = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
+from .base import BaseLM
+from .retry import RetryPolicy
 
 logger = logging.getLogger("promptless.lm")
 
@@ -253,30 +249,6 @@ def _grammar_kind(prop: Any) -> tuple[str, list[str] | None]:
     return (kind, None) if kind and enum is None else ("json", None)
 
 
-class _Secret:
-    """Holds the API key so that ``repr``/``vars`` of the LM never show it."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: str | None) -> None:
-        self.value = value or None
-
-    def __repr__(self) -> str:
-        return "_Secret('***')" if self.value else "_Secret(None)"
-
-    def __bool__(self) -> bool:
-        return bool(self.value)
-
-
-def _display_url(url: str) -> str:
-    """``url`` without user info, query or fragment (which may hold credentials)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
 class OpenAILM(BaseLM):
     """A chat model behind an OpenAI-compatible ``/chat/completions`` endpoint.
 
@@ -319,15 +291,12 @@ class OpenAILM(BaseLM):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, **kwargs)
-        base = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-        if not base.startswith(("http://", "https://")):
-            raise ConfigurationError(f"base_url must start with http:// or https://, got {_display_url(base)!r}")
-        self.base_url = base.rstrip("/")
+        self.base_url = base_url_from(base_url)
         if api_key is not None:
             key = check_api_key(api_key, "api_key=")
         else:
             key = check_api_key(os.environ.get("OPENAI_API_KEY"), "$OPENAI_API_KEY")
-        self._key = _Secret(key)
+        self._key = Secret(key)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ConfigurationError(f"timeout must be a number of seconds above 0, got {timeout!r}")
         self.timeout = float(timeout)
@@ -372,10 +341,7 @@ class OpenAILM(BaseLM):
         return bool(self._key)
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", **self.extra_headers}
-        if self._key.value:
-            headers["Authorization"] = f"Bearer {self._key.value}"
-        return headers
+        return auth_headers(self._key, self.extra_headers)
 
     def _limits(self) -> httpx.Limits:
         n = self.max_concurrency or 64
@@ -464,14 +430,14 @@ class OpenAILM(BaseLM):
         await self.aclose()
 
     def __repr__(self) -> str:
-        return f"OpenAILM({self.model!r}, base_url={_display_url(self.base_url)!r})"
+        return f"OpenAILM({self.model!r}, base_url={display_url(self.base_url)!r})"
 
     def cache_identity(self) -> dict[str, Any]:
         """Provider, model, the endpoint (no user info, query or fragment) and what changes the body sent."""
         identity = super().cache_identity()
         shown = self.__dict__.get("_cache_base_url")  # (base_url, its display form): urlsplit costs µs per call
         if shown is None or shown[0] != self.base_url:
-            shown = self.__dict__["_cache_base_url"] = (self.base_url, _display_url(self.base_url).rstrip("/"))
+            shown = self.__dict__["_cache_base_url"] = (self.base_url, display_url(self.base_url).rstrip("/"))
         identity["base_url"] = shown[1]
         # The configured way schemas are sent (json_schema, json_object, grammar, none): it shapes the reply.
         identity["structured_output"] = getattr(self, "_first_mode", self.supports_structured_output)
@@ -487,10 +453,7 @@ class OpenAILM(BaseLM):
 
     def redact(self, text: str) -> str:
         """``text`` with the API key (and any bearer token) masked."""
-        key = self._key.value
-        if key:
-            text = text.replace(key, "***")
-        return _BEARER_RE.sub(r"\1***", text)
+        return redact(text, self._key)
 
     # -- request and reply --------------------------------------------------------
     def payload(self, request: LMRequest) -> dict[str, Any]:
@@ -540,10 +503,10 @@ class OpenAILM(BaseLM):
         sent = [f for f in ("response_format", "grammar") if f in body]
         if not sent:
             return None
-        message, code = _server_message(response)
-        param = _server_param(response)
+        message, code = server_message(response)
+        param = server_param(response)
         text = " ".join(x for x in (message, code or "", param or "") if x)
-        if _CONTEXT_RE.search(text):
+        if CONTEXT_RE.search(text):
             return None
         for feature in sent:
             if param == feature or _REFUSAL_RE[feature].search(text):
@@ -571,58 +534,22 @@ class OpenAILM(BaseLM):
         what = "a grammar field" if refused.feature == "grammar" else f"response_format {body['response_format']!r:.60}"
         logger.info(
             "%s refused %s for model %r (%s); sending %s from now on, without asking again",
-            _display_url(self.base_url), what, model, _first_line(str(refused.error)),
+            display_url(self.base_url), what, model, _first_line(str(refused.error)),
             "no grammar" if refused.feature == "grammar" and after != "none" else
             ("the prompt alone" if after == "none" else f"the schema as {after}"),
         )
 
     def _where(self) -> str:
-        return f"POST {_display_url(self.base_url + CHAT_PATH)}"
+        return f"POST {display_url(self.base_url + CHAT_PATH)}"
 
     def _error(self, response: httpx.Response) -> LMError:
         """The error for a non-2xx reply."""
-        status = response.status_code
-        server_msg, code = _server_message(response)
-        server_msg = self.redact(server_msg)
-        reason = response.reason_phrase or ""
-        head = f"{status} {reason}".strip()
-        detail = f"server said: {server_msg}" if server_msg else "the server gave no error message"
-        base = f"{head} from {self._where()} for model {self.model!r}; {detail}"
-        kw: dict[str, Any] = {"status": status, "model": self.model}
-        if status == 400 or status == 413 or status == 422:
-            if _CONTEXT_RE.search(server_msg) or code == "context_length_exceeded":
-                return ContextWindowError(
-                    base + ". The prompt does not fit the model's context window: shorten the inputs, "
-                    "use fewer demonstrations, or lower max_tokens.",
-                    **kw,
-                )
-            return LMBadRequestError(base + ". The server rejected the request as sent.", **kw)
-        if status in (401, 403):
-            hint = (
-                "no API key was set: set OPENAI_API_KEY or pass api_key=..."
-                if not self._key
-                else "check OPENAI_API_KEY / api_key (and that the key may use this model)"
-            )
-            return LMAuthenticationError(f"{base}. {hint}", **kw)
-        if status == 404:
-            return LMNotFoundError(
-                f"{base}. Unknown model or wrong base_url: check the model name and that base_url "
-                f"({_display_url(self.base_url)}) is the API root (usually ending in /v1).",
-                **kw,
-            )
-        if status == 408:
-            return LMTimeoutError(base + ". The server timed out the request.", **kw)
-        if status == 429:
-            retry_after = _retry_after(response)
-            err = LMRateLimitError(
-                base + ". Rate limited; lower max_concurrency or wait.", retry_after=retry_after, **kw
-            )
-            if code == "insufficient_quota":
-                err.retryable = False  # out of credit: waiting will not help
-            return err
-        if status == 409 or status >= 500:
-            return LMServerError(base + ". The server failed; this is usually temporary.", **kw)
-        return LMBadRequestError(base, **kw)
+        return status_error(
+            response, where=self._where(), model=self.model, key=self._key, base_url=self.base_url,
+            too_long="The prompt does not fit the model's context window: shorten the inputs, use fewer "
+                     "demonstrations, or lower max_tokens.",
+            rate_limited="lower max_concurrency or wait",
+        )
 
     def _parse(self, response: httpx.Response) -> LMResponse:
         if not 200 <= response.status_code < 300:
@@ -796,48 +723,9 @@ class OpenAILM(BaseLM):
                            lambda msgs, pre, cands: score_openai(self, msgs, pre, cands, top_logprobs=top),
                            options={"top_logprobs": top}, **options)
 
-def _error_body(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except (ValueError, RecursionError):
-        return None
-
-
-def _server_message(response: httpx.Response) -> tuple[str, str | None]:
-    """The server's error message and code, from an OpenAI-style error body or plain text."""
-    data = _error_body(response)
-    if data is None:
-        text = response.text.strip()
-        return (text[:500] + ("..." if len(text) > 500 else "")), None
-    err = data.get("error", data) if isinstance(data, dict) else data
-    if isinstance(err, dict):
-        msg = err.get("message") or err.get("detail") or err.get("error") or ""
-        code = err.get("code") or err.get("type")
-        return str(msg)[:1000], (str(code) if code is not None else None)
-    return str(err)[:1000], None
-
-
-def _server_param(response: httpx.Response) -> str | None:
-    """The request field an OpenAI-style error names (``"param": "response_format"``), if any."""
-    data = _error_body(response)
-    err = data.get("error", data) if isinstance(data, dict) else None
-    param = err.get("param") if isinstance(err, dict) else None
-    return param if isinstance(param, str) else None
-
-
 def _first_line(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line if len(line) <= 200 else line[:200] + "..."
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    ms = response.headers.get("retry-after-ms")
-    if ms is not None:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    return parse_retry_after(response.headers.get("retry-after"))
 
 
 def _int(value: Any) -> int:
