@@ -17,37 +17,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from promptless.cli.common import (
-    add_load_argument,
-    add_metric_arguments,
-    add_model_argument,
-    add_no_cache_argument,
-    add_program_arguments,
-    add_threads_argument,
-    command_parser,
-    non_negative_int,
-    positive_int,
-)
+from promptless.cli import common
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = command_parser(subparsers, "eval", doc=__doc__,
-                            help="evaluate a program (module:attribute) on a JSONL data file with a metric")
-    add_program_arguments(parser, "data", "a JSONL file, one example per line")
-    add_metric_arguments(parser)
-    add_model_argument(parser, "the LM to run it with")
-    add_load_argument(parser)
-    add_threads_argument(parser)
-    parser.add_argument("--limit", type=positive_int, default=None, metavar="N", help="only the first N examples")
-    parser.add_argument("--max-errors", type=non_negative_int, default=None, metavar="N",
+    parser = common.command_parser(subparsers, "eval", doc=__doc__,
+                                   help="evaluate a program (module:attribute) on a JSONL data file with a metric")
+    common.add_program_arguments(parser, "data", "a JSONL file, one example per line")
+    common.add_metric_arguments(parser)
+    common.add_model_argument(parser, "the LM to run it with")
+    common.add_load_argument(parser)
+    common.add_threads_argument(parser)
+    parser.add_argument("--limit", type=common.positive_int, default=None, metavar="N", help="only the first N examples")
+    parser.add_argument("--max-errors", type=common.non_negative_int, default=None, metavar="N",
                         help="stop once more than N examples fail (default: never; a run where every example "
                         "fails, or that hits an error every example would hit, stops with status 1 anyway)")
     parser.add_argument("--out", default=None, metavar="FILE",
                         help="write the results (.json, or .csv if the name ends in .csv)")
-    parser.add_argument("--show", type=non_negative_int, default=5, metavar="N",
+    parser.add_argument("--show", type=common.non_negative_int, default=5, metavar="N",
                         help="rows of the results table (0: none)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_no_cache_argument(parser)
+    common.add_no_cache_argument(parser)
     parser.set_defaults(func=run_eval)
 
 

@@ -21,62 +21,50 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from promptless.cli.common import (
-    add_load_argument,
-    add_metric_arguments,
-    add_model_argument,
-    add_no_cache_argument,
-    add_program_arguments,
-    add_threads_argument,
-    command_parser,
-    existing_file,
-    non_negative_int,
-    positive_float,
-    positive_int,
-)
+from promptless.cli import common
 
 OPTIMIZERS = ("mipro", "bootstrap", "random", "labeled", "gepa")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = command_parser(subparsers, "optimize", doc=__doc__,
-                            help="optimize a program (module:attribute) on JSONL training data with a metric")
-    add_program_arguments(parser, "train", "training examples, a JSONL file")
+    parser = common.command_parser(subparsers, "optimize", doc=__doc__,
+                                   help="optimize a program (module:attribute) on JSONL training data with a metric")
+    common.add_program_arguments(parser, "train", "training examples, a JSONL file")
     parser.add_argument("--optimizer", default="mipro", choices=OPTIMIZERS, help="which optimizer (default: mipro)")
-    parser.add_argument("--valset", type=existing_file, default=None, metavar="DEV.jsonl",
+    parser.add_argument("--valset", type=common.existing_file, default=None, metavar="DEV.jsonl",
                         help="validation examples (default: MIPROv2 splits the training set; the others score "
                         "nothing, or the training set for random search)")
-    add_metric_arguments(parser)
-    add_model_argument(parser, "the task LM")
+    common.add_metric_arguments(parser)
+    common.add_model_argument(parser, "the task LM")
     parser.add_argument("--prompt-model", default=None,
                         help="the LM that writes instructions (mipro; default: the task LM)")
     parser.add_argument("--auto", default="light", choices=("light", "medium", "heavy", "none"),
                         help="mipro preset (default: light; 'none' needs --num-candidates and --num-trials)")
-    parser.add_argument("--num-candidates", type=positive_int, default=None, metavar="N",
+    parser.add_argument("--num-candidates", type=common.positive_int, default=None, metavar="N",
                         help="mipro: candidates per predictor; random: candidate programs")
-    parser.add_argument("--num-trials", type=positive_int, default=None, metavar="N", help="mipro: search trials")
-    parser.add_argument("--max-bootstrapped-demos", type=non_negative_int, default=None, metavar="N",
+    parser.add_argument("--num-trials", type=common.positive_int, default=None, metavar="N", help="mipro: search trials")
+    parser.add_argument("--max-bootstrapped-demos", type=common.non_negative_int, default=None, metavar="N",
                         help="demos from the program's own successful runs (default: 4; mipro --auto: 4)")
-    parser.add_argument("--max-labeled-demos", type=non_negative_int, default=None, metavar="N",
+    parser.add_argument("--max-labeled-demos", type=common.non_negative_int, default=None, metavar="N",
                         help="demos straight from the training data (default: 16, mipro: 4; labeled: k)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the optimizer's)")
-    parser.add_argument("--max-metric-calls", type=positive_int, default=None, metavar="N",
+    parser.add_argument("--max-metric-calls", type=common.positive_int, default=None, metavar="N",
                         help="gepa: examples scored in all (instead of --auto)")
-    parser.add_argument("--max-calls", type=positive_int, default=None, metavar="N",
+    parser.add_argument("--max-calls", type=common.positive_int, default=None, metavar="N",
                         help="LM-call budget over every model; stops and keeps the best so far")
-    parser.add_argument("--max-cost", type=positive_float, default=None, metavar="X",
+    parser.add_argument("--max-cost", type=common.positive_float, default=None, metavar="X",
                         help="cost budget (as the LM reports it)")
     parser.add_argument("--run-dir", default=None, metavar="DIR",
                         help="checkpoint folder: rerun the same command to resume after a crash")
-    add_threads_argument(parser)
-    add_load_argument(parser)
+    common.add_threads_argument(parser)
+    common.add_load_argument(parser)
     parser.add_argument("--out", default="optimized.json", metavar="FILE",
                         help="where to save the optimized program's state (default: optimized.json)")
     parser.add_argument("--report", default=None, metavar="FILE.html", help="write an HTML report of the run")
     parser.add_argument("--result", default=None, metavar="FILE.json", help="write the run's record as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no live progress line")
     parser.add_argument("--quiet", action="store_true", help="no per-trial log lines")
-    add_no_cache_argument(parser)
+    common.add_no_cache_argument(parser)
     parser.set_defaults(func=run_optimize)
 
 
