@@ -320,7 +320,9 @@ class GEPA(Optimizer):
         while self.max_iterations is None or iteration < self.max_iterations:
             iteration += 1
             before = (state.used, len(state.pool))
-            run.progress.update(stage=f"iteration {iteration}")
+            limit = "" if self.metric_calls_limit is None else f"/{self.metric_calls_limit}"
+            run.progress.update(stage=f"iteration {iteration}, {len(state.pool)} candidates, "
+                                      f"{state.used}{limit} metric calls")
             try:
                 merged = False
                 if self.use_merge and state.merges_due > 0 and state.found_new:
