@@ -7,12 +7,16 @@
 #
 # llama.cpp's default build targets the build machine's own CPU (GGML_NATIVE). Such a wheel dies with
 # SIGILL elsewhere, and even on the same machine when its virtual machine advertises AMX but does not
-# let a process use it. So, unless told otherwise, this script builds a portable target:
-#   x86_64: AVX, AVX2, FMA and F16C, no AVX-512, no AMX; other architectures: GGML_NATIVE=OFF.
+# let a process use it. So this script names the instruction sets itself, and never AMX:
+# - PROMPTLESS_LLAMA_BUILD=auto (the default): the portable x86_64 target (AVX, AVX2, FMA, F16C) plus
+#   the AVX-512 and VNNI extensions this CPU's flags report (AVX-512 nearly doubles prompt speed for the
+#   Q4_K models on a CPU that has it: docs/benchmarks-local.md). The check below probes it and falls
+#   back to the portable target if it cannot run here.
+# - PROMPTLESS_LLAMA_BUILD=portable: AVX, AVX2, FMA and F16C only: one wheel for every x86_64 machine of
+#   this class. Other architectures: GGML_NATIVE=OFF in both modes.
+# - PROMPTLESS_LLAMA_BUILD=native: llama.cpp's own native build, guarded by the same check and fallback.
 # - Your own CMAKE_ARGS are used as they are and never overridden; if that build fails the check, the
 #   script says so and prints the command that installs the portable build instead.
-# - PROMPTLESS_LLAMA_BUILD=native opts in to a native build; the check falls back to portable if it
-#   cannot run here.
 # Built wheels are kept in $PROMPTLESS_HOME/wheels (default ~/.cache/promptless/wheels), one folder per
 # version, architecture and flags, so a new clone on the same machine installs in seconds; pip's own
 # cache is never used for it, so a native wheel built earlier is never picked up by mistake.
@@ -32,6 +36,22 @@ CACHE=${PROMPTLESS_HOME:-$HOME/.cache/promptless}/wheels
 ARCH=$(uname -m)
 
 portable() { if [ "$ARCH" = "x86_64" ]; then echo "$PORTABLE_X86_64"; else echo "$PORTABLE_OTHER"; fi; }
+
+matched() {  # the portable target plus the AVX-512 and VNNI extensions this CPU reports; never AMX
+  local args flags
+  args=$(portable)
+  if [ "$ARCH" != "x86_64" ]; then echo "$args"; return; fi
+  flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+  has() { case "$flags" in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+  if has avx512f && has avx512cd && has avx512vl && has avx512dq && has avx512bw; then
+    args="$args -DGGML_AVX512=ON"
+    if has avx512vbmi; then args="$args -DGGML_AVX512_VBMI=ON"; fi
+    if has avx512_vnni; then args="$args -DGGML_AVX512_VNNI=ON"; fi
+    if has avx512_bf16; then args="$args -DGGML_AVX512_BF16=ON"; fi
+  fi
+  if has avx_vnni; then args="$args -DGGML_AVX_VNNI=ON"; fi
+  echo "$args"
+}
 
 stamp_for() {  # $1: who chose the flags (user|setup), $2: the CMAKE_ARGS
   echo "llama-cpp-python==$VERSION arch=$ARCH by=$1 CMAKE_ARGS=$2"
@@ -74,10 +94,13 @@ fix_command() {
 if [ "$check" = 0 ]; then
   if [ -n "${CMAKE_ARGS:-}" ]; then
     build_and_install user "$CMAKE_ARGS"
-  elif [ "${PROMPTLESS_LLAMA_BUILD:-portable}" = "native" ]; then
-    build_and_install setup "-DGGML_NATIVE=ON"
   else
-    build_and_install setup "$(portable)"
+    case "${PROMPTLESS_LLAMA_BUILD:-auto}" in
+      auto) build_and_install setup "$(matched)" ;;
+      portable) build_and_install setup "$(portable)" ;;
+      native) build_and_install setup "-DGGML_NATIVE=ON" ;;
+      *) echo "error: PROMPTLESS_LLAMA_BUILD must be auto, portable or native" >&2; exit 2 ;;
+    esac
   fi
   exit 0
 fi
