@@ -17,7 +17,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-echo "==> the embedded-model runtime: llama-cpp-python, built for a portable CPU target"
+echo "==> the embedded-model runtime: llama-cpp-python, built for the instruction sets this CPU reports (never AMX)"
 bash scripts/install_llama.sh .venv/bin/python
 echo "==> installing promptless with its extras"
 .venv/bin/python -m pip install --quiet -e '.[local,server,dev]'
