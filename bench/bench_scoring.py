@@ -14,9 +14,11 @@ Greedy decoding. Rows:
   reply that does not parse).
 - ``scored``: ``pl.Classify``: every label scored under the same prompt, the likeliest one chosen.
 - ``cf``: ``scored`` after ``pl.Calibrate(method="content_free")`` (3 calls: "N/A", "", "[MASK]").
-- ``fit``: ``scored`` after ``pl.Calibrate(method="fit")`` on the 60 training examples.
-- ``both``: ``scored`` after ``pl.Calibrate(method="both")`` (the default): content-free offsets, then the fit.
-- ``fit_scale``: ``fit`` with one scale factor fitted besides the offsets.
+- ``fit``: ``scored`` after ``pl.Calibrate(method="fit", fit_scale=False)`` on the 60 training examples:
+  offsets only.
+- ``both``: ``scored`` after ``pl.Calibrate(method="both", fit_scale=False)``: content-free offsets, then the
+  fit pulled towards them.
+- ``fit_scale``: ``pl.Calibrate()`` as it is by default: offsets and one scale factor fitted.
 
 Every row is merged into ``bench/results/scoring.json`` as soon as it finishes, so an interrupted run
 continues with the next row when started again. LM replies and label scores are cached in a file of this
@@ -46,8 +48,8 @@ RESULTS = HERE / "results" / "scoring.json"
 CACHE = Path("~/.cache/promptless/bench_scoring.sqlite3").expanduser()
 N_TRAIN = 60
 ROWS = ("scored", "cf", "fit", "both", "fit_scale", "generation")
-METHODS = {"cf": {"method": "content_free"}, "fit": {"method": "fit"}, "both": {"method": "both"},
-           "fit_scale": {"method": "fit", "fit_scale": True}}
+METHODS = {"cf": {"method": "content_free"}, "fit": {"method": "fit", "fit_scale": False},
+           "both": {"method": "both", "fit_scale": False}, "fit_scale": {"method": "fit", "fit_scale": True}}
 
 
 def _load() -> dict[str, Any]:

@@ -101,6 +101,22 @@ def test_calibration_removes_a_planted_prior(lm, method):
     assert calls == expected + 2 * 90  # plus the two evaluations here
 
 
+def test_the_default_fit_learns_a_scale_and_applies_it():
+    def overconfident(messages, prefix, candidates):  # the biased scores, five times too sure of themselves
+        return {k: 5.0 * v for k, v in biased_scores(messages, prefix, candidates).items()}
+
+    lm = pl.ScriptedLM(logprobs=overconfident)
+    better = Calibrate(match, progress=False).compile(Classify(Pick, lm=lm), trainset=dataset(80, 8))
+    cal = better.calibration
+    assert cal["method"] == "fit" and 0.0 < cal["scale"] < 0.95  # softened
+    pred = better(text="item x is b")
+    raw = pred.label_logprobs
+    adjusted = {k: cal["scale"] * raw[k] + cal["offsets"][k] for k in raw}
+    total = sum(math.exp(v) for v in adjusted.values())
+    assert pred.label_probs == pytest.approx({k: math.exp(v) / total for k, v in adjusted.items()})
+    assert accuracy(better, dataset(60, 9)) > 0.85
+
+
 def test_no_prior_means_no_worse_than_uncalibrated():
     def fair(messages, prefix, candidates):
         text = messages[-1].content.split("[[ ## text ## ]]\n", 1)[1].split("\n\n", 1)[0]
