@@ -84,6 +84,7 @@ def run_gepa(metric=exact, *, train=12, val=18, reflect=None, task=None, **kw):
     reflect = reflect or ReflectLM()
     task = task or task_lm()
     kw.setdefault("max_metric_calls", 150)
+    kw.setdefault("holdout", None)  # the pick by validation score alone, as in DSPy (selection: tested below)
     opt = GEPA(metric, reflection_lm=reflect, task_model=task, progress=False, **kw)
     out = opt.compile(pl.Predict(Classify), trainset=data[:train], valset=data[train:])
     return out, reflect, task
@@ -429,7 +430,7 @@ def test_merge_combines_two_descendants_that_changed_different_predictors():
     merged = []
     for seed in range(4):
         opt = GEPA(metric, reflection_lm=pl.ScriptedLM(reflect), task_model=pl.ScriptedLM(task),
-                   max_metric_calls=400, progress=False, seed=seed)
+                   max_metric_calls=400, progress=False, seed=seed, holdout=None)
         out = opt.compile(Two(), trainset=data[:15], valset=data[15:])
         pool = out.optimization.candidates["pool"]
         merged += [(seed, c, out) for c in pool if c["origin"] == "merge"]
@@ -443,9 +444,68 @@ def test_merge_combines_two_descendants_that_changed_different_predictors():
     assert kinds and kinds[0]["merge"] == cand["parents"]
     # without merges the same seed never combines them in one step
     opt = GEPA(metric, reflection_lm=pl.ScriptedLM(reflect), task_model=pl.ScriptedLM(task), max_metric_calls=400,
-               progress=False, seed=seed, use_merge=False)
+               progress=False, seed=seed, use_merge=False, holdout=None)
     out = opt.compile(Two(), trainset=data[:15], valset=data[15:])
     assert all(c["origin"] != "merge" for c in out.optimization.candidates["pool"])
+
+
+# -- selection on held-out examples --------------------------------------------------------------------------
+
+
+def _events(prompts: list[str]) -> set[int]:
+    return {int(n) for text in prompts for n in re.findall(r"- event: event (\d+)", text)}
+
+
+@pytest.mark.parametrize("with_valset", [True, False])
+def test_the_pick_is_tested_on_held_out_examples_the_reflection_never_saw(with_valset):
+    data = make_data(40)
+    reflect, task = ReflectLM(), task_lm()
+    opt = GEPA(with_feedback, reflection_lm=reflect, task_model=task, max_metric_calls=200, progress=False)
+    if with_valset:
+        out = opt.compile(pl.Predict(Classify), trainset=data[:12], valset=data[12:])
+    else:
+        out = opt.compile(pl.Predict(Classify), trainset=data)
+    r = out.optimization
+    sel = r.selection
+    held = {int(row["inputs"]["event"].split()[-1]) for row in r.per_example if row.get("part") == "holdout"}
+    assert held and sel["decision"] == "accepted" and out.signature.instructions != "Classify the event."
+    assert not held & _events(reflect.prompts)  # no held-out example was shown to the reflection model
+    searched = {int(ex.event.split()[-1]) for ex in opt._selection.search}
+    assert not held & searched
+    kinds = [t.kind for t in r.trials]
+    assert kinds.count("holdout") == 2  # the program as given, then the pick
+    assert len(task.requests) == r.candidates["metric_calls"] <= 200
+
+
+def test_a_win_on_the_search_examples_only_is_not_kept():
+    from promptless.optimize.selection import split_holdout
+
+    data = make_data(40)
+    train, val = data[:12], data[12:]
+    split = split_holdout(val, "auto", seed=0, keys=["category"])
+    held = sorted(int(ex.event.split()[-1]) for ex in split.holdout)
+    lucky = held[1] if held[1] % 4 else held[2]  # one held-out example the CLUE gets right besides
+
+    def fn(messages):
+        ins, n = messages[0].content, number(messages)
+        ok = n % 4 == 0 or ("CLUE" in ins and (n not in held or n == lucky))
+        return f"[[ ## category ## ]]\n{CATS[n % 4] if ok else 'Politics'}\n\n[[ ## completed ## ]]"
+
+    opt = GEPA(exact, reflection_lm=ReflectLM(), task_model=pl.ScriptedLM(fn), max_metric_calls=200, progress=False)
+    out = opt.compile(pl.Predict(Classify), trainset=train, valset=val)
+    sel = out.optimization.selection
+    assert sel["decision"] == "rejected" and sel["evidence"]["wins"] == 1 and sel["evidence"]["losses"] == 0
+    assert out.signature.instructions == "Classify the event."  # the starting program comes back
+    assert out.optimization.candidates["pool"][-1]["score"] == 100.0  # though the search found a 100
+
+
+@pytest.mark.parametrize("limit", [30, 41, 64])
+def test_max_metric_calls_counts_the_held_out_runs(limit):
+    data = make_data(40)
+    task = task_lm()
+    opt = GEPA(with_feedback, reflection_lm=ReflectLM(), task_model=task, max_metric_calls=limit, progress=False)
+    out = opt.compile(pl.Predict(Classify), trainset=data[:12], valset=data[12:])
+    assert len(task.requests) == out.optimization.candidates["metric_calls"] <= limit
 
 
 # -- the record ------------------------------------------------------------------------------------------------
@@ -520,7 +580,7 @@ def test_optimize_gepa_from_the_command_line(tmp_path, monkeypatch, capsys):
                  "--run-dir", "ckpt", "--no-progress"])
     out = capsys.readouterr()
     assert code == 0, out.err
-    assert "GEPA: baseline 50.0 -> optimized 100.0" in out.out
+    assert "-> optimized 100.0" in out.out and "accepted: the candidate beats the starting program" in out.out
     saved = json.loads((tmp_path / "best.json").read_text())
     assert saved["predictors"]["self"]["signature"]["instructions"] == "Use the CLUE."
     assert "Candidate pool" in (tmp_path / "run.html").read_text()

@@ -23,15 +23,20 @@ A pool of candidates, each the student with its own instruction per predictor, g
    predictor from whichever side changed it), tried on up to five validation examples where the parents differ,
    and scored in full when it does at least as well there as the better parent; ``max_merge_invocations``
    merges at most.
-6. **Pick.** The best mean validation score (the earliest candidate on ties, so the program as given wins a tie).
+6. **Pick.** The best mean score on the validation examples the search used (the earliest candidate on ties).
+   Part of the validation set is held out from the whole search (``holdout``, by default a third, at least 20
+   examples; ``selection.py``), and the pick replaces the program as given only when it beats it there by a
+   paired test at level ``alpha``; without a ``valset`` the held-out part comes out of the training set and
+   is never reflected on either.
 
 **Budget.** ``max_metric_calls`` counts examples run through a candidate and scored; scores are memoised per
 (candidate, example) in the run store, so a score reused costs none. An iteration starts only when what is left
 covers it to the end (parent and child on the minibatch, then a full validation run), so the limit is never
-passed. ``max_full_evals=k`` is ``k * (len(trainset) + len(valset))`` metric calls; ``auto`` plans
+passed; the held-out check's two runs (the program as given, the pick) are counted and kept back from the
+search. ``max_full_evals=k`` is ``k * (len(trainset) + len(valset))`` metric calls; ``auto`` plans
 ``T = max(ceil(4 * P * log2 N), ceil(1.5 * N))`` reflections (P predictors, N = 6 / 12 / 18 for light /
-medium / heavy) with about one in three accepted: ``V * (1 + ceil(T / 3)) + 2 * b * T`` metric calls for V
-validation examples and minibatches of b. ``max_lm_calls`` / ``max_cost`` bound every LM call besides
+medium / heavy) with about one in three accepted: ``V * (1 + ceil(T / 3)) + 2 * b * T + 2 * H`` metric calls
+for V validation examples searched, H held out and minibatches of b. ``max_lm_calls`` / ``max_cost`` bound every LM call besides
 (task and reflection), exactly, as for every optimizer. Each stop returns the best candidate so far.
 
 **Resume.** The run is a deterministic replay over the run store (``run_dir=`` or ``log_dir=``): random draws
@@ -62,9 +67,10 @@ from ..modules.module import Module
 from ..signature import InputField, OutputField, Signature
 from ..values import render_value
 from .base import Optimizer
-from .fingerprint import program_fingerprint
+from .fingerprint import example_key, program_fingerprint
 from .proposer import accept_instruction, clean_instruction, describe_step, shorten
 from .run import Run, logger
+from .selection import DEFAULT_ALPHA, Selection
 
 AUTO_CANDIDATES = {"light": 6, "medium": 12, "heavy": 18}
 _REFUSED = {  # DSPy options promptless does not have, and why
@@ -137,7 +143,9 @@ class GEPA(Optimizer):
     ``program.optimization``; with ``track_best_outputs`` its candidates also hold the best output per validation
     example), ``warn_on_score_mismatch``, ``seed``. ``instruction_proposer``, ``gepa_kwargs``, W&B, MLflow and
     tool optimization are refused with a reason. promptless adds ``task_model``, ``max_lm_calls``, ``max_cost``,
-    ``run_dir``, ``progress``, ``max_iterations``, ``reflection_temperature`` and ``reflection_max_tokens``.
+    ``run_dir``, ``progress``, ``max_iterations``, ``reflection_temperature``, ``reflection_max_tokens`` and
+    the selection options of every optimizer: ``holdout`` ("auto", a fraction, a count, or None for DSPy's pick
+    by validation score alone), ``alpha`` and ``selection_test``.
 
     The metric may return a score with feedback: ``pl.Prediction(score=..., feedback="...")`` or a
     ``(score, "feedback")`` tuple, and may take ``(example, pred, trace=None, pred_name=None, pred_trace=None)``.
@@ -181,6 +189,9 @@ class GEPA(Optimizer):
         max_iterations: int | None = None,
         reflection_temperature: float | None = 0.7,
         reflection_max_tokens: int = 600,
+        holdout: Any = "auto",
+        alpha: float = DEFAULT_ALPHA,
+        selection_test: str = "auto",
     ) -> None:
         if metric is None:
             raise ConfigurationError("GEPA needs a metric: metric(example, prediction, trace=None) -> float, or a "
@@ -249,6 +260,8 @@ class GEPA(Optimizer):
         self.reflection_temperature = reflection_temperature
         self.reflection_max_tokens = reflection_max_tokens
         self.metric_calls_limit: int | None = None  # resolved by compile
+        self._reserve = 0  # metric calls kept back from the search for the pick's held-out run
+        self._init_selection(holdout, alpha, selection_test)
 
     def settings_identity(self) -> dict[str, Any]:
         # budgets (max_metric_calls, max_full_evals, max_iterations) are left out: a larger one continues a run
@@ -272,18 +285,20 @@ class GEPA(Optimizer):
             "task_model": name(self.task_model),
             "reflection_temperature": self.reflection_temperature,
             "reflection_max_tokens": self.reflection_max_tokens,
+            **self._selection_identity(),
         }
 
-    def _metric_budget(self, n_predictors: int, n_train: int, n_val: int) -> int | None:
+    def _metric_budget(self, n_predictors: int, n_train: int, n_val: int, n_holdout: int,
+                       n_given: int) -> int | None:
         if self.max_metric_calls is not None:
             return self.max_metric_calls
         if self.max_full_evals is not None:
-            return self.max_full_evals * (n_train + n_val)
+            return self.max_full_evals * n_given
         if self.auto is None:
             return None
         n = AUTO_CANDIDATES[self.auto]
         t = max(math.ceil(4 * n_predictors * math.log2(n)), math.ceil(1.5 * n))
-        return n_val * (1 + math.ceil(t / 3)) + 2 * min(self.reflection_minibatch_size, n_train) * t
+        return n_val * (1 + math.ceil(t / 3)) + 2 * min(self.reflection_minibatch_size, n_train) * t + 2 * n_holdout
 
     # -- the run -------------------------------------------------------------------------------------------
     def _compile(self, run: Run, student: Module, trainset: list[Example], valset: list[Example],
@@ -293,23 +308,33 @@ class GEPA(Optimizer):
         if teacher is not None:
             raise ConfigurationError("GEPA does not use a teacher program (it evolves the student's instructions "
                                      "from its own runs); drop teacher=...")
-        val = valset or trainset
-        run.notes.valset = val
         run.keep_steps = True  # the reflection reads each predictor's inputs and outputs
         run.failure_score = self.failure_score
+        # the selection holds part of the validation set (else of the training set) out of the whole search
+        sel = Selection(run, valset or trainset, holdout=self.holdout, alpha=self.alpha, test=self.selection_test,
+                        seed=self.seed)
+        self._selection = sel
+        if not valset:
+            held = {example_key(ex) for ex in sel.holdout}
+            trainset = [ex for ex in trainset if example_key(ex) not in held]
+        val = sel.search
+        hold = list(sel.holdout) if sel.checks else []
         names = [n for n, _ in student.named_predictors()]
-        self.metric_calls_limit = self._metric_budget(len(names), len(trainset), len(val))
+        self.metric_calls_limit = self._metric_budget(len(names), len(trainset), len(val), len(hold),
+                                                      len(trainset) + len(valset or trainset))
+        self._reserve = len(hold)
         state = _State()
         run.progress.update(stage="seed")
         seed_fp = program_fingerprint(student)
         try:
-            need = self._spend(run, state, seed_fp, val, extra=0)
+            need = self._spend(run, state, seed_fp, val + hold, extra=0)
         except _OutOfMetricCallsError:
             run.stopped = "budget"
             return self._finish(run, student, state, names)
         baseline = self._score_baseline(run, student, val)
-        state.used += need - sum(1 for row in run.score_rows(seed_fp, val) if row is None)
-        if baseline is None:
+        ok = baseline is not None and sel.score_baseline(student)
+        state.used += need - sum(1 for row in run.score_rows(seed_fp, val + hold) if row is None)
+        if not ok:
             return self._finish(run, student, state, names)
         instructions = {n: p.signature.instructions for n, p in student.named_predictors()}
         state.pool.append(_Candidate(0, instructions, [], seed_fp, self._scores(run, seed_fp, val), "seed", 0))
@@ -345,7 +370,7 @@ class GEPA(Optimizer):
         _OutOfMetricCallsError when they, plus ``extra`` still to come in this step, would pass the limit."""
         need = sum(1 for row in run.score_rows(fp, examples) if row is None)
         limit = self.metric_calls_limit
-        if limit is not None and state.used + need + extra > limit:
+        if limit is not None and state.used + need + extra > limit - self._reserve:
             raise _OutOfMetricCallsError
         return need
 
@@ -662,12 +687,13 @@ class GEPA(Optimizer):
     # -- result ---------------------------------------------------------------------------------------------------
     def _finish(self, run: Run, student: Module, state: _State, names: list[str]) -> Module:
         pool = state.pool
-        if not pool:
+        if not pool:  # the budget ran out before the program as given was scored
+            run.notes.candidates = {"metric_calls": state.used, "max_metric_calls": self.metric_calls_limit,
+                                    "pool": [], "iterations": []}
             return student.deepcopy()
         best = max(pool, key=lambda c: (c.mean, -c.index))
         front = self._front(pool)
         fronts = self._fronts(pool)
-        run.notes.best_params = {"candidate": best.index, "origin": best.origin, "parents": best.parents}
         distinct: dict[str, list[str]] = {n: [] for n in names}
         for c in pool:
             for n in names:
@@ -695,7 +721,17 @@ class GEPA(Optimizer):
                 row = run.score_rows(top.fingerprint, [run.notes.valset[k]])[0] or {}
                 best_outputs.append({"candidate": top.index, "score": top.scores[k], "output": row.get("output")})
             run.notes.candidates["best_outputs"] = best_outputs
-        return self._build(student, best.instructions)
+        # the pick replaces the program as given only when it also wins on the held-out examples (selection.py)
+        sel = self._selection
+        params = {"candidate": best.index, "origin": best.origin, "parents": best.parents}
+        pick = self._build(student, best.instructions) if best.index != 0 else None
+        hold = list(sel.holdout) if sel.checks and pick is not None else []
+        need = sum(1 for row in run.score_rows(best.fingerprint, hold) if row is None)
+        program = sel.decide(student, pick, params,
+                             why_none="no candidate beat the program as given on the validation examples searched")
+        state.used += need - sum(1 for row in run.score_rows(best.fingerprint, hold) if row is None)
+        run.notes.candidates["metric_calls"] = state.used
+        return program
 
 
 def _value(value: Any, limit: int = 600) -> str:
