@@ -3,7 +3,8 @@ Reinforcement Learning").
 
 A pool of candidates, each the student with its own instruction per predictor, grows one reflection at a time:
 
-1. **Seed.** The program as given is candidate 0, scored on the whole validation set (trial 0).
+1. **Seed.** The program as given is candidate 0, scored on the validation examples the search uses (trial 0)
+   and on the held-out ones (see 6).
 2. **Parent.** ``candidate_selection_strategy="pareto"`` draws the parent among the candidates that are the
    best on at least one validation example (the Pareto front per example, less the candidates another front
    member covers everywhere), weighted by how many examples each is best on; a candidate that wins a single
