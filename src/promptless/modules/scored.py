@@ -17,10 +17,11 @@ the label is scored after them. A float output field named ``confidence`` is fil
 probability (``confidence=`` names another field, or ``None``). Other output fields after the label are
 refused: they would be generated for a label the model did not choose.
 
-Calibration (``pl.Calibrate``) adds a learned offset per label to the log-probabilities before they are
-normalised; the offsets live in ``classify.calibration`` and are saved and loaded with the program (the
-predictor's ``"extra"`` state in the JSON file). A backend that cannot score (``ScoringNotSupportedError``) makes the label by generation instead
-(``fallback=True``, the default), and the prediction says so.
+Calibration (``pl.Calibrate``) rescales the log-probabilities and adds a learned offset per label before
+they are normalised (``scale * logp + offset``); the values live in ``classify.calibration`` and are saved
+and loaded with the program (the predictor's ``"extra"`` state in the JSON file). A backend that cannot
+score (``ScoringNotSupportedError``) makes the label by generation instead (``fallback=True``, the
+default), and the prediction says so.
 """
 
 from __future__ import annotations
