@@ -61,6 +61,14 @@ class ReasonSig(pl.Signature):
     category: Literal["war", "peace"] = pl.OutputField()
 
 
+class CountSig(pl.Signature):
+    """Count, then classify."""
+
+    event: str = pl.InputField()
+    steps: int = pl.OutputField()
+    category: Literal["war", "peace"] = pl.OutputField()
+
+
 def scores_for(best: str, best_lp: float = -0.2, rest: float = -4.0) -> dict[str, float]:
     return {label: (best_lp if label == best else rest) for label in LABELS}
 
@@ -382,3 +390,13 @@ def test_a_server_that_refuses_logprobs_makes_the_label_by_generation():
     assert pred.category == "Wars and Conflicts"
     assert pred.decided_by == "generation"
     assert [bool(b.get("logprobs")) for b in seen] == [True, False]  # refused once, not retried, then generated
+
+
+def test_a_field_before_the_label_that_does_not_parse_is_asked_again_like_predict():
+    lm = pl.ScriptedLM(["[[ ## steps ## ]]\nmany\n\n",
+                        "[[ ## steps ## ]]\n3\n\n[[ ## category ## ]]\npeace\n\n[[ ## completed ## ]]"],
+                       logprobs={"war": -0.2, "peace": -1.9})
+    pred = Classify(CountSig, lm=lm)(event="Treaty of Versailles")
+    assert pred.steps == 3
+    assert pred.category == "war"  # still decided by the scores, after the generated field
+    assert lm.score_requests[0][1] == "[[ ## steps ## ]]\n3\n\n[[ ## category ## ]]\n"

@@ -37,7 +37,7 @@ from ..adapters.chat import ChatAdapter
 from ..adapters.parsing import coercer, is_optional, literal_choices
 from ..adapters.protocol import header
 from ..data import Prediction
-from ..errors import ConfigurationError, ScoringNotSupportedError
+from ..errors import ConfigurationError, ParseError, ScoringNotSupportedError
 from ..lm.usage import track_usage
 from ..signature import Signature
 from ..values import render_value
@@ -276,7 +276,7 @@ class Classify(Predict):
         messages = adapter.format(signature, demos, inputs)
         before: dict[str, Any] = {}
         if plan.before:
-            before = self._generate_before(lm, adapter, signature, plan, messages, config)
+            before = self._generate_before(lm, adapter, signature, demos, inputs, plan, messages, config)
         prefix = "".join(f"{header(n)}\n{render_value(v)}{VALUE_END}" for n, v in before.items())
         prefix += f"{header(plan.field)}\n"
         try:
@@ -318,9 +318,12 @@ class Classify(Predict):
         )
         return pred
 
-    def _generate_before(self, lm: Any, adapter: ChatAdapter, signature: type[Signature], plan: _Plan,
-                         messages: list[Any], config: dict[str, Any]) -> dict[str, Any]:
-        """The output fields before the label, generated as Predict would and cut at the label's header."""
+    def _generate_before(self, lm: Any, adapter: ChatAdapter, signature: type[Signature], demos: list[Any],
+                         inputs: dict[str, Any], plan: _Plan, messages: list[Any],
+                         config: dict[str, Any]) -> dict[str, Any]:
+        """The output fields before the label, generated as Predict would and cut at the label's header. A
+        reply that does not parse is asked again the way Predict asks (the adapter's grammar retry or its
+        fallback), and the fields before the label are taken from that whole reply."""
         partial = signature
         for name in list(signature.output_fields):
             if name not in plan.before:
@@ -328,7 +331,11 @@ class Classify(Predict):
         params = {k: v for k, v in config.items() if k in _SAMPLING_KEYS and k != "n"}
         stop = [*(params.pop("stop", None) or []), header(plan.field)]
         resp = lm.request(messages, stop=stop, **params)
-        return adapter.parse(partial, resp.text)
+        try:
+            return adapter.parse(partial, resp.text)
+        except ParseError:
+            whole = adapter(lm, signature, demos, inputs, **config)[0]
+            return {n: whole[n] for n in plan.before}
 
     def _generated(self, completions: list[dict[str, Any]], plan: _Plan, how: str) -> ScoredPrediction:
         pred = ScoredPrediction(dict(completions[0]) if completions else {})
