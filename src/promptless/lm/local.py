@@ -304,19 +304,6 @@ class LocalLM(BaseLM):
 
         return run_scoring(self, messages, prefix, candidates, backend, **options)
 
-    def score_continuations(self, messages: Any, prefix: str, candidates: Any, **options: Any) -> Any:
-        """Every token of every candidate scored after the prompt, which is evaluated once (``lm/logprobs.py``)."""
-        from .logprobs import run_scoring, score_llama
-
-        def backend(msgs: Any, pre: str, cands: list[str]) -> Any:
-            self.load()
-            assert self._loaded is not None
-            with self._loaded.lock:
-                return score_llama(self._loaded.llama, msgs, pre, cands, reuse_prefix=self.prefix_reuse,
-                                   model=self.model)
-
-        return run_scoring(self, messages, prefix, candidates, backend, **options)
-
     def __repr__(self) -> str:
         return f"LocalLM({self.model!r}, n_ctx={self.n_ctx}, n_threads={self.n_threads})"
 
