@@ -154,9 +154,9 @@ def main() -> None:
                             "seconds": round(usage.total.seconds, 1),
                             "wall_seconds": round(time.perf_counter() - t1, 1),
                             "chosen": decision.get("chosen"), "lambda": decision.get("lambda"),
-                            "heldout_score": decision.get("heldout_score"),
-                            "uncalibrated_heldout_score": decision.get("uncalibrated_heldout_score"),
+                            "selection": {k: r.selection.get(k) for k in ("mode", "decision", "reason", "evidence")},
                             "calibration": calibrated[row].calibration,
+                            "candidate": decision.get("candidate"),
                         }
                     program = calibrated[row]
                     record["calibrate"] = program.calibrate_record
@@ -167,8 +167,8 @@ def main() -> None:
                               if k not in ("predicted", "gold", "correct_by_gold")}), flush=True)
             if "calibrate" in record:
                 c = record["calibrate"]
-                print(f"   calibrate: {c['lm_requests']} requests, chosen {c['chosen']} (lambda {c['lambda']}), "
-                      f"held-out {c['uncalibrated_heldout_score']} -> {c['heldout_score']}", flush=True)
+                print(f"   calibrate: {c['lm_requests']} requests, chosen {c['chosen']} (lambda {c['lambda']}); "
+                      f"{c['selection']['decision']}: {c['selection']['reason']}", flush=True)
 
 
 if __name__ == "__main__":

@@ -117,19 +117,56 @@ def test_the_default_fit_learns_a_scale_and_applies_it():
     assert accuracy(better, dataset(60, 9)) > 0.85
 
 
-def test_no_prior_means_no_worse_than_uncalibrated():
-    def fair(messages, prefix, candidates):
-        text = messages[-1].content.split("[[ ## text ## ]]\n", 1)[1].split("\n\n", 1)[0]
-        return {k: (1.5 if text.endswith(k) else 0.0) + _noise(text, k) for k in "abc"}
+def fair_scores(messages, prefix, candidates):
+    text = messages[-1].content.split("[[ ## text ## ]]\n", 1)[1].split("\n\n", 1)[0]
+    return {k: (1.5 if text.endswith(k) else 0.0) + _noise(text, k) for k in "abc"}
 
-    lm = pl.ScriptedLM(logprobs=fair)
-    train = dataset(60, 3)
-    better = Calibrate(match, method="fit", progress=False).compile(Classify(Pick, lm=lm), trainset=train)
+
+def test_without_a_prior_the_classifier_is_left_uncalibrated():
+    lm = pl.ScriptedLM(logprobs=fair_scores)
+    program = Classify(Pick, lm=lm)
+    better = Calibrate(match, progress=False).compile(program, trainset=dataset(60, 3))
     result = better.optimization
-    assert result.final_score >= result.baseline_score
-    decision = result.candidates["calibration"]["self"]
-    assert decision["heldout_score"] >= decision["uncalibrated_heldout_score"]
-    assert decision["cross_validated"] is True
+    assert better.calibration is None  # nothing beat "none" by more than the noise
+    assert result.selection["pick"] == "starting program"
+    assert result.selection["decision"] in ("rejected", "nothing to test")
+    assert result.final_score == result.baseline_score
+
+
+def test_a_planted_prior_passes_the_paired_test_with_evidence(lm):
+    better = Calibrate(match, progress=False).compile(Classify(Pick, lm=lm), trainset=dataset(60, 1))
+    sel = better.optimization.selection
+    assert sel["mode"] == "cross-validation" and sel["decision"] == "accepted"
+    ev = sel["evidence"]
+    assert ev["significant"] and ev["p_value"] <= 0.1 and ev["lift"] > 20 and ev["n"] == 60
+    assert better.calibration["evidence"]["lift"] == ev["lift"]
+    assert better.optimization.final_score - better.optimization.baseline_score == pytest.approx(ev["lift"])
+    assert len(better.optimization.per_example) == 60
+
+
+def test_the_check_runs_on_the_valset_when_one_is_given(lm):
+    train, val = dataset(40, 10), dataset(30, 11)
+    opt = Calibrate(match, progress=False)
+    better = opt.compile(Classify(Pick, lm=lm), trainset=train, valset=val)
+    sel = better.optimization.selection
+    assert sel["mode"] == "validation set" and sel["evidence"]["n"] == 30
+    assert better.optimization.calls == 70
+    assert better.calibration is not None
+    # a valset on which the calibration cannot show a win keeps the classifier as it was
+    lm2 = pl.ScriptedLM(logprobs=fair_scores)
+    same = Calibrate(match, progress=False, regularization=1e-4).compile(
+        Classify(Pick, lm=lm2), trainset=dataset(40, 12), valset=dataset(8, 13))
+    assert same.calibration is None
+    assert same.optimization.selection["pick"] == "starting program"
+
+
+def test_holdout_none_keeps_the_choice_without_a_test(lm):
+    better = Calibrate(match, method="content_free", holdout=None, progress=False).compile(
+        Classify(Pick, lm=lm), trainset=dataset(10, 14))
+    assert better.optimization.selection["decision"] == "accepted without a test"
+    assert better.calibration["method"] == "content_free"
+    with pytest.raises(ConfigurationError, match="holdout"):
+        Calibrate(match, holdout=0.3)
 
 
 def test_offsets_round_trip_through_save_and_load(lm, tmp_path):

@@ -13,11 +13,10 @@ are normalised; a fit also learns one factor ``a`` that scales all of them, ``a 
   (every input field set to ``"N/A"``, then ``""``, then ``"[MASK]"``); the mean label probabilities over those
   are the model's prior, and ``b = -log prior`` divides it out. One LM call per content-free input; the
   training set is not scored.
-- ``method="fit"`` (default): the training set is scored once (one LM call per example) and the offsets that maximise
-  the mean log-likelihood of the gold labels are fitted (Newton's method), with an L2 penalty
-  ``lambda * ||b||^2`` that keeps them small. ``lambda`` is chosen by k-fold cross-validation of the
-  held-out log-likelihood over a fixed grid, and the fitted offsets are kept only when their held-out metric
-  is at least that of the classifier without them; otherwise the classifier is returned unchanged.
+- ``method="fit"`` (default): the training set is scored once (one LM call per example) and the offsets
+  (and the scale) that maximise the mean log-likelihood of the gold labels are fitted (Newton's method), with
+  an L2 penalty ``lambda * (||b||^2 + (a - 1)^2)`` that keeps them near no calibration. ``lambda`` is chosen
+  by k-fold cross-validation of the held-out log-likelihood over a fixed grid (``LAMBDAS``).
 - ``method="both"``: both steps; the fit is pulled towards the content-free offsets instead of towards
   zero, and the held-out check compares it with no calibration and with the content-free offsets alone,
   keeping the best (ties go to the simpler one).
@@ -31,8 +30,16 @@ scale is fitted by default because it helped on dev for both models measured (qw
 70.0, qwen2.5-coder-0.5b 45.0 -> 50.0): a small model's label scores are often too sure of themselves for
 offsets alone to move them.
 
-Refitting costs no LM call: the training set's label scores are stored (with ``run_dir`` in the run store,
-so a killed run resumes without scoring anything twice). Everything is counted against ``max_lm_calls``.
+**The check.** A calibration replaces none only when it wins by more than the noise on examples it was not
+fitted on, by the same paired test as the other optimizers (``selection.paired_test``: exact McNemar on 0/1
+scores, one-sided at ``alpha``, 0.1 by default): on the ``valset`` when one is given (scored once, one call
+per example), else on the cross-validated predictions of the training set. Otherwise the classifier is
+returned uncalibrated; ``result.selection`` holds the evidence (lift, interval, p-value, n).
+``holdout=None`` skips the check. ``method="content_free"`` without a valset is not checked (nothing
+labelled is scored).
+
+Refitting costs no LM call: the label scores are stored (with ``run_dir`` in the run store, so a killed run
+resumes without scoring anything twice). Everything is counted against ``max_lm_calls``.
 Calibrate the program last: offsets learned for one prompt do not carry over to another instruction or
 other demos.
 """
@@ -55,6 +62,7 @@ from .budget import unwrap_lm
 from .fingerprint import example_key, program_fingerprint
 from .result import Trial
 from .run import Run
+from .selection import DEFAULT_ALPHA, paired_test
 
 CONTENT_FREE = ("N/A", "", "[MASK]")
 LAMBDAS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
@@ -206,8 +214,8 @@ class Calibrate(Optimizer):
     ``method``: ``"content_free"``, ``"fit"`` or ``"both"``. ``content_free_inputs``: the texts put in every
     input field for the content-free estimate. ``regularization``: a fixed ``lambda`` instead of the
     cross-validated choice from ``LAMBDAS``. ``folds``: for the cross-validation. ``fit_scale``: also fit one
-    factor on the log-probabilities (default). Budget, ``run_dir``, ``num_threads`` and ``progress`` as for every
-    optimizer.
+    factor on the log-probabilities (default). ``holdout``, ``alpha``, ``selection_test``: the check (see the
+    module docstring). Budget, ``run_dir``, ``num_threads`` and ``progress`` as for every optimizer.
     """
 
     def __init__(
@@ -220,6 +228,9 @@ class Calibrate(Optimizer):
         folds: int = 5,
         fit_scale: bool = True,
         seed: int = 0,
+        holdout: Any = "auto",
+        alpha: float = DEFAULT_ALPHA,
+        selection_test: str = "auto",
         max_lm_calls: int | None = None,
         max_cost: float | None = None,
         run_dir: str | None = None,
@@ -246,11 +257,17 @@ class Calibrate(Optimizer):
         self.folds = folds
         self.fit_scale = bool(fit_scale)
         self.seed = seed
+        if holdout not in ("auto", None):
+            raise ConfigurationError(
+                f"Calibrate takes holdout='auto' (check the calibration on the valset, or by cross-validation over "
+                f"the training set without one) or None (no check), got {holdout!r}"
+            )
+        self._init_selection(holdout, alpha, selection_test)
 
     def settings_identity(self) -> dict[str, Any]:
         return {**super().settings_identity(), "method": self.method, "content_free_inputs": self.content_free_inputs,
                 "regularization": self.regularization, "folds": self.folds, "fit_scale": self.fit_scale,
-                "seed": self.seed}
+                "seed": self.seed, **self._selection_identity()}
 
     # -- compile -------------------------------------------------------------------------------------------
     def _compile(self, run: Run, student: Module, trainset: list[Example], valset: list[Example],
@@ -281,21 +298,23 @@ class Calibrate(Optimizer):
                     content_free[name] = content_free_offsets(scores)
         rows: list[dict[str, Any]] = []
         if self.method in ("fit", "both") and run.stopped != "budget":
-            rows = self._score_trainset(run, bound, names, trainset)
+            rows = self._score_examples(run, bound, names, trainset, "calibrate_scores")
+        val_rows: list[dict[str, Any]] = []
+        if valset and self.holdout is not None and run.stopped != "budget":
+            val_rows = self._score_examples(run, bound, names, valset, "calibrate_val_scores")
 
         result = student.deepcopy()
-        fp_base = program_fingerprint(student)
-        run.notes.baseline_fingerprint = fp_base
-        run.notes.valset = list(trainset) if rows else []
+        run.notes.baseline_fingerprint = program_fingerprint(student)
+        self._rows: dict[str, list[dict[str, Any]]] = {}
         decisions: dict[str, Any] = {}
         for name, pred in classifiers:
-            decision = self._decide(run, name, pred, content_free.get(name), rows, trainset)
+            decision = self._decide(run, name, pred, content_free.get(name), rows, val_rows)
             decisions[name] = decision
             target = dict(result.named_predictors())[name]
             target.calibration = decision["calibration"]  # type: ignore[attr-defined]
         run.notes.candidates = {"calibration": to_jsonable(decisions)}
         run.notes.best_params = {name: d["chosen"] for name, d in decisions.items()}
-        self._record(run, student, result, decisions, trainset, rows)
+        self._record(run, student, result, decisions)
         return result
 
     def _content_free(self, run: Run, name: str, predictor: Classify) -> list[list[float]]:
@@ -312,8 +331,10 @@ class Calibrate(Optimizer):
                 out.append([float(x) for x in value["logprobs"]])
         return out
 
-    def _score_trainset(self, run: Run, bound: Module, names: dict[int, str],
-                        trainset: list[Example]) -> list[dict[str, Any]]:
+    def _score_examples(self, run: Run, bound: Module, names: dict[int, str], examples: list[Example],
+                        kind: str) -> list[dict[str, Any]]:
+        """Each example run once through the program, with each classifier's raw label scores kept (in the run
+        store under ``kind``, so a resumed run asks nothing twice)."""
         from .. import settings
         from ..evaluate.runner import ParallelRunner
 
@@ -333,15 +354,15 @@ class Calibrate(Optimizer):
                 out = final.to_dict() if isinstance(final, Prediction) else {}
                 return {"steps": steps, "final": to_jsonable(out)}
 
-            return dict(run.cached("calibrate_scores", example_key(ex), compute))
+            return dict(run.cached(kind, example_key(ex), compute))
 
         def tick(done: int, total: int, outcome: Any) -> None:
             if run.progress is not None:
                 run.progress.update(calls=run.budget.calls)
 
-        report = ParallelRunner(self.num_threads, keep_traceback=False, progress=tick).run(one, trainset)
+        report = ParallelRunner(self.num_threads, keep_traceback=False, progress=tick).run(one, examples)
         rows: list[dict[str, Any]] = []
-        for ex, outcome in zip(trainset, report.outcomes, strict=True):
+        for ex, outcome in zip(examples, report.outcomes, strict=True):
             if outcome.ok and outcome.value is not None:
                 rows.append({"example": ex, **outcome.value})
             elif isinstance(outcome.error, BudgetExceededError) or not outcome.started:
@@ -352,113 +373,178 @@ class Calibrate(Optimizer):
         return rows
 
     # -- deciding per classifier --------------------------------------------------------------------------
-    def _decide(self, run: Run, name: str, pred: Classify, cf: list[float] | None, rows: list[dict[str, Any]],
-                trainset: list[Example]) -> dict[str, Any]:
-        plan = pred.plan()
-        texts = plan.texts
-        base: dict[str, Any] = {"label_field": plan.field, "labels": list(texts)}
-        zero = [0.0] * len(texts)
+    def _data(self, name: str, plan: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The scored examples of one classifier that can judge a calibration: a gold label, or the metric on
+        the program's output when the classifier's prediction is that output."""
         data: list[dict[str, Any]] = []
         for row in rows:
             step = row["steps"].get(name)
             if not step or step.get("logprobs") is None:
                 continue
-            gold = _gold_index(row["example"], plan.field, texts)
-            if gold is None and not (step.get("direct") and self.metric is not None):
+            gold = _gold_index(row["example"], plan.field, plan.texts)
+            direct = bool(step.get("direct")) and self.metric is not None
+            if gold is None and not direct:
                 continue
-            data.append({"r": [float(x) for x in step["logprobs"]], "gold": gold, "row": row,
-                         "direct": bool(step.get("direct"))})
-        fit_data = [d for d in data if d["gold"] is not None]
+            data.append({"r": [float(x) for x in step["logprobs"]], "gold": gold, "row": row, "direct": direct})
+        return data
 
-        def calibration(b: list[float], a: float, how: str, **info: Any) -> dict[str, Any] | None:
-            if how == "none":
-                return None
+    def _predict(self, data: list[dict[str, Any]], plan: Any, b: list[float], a: float) -> dict[str, Any]:
+        """Labels, metric scores and mean log-likelihood of the gold labels with offsets ``b`` and scale ``a``."""
+        choices, scores, loglik, n_gold = [], [], 0.0, 0
+        for d in data:
+            probs = softmax([a * x + y for x, y in zip(d["r"], b, strict=True)])
+            choice = max(range(len(probs)), key=lambda j: (probs[j], -j))
+            choices.append(choice)
+            scores.append(self._score(d, plan, choice, probs[choice]))
+            if d["gold"] is not None:
+                loglik += math.log(max(probs[d["gold"]], 1e-300))
+                n_gold += 1
+        return {"choices": choices, "scores": scores, "loglik": loglik / max(n_gold, 1),
+                "score": 100.0 * sum(scores) / max(len(scores), 1)}
+
+    def _decide(self, run: Run, name: str, pred: Classify, cf: list[float] | None, rows: list[dict[str, Any]],
+                val_rows: list[dict[str, Any]]) -> dict[str, Any]:
+        plan = pred.plan()
+        texts = plan.texts
+        zero = [0.0] * len(texts)
+        out: dict[str, Any] = {"label_field": plan.field, "labels": list(texts)}
+        fit_data = [d for d in self._data(name, plan, rows) if d["gold"] is not None]
+        val_data = self._data(name, plan, val_rows)
+
+        def calibration(b: list[float], a: float, how: str, **info: Any) -> dict[str, Any]:
             cal: dict[str, Any] = {"method": how, "offsets": {t: round(x, 6) for t, x in zip(texts, b, strict=True)}}
-            if self.fit_scale and how != "content_free":
+            if how != "content_free" and self.fit_scale:
                 cal["scale"] = round(a, 6)
             cal.update(info)
             return cal
 
+        cv_scores: tuple[list[float], list[float]] | None = None  # (uncalibrated, candidate) held out by the CV
         if self.method == "content_free" or len(fit_data) < 2:
             if cf is None:
-                return {**base, "chosen": "none", "calibration": None,
-                        "reason": "nothing to calibrate from (no content-free scores and too few scored examples)"}
-            return {**base, "chosen": "content_free", "calibration": calibration(cf, 1.0, "content_free")}
-
-        prior = cf if (self.method == "both" and cf is not None) else zero
-        lambdas = (self.regularization,) if self.regularization is not None else LAMBDAS
-        rng = random.Random(self.seed)
-        order = list(range(len(fit_data)))
-        rng.shuffle(order)
-        k = min(self.folds, len(fit_data))
-        folds = [order[i::k] for i in range(k)]
-        cross = len(fit_data) >= MIN_FIT_EXAMPLES
-
-        def heldout(lam: float | None, fixed: list[float] | None) -> dict[str, Any]:
-            """Held-out predictions of the fit with ``lam`` (or of the fixed offsets) over the folds."""
-            preds: dict[int, tuple[list[float], float]] = {}
-            if fixed is not None or not cross:
-                if fixed is not None:
-                    params = (fixed, 1.0)
-                else:
-                    params = fit_offsets([d["r"] for d in fit_data], [d["gold"] for d in fit_data], lam=lam or 0.1,
-                                         prior=prior, fit_scale=self.fit_scale)
-                for i in range(len(fit_data)):
-                    preds[i] = params
-            else:
-                for fold in folds:
-                    held = set(fold)
-                    train = [fit_data[i] for i in range(len(fit_data)) if i not in held]
-                    params = fit_offsets([d["r"] for d in train], [d["gold"] for d in train], lam=lam or 0.1,
-                                         prior=prior, fit_scale=self.fit_scale)
-                    for i in fold:
-                        preds[i] = params
-            loglik, scores, choices = 0.0, [], []
-            for i, d in enumerate(fit_data):
-                b, a = preds[i]
-                probs = softmax([a * x + y for x, y in zip(d["r"], b, strict=True)])
-                loglik += math.log(max(probs[d["gold"]], 1e-300))
-                choice = max(range(len(probs)), key=lambda j: (probs[j], -j))
-                choices.append(choice)
-                scores.append(self._score(d, plan, choice, probs[choice]))
-            n = len(fit_data)
-            return {"loglik": loglik / n, "score": 100.0 * sum(scores) / n, "choices": choices, "scores": scores}
-
-        candidates: list[dict[str, Any]] = [{"name": "none", "lambda": None, **heldout(None, zero)}]
-        if cf is not None:
-            candidates.append({"name": "content_free", "lambda": None, **heldout(None, cf)})
-        fits = [{"name": "fit", "lambda": lam, **heldout(lam, None)} for lam in lambdas]
-        best_fit = max(fits, key=lambda c: (c["loglik"], c["lambda"]))
-        # The fit is kept only when it does at least as well on held-out examples as what it would replace.
-        finalists = [*candidates, best_fit]
-        simplicity = {"none": 0, "content_free": 1, "fit": 2}
-        chosen = max(finalists, key=lambda c: (round(c["score"], 9), round(c["loglik"], 9), -simplicity[c["name"]]))
-        for number, c in enumerate([*candidates, *fits], start=len(run.trials)):
-            run.add_trial(Trial(number=number, kind="candidate",
-                                params={"predictor": name, "offsets": c["name"], "lambda": c["lambda"],
-                                        "heldout_loglik": round(c["loglik"], 4)},
-                                score=c["score"], n_examples=len(fit_data), calls=0))
-        info = {"heldout_score": round(chosen["score"], 2), "heldout_loglik": round(chosen["loglik"], 4),
-                "uncalibrated_heldout_score": round(candidates[0]["score"], 2), "examples": len(fit_data),
-                "cross_validated": cross}
-        if chosen["name"] == "fit":
-            b, a = fit_offsets([d["r"] for d in fit_data], [d["gold"] for d in fit_data], lam=chosen["lambda"],
-                               prior=prior, fit_scale=self.fit_scale)
-            cal = calibration(b, a, "fit" if self.method == "fit" else "both", **{"lambda": chosen["lambda"], **info})
-        elif chosen["name"] == "content_free":
-            cal = calibration(cf or zero, 1.0, "content_free", **info)
+                out.update(chosen="none", calibration=None, selection={
+                    "mode": "none", "rule": "nothing to calibrate from", "decision": "nothing to test",
+                    "pick": "starting program",
+                    "reason": "no content-free scores and fewer than 2 scored training examples with a gold label"})
+                return out
+            chosen_name, params, lam = "content_free", (cf, 1.0), None
+            cal = calibration(cf, 1.0, "content_free")
         else:
-            cal = None
-        # Per-example rows for the result: uncalibrated against the choice, both held out.
-        self._store_rows(run, name, plan, fit_data, candidates[0], chosen, bool(cal))
-        return {**base, "chosen": chosen["name"], "lambda": chosen["lambda"], "calibration": cal, **info,
-                "candidates": [{k: v for k, v in c.items() if k not in ("choices", "scores")}
-                               for c in [*candidates, *fits]]}
+            prior = cf if (self.method == "both" and cf is not None) else zero
+            lambdas = (self.regularization,) if self.regularization is not None else LAMBDAS
+            order = list(range(len(fit_data)))
+            random.Random(self.seed).shuffle(order)
+            k = min(self.folds, len(fit_data))
+            folds = [order[i::k] for i in range(k)]
+            cross = len(fit_data) >= MIN_FIT_EXAMPLES
+
+            def heldout(lam: float | None, fixed: list[float] | None) -> dict[str, Any]:
+                """Each example predicted by offsets not fitted on it (k-fold), or by the fixed offsets."""
+                n = len(fit_data)
+                merged: dict[str, Any] = {"choices": [0] * n, "scores": [0.0] * n, "loglik": 0.0}
+                groups = folds if fixed is None and cross else [list(range(n))]
+                for group in groups:
+                    if fixed is not None:
+                        b, a = fixed, 1.0
+                    else:
+                        held = set(group) if cross else set()
+                        train = [fit_data[i] for i in range(n) if i not in held]
+                        b, a = fit_offsets([d["r"] for d in train], [d["gold"] for d in train], lam=lam or 0.1,
+                                           prior=prior, fit_scale=self.fit_scale)
+                    res = self._predict([fit_data[i] for i in group], plan, b, a)
+                    for j, i in enumerate(group):
+                        merged["choices"][i] = res["choices"][j]
+                        merged["scores"][i] = res["scores"][j]
+                    merged["loglik"] += res["loglik"] * len(group) / n
+                merged["score"] = 100.0 * sum(merged["scores"]) / n
+                return merged
+
+            candidates: list[dict[str, Any]] = [{"name": "none", "lambda": None, **heldout(None, zero)}]
+            if cf is not None:
+                candidates.append({"name": "content_free", "lambda": None, **heldout(None, cf)})
+            fits = [{"name": "fit", "lambda": lam, **heldout(lam, None)} for lam in lambdas]
+            best_fit = max(fits, key=lambda c: (c["loglik"], c["lambda"]))  # lambda by held-out likelihood
+            simplicity = {"none": 0, "content_free": 1, "fit": 2}
+            chosen = max([*candidates, best_fit],
+                         key=lambda c: (round(c["score"], 9), round(c["loglik"], 9), -simplicity[c["name"]]))
+            for number, c in enumerate([*candidates, *fits], start=len(run.trials)):
+                run.add_trial(Trial(number=number, kind="candidate",
+                                    params={"predictor": name, "offsets": c["name"], "lambda": c["lambda"],
+                                            "heldout_loglik": round(c["loglik"], 4)},
+                                    score=c["score"], n_examples=len(fit_data), calls=0))
+            out["cross_validation"] = {
+                "folds": len(folds) if cross else 0, "examples": len(fit_data),
+                "candidates": [{"name": c["name"], "lambda": c["lambda"], "score": round(c["score"], 2),
+                                "loglik": round(c["loglik"], 4)} for c in [*candidates, *fits]]}
+            chosen_name, lam = chosen["name"], chosen["lambda"]
+            if chosen_name == "none":
+                out.update(chosen="none", calibration=None, selection={
+                    "mode": "cross-validation", "rule": self._cv_rule(len(fit_data), cross),
+                    "decision": "nothing to test", "pick": "starting program",
+                    "reason": "no calibration did better than none on held-out training examples"})
+                self._evidence_rows(run, name, plan, fit_data, candidates[0], candidates[0])
+                return out
+            if chosen_name == "fit":
+                params = fit_offsets([d["r"] for d in fit_data], [d["gold"] for d in fit_data], lam=lam,
+                                     prior=prior, fit_scale=self.fit_scale)
+                cal = calibration(params[0], params[1], "fit" if self.method == "fit" else "both", **{"lambda": lam})
+            else:
+                params = (cf or zero, 1.0)
+                cal = calibration(cf or zero, 1.0, "content_free")
+            if cross:
+                cv_scores = (candidates[0]["scores"], chosen["scores"])
+                self._evidence_rows(run, name, plan, fit_data, candidates[0], chosen)
+
+        # Keep the calibration only when it beats none by more than the noise on examples it was not fitted on.
+        sel: dict[str, Any] = {"alpha": self.alpha, "test": self.selection_test}
+        if self.holdout is None:
+            sel.update(mode="off", rule="off (holdout=None): the calibration is kept without a check",
+                       decision="accepted without a test", pick="candidate")
+        elif val_data:
+            base = self._predict(val_data, plan, zero, 1.0)
+            cand = self._predict(val_data, plan, *params)
+            self._evidence_rows(run, name, plan, val_data, base, cand)
+            sel.update(mode="validation set", rule=f"the {len(val_data)} examples of the valset",
+                       n_holdout=len(val_data))
+            sel["evidence"] = paired_test(base["scores"], cand["scores"], alpha=self.alpha,
+                                          method=self.selection_test).to_dict()
+        elif cv_scores is not None:
+            sel.update(mode="cross-validation", rule=self._cv_rule(len(fit_data), True), n_holdout=len(fit_data))
+            sel["evidence"] = paired_test(cv_scores[0], cv_scores[1], alpha=self.alpha,
+                                          method=self.selection_test).to_dict()
+        else:
+            sel.update(mode="none", rule="none: no valset and no scored training examples to check on",
+                       decision="accepted without a test", pick="candidate")
+        ev = sel.get("evidence")
+        if ev is not None:
+            sel["scores"] = {"starting program": {"seen": None, "unseen": ev["baseline"]},
+                             "candidate": {"seen": None, "unseen": ev["candidate"]}}
+            if ev["significant"]:
+                sel.update(decision="accepted", pick="candidate", reason=(
+                    f"the calibration ({chosen_name}) beats none on examples it was not fitted on: "
+                    f"lift {ev['lift']:+.1f} points, p = {ev['p_value']:.3g} ({ev['method']}, n = {ev['n']})"))
+            else:
+                sel.update(decision="rejected", pick="starting program", reason=(
+                    f"the calibration ({chosen_name}) does not beat none by more than the noise at alpha "
+                    f"{self.alpha:g}: lift {ev['lift']:+.1f} points, p = {ev['p_value']:.3g} ({ev['method']}, "
+                    f"n = {ev['n']}); the classifier is left uncalibrated"))
+        keep = sel.get("pick") == "candidate"
+        if ev is not None:
+            cal["evidence"] = {k: ev[k] for k in ("lift", "p_value", "n", "baseline", "candidate", "method")}
+        out.update(chosen=chosen_name if keep else "none", lambda_=lam, candidate=cal,
+                   calibration=cal if keep else None, selection=sel)
+        out["lambda"] = out.pop("lambda_")
+        return out
+
+    @staticmethod
+    def _cv_rule(n: int, cross: bool) -> str:
+        if not cross:
+            return f"none: {n} training examples are too few to cross-validate (fewer than {MIN_FIT_EXAMPLES})"
+        return f"cross-validation over the {n} training examples: each predicted by offsets fitted on the other folds"
 
     def _score(self, d: dict[str, Any], plan: Any, choice: int, prob: float) -> float:
-        """The metric of a held-out prediction with the label ``choice``; gold-label match when the metric
-        cannot see this step's output (a step inside a larger program) or there is no metric."""
-        if self.metric is not None and d["direct"]:
+        """The metric of a prediction with the label ``choice``; gold-label match when the metric cannot see
+        this step's output (a step inside a larger program) or there is no metric."""
+        if d["direct"] and self.metric is not None:
             final = dict(d["row"]["final"])
             final[plan.field] = plan.typed[choice]
             if plan.confidence is not None:
@@ -466,41 +552,41 @@ class Calibrate(Optimizer):
             return call_metric(self.metric, d["row"]["example"], Prediction(final))
         return 1.0 if choice == d["gold"] else 0.0
 
-    def _store_rows(self, run: Run, name: str, plan: Any, fit_data: list[dict[str, Any]], base: dict[str, Any],
-                    chosen: dict[str, Any], changed: bool) -> None:
-        if not self.metric:
-            return
-        for i, d in enumerate(fit_data):
-            key = example_key(d["row"]["example"])
-            for tag, c in (("base", base), ("final", chosen if changed else base)):
-                run.store.put("calibrate_heldout", f"{tag}/{name}/{key}", {
-                    "score": c["scores"][i], "output": {plan.field: plan.texts[c["choices"][i]]}, "error": None})
+    def _evidence_rows(self, run: Run, name: str, plan: Any, data: list[dict[str, Any]], base: dict[str, Any],
+                       cand: dict[str, Any]) -> None:
+        """Per-example rows (uncalibrated and calibrated, on examples neither was fitted on) for the result."""
+        rows = []
+        for i, d in enumerate(data):
+            rows.append({"example": d["row"]["example"],
+                         "base": {"score": base["scores"][i], "output": {plan.field: plan.texts[base["choices"][i]]},
+                                  "error": None},
+                         "final": {"score": cand["scores"][i], "output": {plan.field: plan.texts[cand["choices"][i]]},
+                                   "error": None}})
+        self._rows[name] = rows
 
-    def _record(self, run: Run, student: Module, result: Module, decisions: dict[str, Any],
-                trainset: list[Example], rows: list[dict[str, Any]]) -> None:
-        """Baseline and final held-out scores and per-example rows, where the base optimizer's result reads them."""
+    def _record(self, run: Run, student: Module, result: Module, decisions: dict[str, Any]) -> None:
+        """The selection, baseline and final scores and per-example rows, where the base optimizer's result reads
+        them (for the first classifier; every classifier's decision is in ``result.candidates``)."""
+        first = next(iter(decisions))
+        sel = decisions[first].get("selection") or {}
+        run.notes.selection = dict(sel)
         fp_base = program_fingerprint(student)
         fp_final = program_fingerprint(result)
-        scored = [d for d in decisions.values() if "uncalibrated_heldout_score" in d]
-        if not scored or not self.metric:
+        rows = self._rows.get(first) or []
+        if not rows or self.metric is None:
             run.notes.valset = []
             return
-        first = next(n for n, d in decisions.items() if "uncalibrated_heldout_score" in d)
-        d = decisions[first]
-        run.notes.add_full_score(fp_base, d["uncalibrated_heldout_score"])
-        run.notes.add_full_score(fp_final, d["heldout_score"])
-        examples = []
-        for row in rows:
-            key = example_key(row["example"])
-            b = run.store.get("calibrate_heldout", f"base/{first}/{key}")
-            f = run.store.get("calibrate_heldout", f"final/{first}/{key}")
-            if b is None or f is None:
-                continue
-            run.store.put("score", f"{fp_base}/{key}", b.value)
+        keep = sel.get("pick") == "candidate"
+        base_total = 100.0 * sum(r["base"]["score"] for r in rows) / len(rows)
+        final_total = 100.0 * sum((r["final"] if keep else r["base"])["score"] for r in rows) / len(rows)
+        run.notes.add_full_score(fp_base, base_total)
+        run.notes.add_full_score(fp_final, final_total)
+        for r in rows:
+            key = example_key(r["example"])
+            run.store.put("score", f"{fp_base}/{key}", r["base"])
             if fp_final != fp_base:
-                run.store.put("score", f"{fp_final}/{key}", f.value)
-            examples.append(row["example"])
-        run.notes.valset = examples
+                run.store.put("score", f"{fp_final}/{key}", r["final"])
+        run.notes.valset = [r["example"] for r in rows]
 
 
 def _raw(pred: Any, predictor: Classify) -> list[float] | None:
