@@ -498,7 +498,8 @@ class Calibrate(Optimizer):
         sel: dict[str, Any] = {"alpha": self.alpha, "test": self.selection_test}
         if self.holdout is None:
             sel.update(mode="off", rule="off (holdout=None): the calibration is kept without a check",
-                       decision="accepted without a test", pick="candidate")
+                       decision="accepted without a test", pick="candidate",
+                       reason=f"holdout=None: the {chosen_name} calibration is kept unchecked")
         elif val_data:
             base = self._predict(val_data, plan, zero, 1.0)
             cand = self._predict(val_data, plan, *params)
@@ -513,7 +514,9 @@ class Calibrate(Optimizer):
                                           method=self.selection_test).to_dict()
         else:
             sel.update(mode="none", rule="none: no valset and no scored training examples to check on",
-                       decision="accepted without a test", pick="candidate")
+                       decision="accepted without a test", pick="candidate",
+                       reason=f"nothing labelled was scored, so the {chosen_name} calibration is kept unchecked; "
+                              "give a valset to check it")
         ev = sel.get("evidence")
         if ev is not None:
             sel["scores"] = {"starting program": {"seen": None, "unseen": ev["baseline"]},
