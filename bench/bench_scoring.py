@@ -81,7 +81,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads (1: the cores are shared)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N examples of each split")
     ap.add_argument("--redo", action="store_true")
+    ap.add_argument("--timing", type=int, default=0, metavar="N",
+                    help="instead: time Classify against Predict on the first N dev examples, LM cache off, "
+                         "llama.cpp threads = the usable cores (run it on a quiet machine)")
     args = ap.parse_args()
+    if args.timing:
+        timing(args.model, args.timing)
+        return
 
     sys.path.insert(0, str(ROOT / "src"))
     import promptless as pl
@@ -169,6 +175,31 @@ def main() -> None:
                 c = record["calibrate"]
                 print(f"   calibrate: {c['lm_requests']} requests, chosen {c['chosen']} (lambda {c['lambda']}); "
                       f"{c['selection']['decision']}: {c['selection']['reason']}", flush=True)
+
+
+def timing(model: str, n: int) -> None:
+    """Seconds per example of pl.Classify and pl.Predict on the same examples, the model's cache off."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import promptless as pl
+    from promptless.tasks import ClassifyEvent, load_events, make_classifier
+
+    cores = len(os.sched_getaffinity(0))
+    lm = pl.LM(f"local/{model}", cache=False, n_threads=cores)
+    lm.load()
+    examples = load_events("dev", n)
+    record: dict[str, Any] = {"examples": n, "threads": cores, "load_average": os.getloadavg()[0]}
+    for name, program in (("scored", pl.Classify(ClassifyEvent, lm=lm)), ("generation", make_classifier(lm=lm))):
+        lm("warm up")  # the first call of a process pays one-off costs
+        with pl.track_usage() as usage:
+            t0 = time.perf_counter()
+            for ex in examples:
+                program(event=ex.event)
+            seconds = time.perf_counter() - t0
+        record[name] = {"seconds": round(seconds, 1), "per_example": round(seconds / n, 2),
+                        "calls": usage.total.calls}
+        print(name, record[name], flush=True)
+    record["load_average_after"] = os.getloadavg()[0]
+    _save(f"{model}/timing", record, {"machine": _machine()})
 
 
 if __name__ == "__main__":
