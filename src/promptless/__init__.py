@@ -1,7 +1,7 @@
 """promptless: programming, not prompting, language models.
 
 ``import promptless`` loads the core: signatures, modules, LMs, adapters and settings. The optimizers,
-evaluation, tools, retrieval and embeddings load the first time one of their names is used (``pl.MIPROv2``,
+evaluation, executors, tools, retrieval and embeddings load the first time one of their names is used (``pl.MIPROv2``,
 ``pl.Evaluate``, ``pl.evaluate.exact_match``), through the module ``__getattr__`` below, so the import stays
 light as the package grows (tests/unit/test_import.py holds it to that).
 """
@@ -60,11 +60,16 @@ _LAZY = {
     "Tool": "promptless.tools",
     "Retriever": "promptless.retrieve",
     "Embedder": "promptless.embeddings",
+    "ThreadExecutor": "promptless.executors",
+    "AsyncExecutor": "promptless.executors",
+    "RayExecutor": "promptless.executors.ray_executor",
 }
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .embeddings import Embedder
     from .evaluate import Evaluate, EvaluationResult
+    from .executors import AsyncExecutor, ThreadExecutor
+    from .executors.ray_executor import RayExecutor
     from .optimize import (
         BootstrapFewShot,
         BootstrapFewShotWithRandomSearch,
@@ -98,6 +103,7 @@ __all__ = [
     "GEPA",
     "LM",
     "Adapter",
+    "AsyncExecutor",
     "BaseLM",
     "BestOfN",
     "BootstrapFewShot",
@@ -130,6 +136,7 @@ __all__ = [
     "Prediction",
     "ProgramOfThought",
     "PromptlessError",
+    "RayExecutor",
     "ReAct",
     "Refine",
     "Retriever",
@@ -137,6 +144,7 @@ __all__ = [
     "ScriptedLM",
     "Signature",
     "SignatureError",
+    "ThreadExecutor",
     "Tool",
     "ToolError",
     "configure",

@@ -1,6 +1,8 @@
 """Configuration: process-wide defaults plus scoped overrides.
 
-``configure(lm=..., adapter=...)`` sets the defaults every thread sees.
+``configure(lm=..., adapter=...)`` sets the defaults every thread sees; ``executor=`` is where
+``Evaluate``, ``Module.batch``, ``Parallel`` and the optimizers run their examples when they are not
+given one (``pl.ThreadExecutor``, ``pl.AsyncExecutor``, ``pl.RayExecutor``; threads when unset).
 ``with context(lm=...):`` overrides them inside the block only; the override
 lives in a ``contextvars.ContextVar`` so it is private to the current thread
 or asyncio task (and copied into tasks started from inside the block).
@@ -16,9 +18,9 @@ from typing import Any
 
 from .errors import ConfigurationError
 
-_KEYS = ("lm", "adapter", "trace")
+_KEYS = ("lm", "adapter", "trace", "executor")
 
-_defaults: dict[str, Any] = {"lm": None, "adapter": None, "trace": None}
+_defaults: dict[str, Any] = {"lm": None, "adapter": None, "trace": None, "executor": None}
 _overrides: ContextVar[dict[str, Any] | None] = ContextVar("promptless_overrides", default=None)
 
 # Settings DSPy has that promptless does not support yet, and what to use meanwhile. Refused rather than taken

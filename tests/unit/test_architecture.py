@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("adapters",),
     ("lm",),
     ("tools", "sandbox", "retrieve", "embeddings", "minilm"),
+    ("executors",),
     ("modules",),
     ("evaluate",),
     ("optimize",),

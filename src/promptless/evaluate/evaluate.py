@@ -30,6 +30,10 @@ error and the first one. ``display_predictions=True`` (or N) shows the last 10
 (or N) predictions under the bar as they come (input, gold, predicted, right or
 wrong); without a terminal it prints one line per example instead.
 ``display_table=N`` prints the first N rows.
+
+``executor=`` says where the examples run: ``pl.ThreadExecutor(n)`` (what ``num_threads=n`` means, the
+default), ``pl.AsyncExecutor(n)`` or ``pl.RayExecutor(...)`` (docs/scale.md); the rows come back in the
+devset's order whatever the executor, and the progress, usage and metric stay in this process.
 """
 
 from __future__ import annotations
@@ -47,11 +51,13 @@ from ..errors import (
     LMNotFoundError,
     LMRateLimitError,
 )
+from ..executors import call_async
+from ..executors import resolve as resolve_executor
+from ..executors.runner import Outcome, RunReport
 from ..lm.usage import track_usage
 from ..types import Usage
 from .display import ProgressDisplay, display_table
 from .result import EvaluationResult, MetricError, error_line, failure_kind, row_from_outcome
-from .runner import Outcome, ParallelRunner, RunReport
 from .scoring import metric_name, to_score
 
 _OVERRIDABLE = (
@@ -64,6 +70,7 @@ _OVERRIDABLE = (
     "failure_score",
     "save_as_json",
     "save_as_csv",
+    "executor",
 )
 
 
@@ -84,6 +91,7 @@ class Evaluate:
         failure_score: float = 0.0,
         save_as_json: str | Path | None = None,
         save_as_csv: str | Path | None = None,
+        executor: Any = None,
     ) -> None:
         self.devset = list(devset)
         self.metric = metric
@@ -96,6 +104,7 @@ class Evaluate:
         self.failure_score = failure_score
         self.save_as_json = save_as_json
         self.save_as_csv = save_as_csv
+        self.executor = executor
 
     # -- set-up shared by the sync and async paths ---------------------------------------
     def _options(self, devset: Iterable[Example] | None, metric: Callable[..., Any] | None,
@@ -201,16 +210,13 @@ class Evaluate:
         """Run ``program`` on every example and score it; see the module docstring."""
         examples, metric, opts = self._options(devset, metric, overrides)
 
-        def one(example: Example) -> tuple[Any, float]:
-            prediction = program(**example.inputs().to_dict())
-            return prediction, self._score(metric, example, prediction)
-
+        executor = resolve_executor(opts["executor"], opts["num_threads"])
+        one, aone = self._workers(executor.bind(program), metric)
         display = ProgressDisplay(opts, examples, metric_name(metric))
         watch = _Watch()
         with display, track_usage() as tracker:
-            runner = ParallelRunner(opts["num_threads"], max_errors=opts["max_errors"], progress=display.update,
-                                    keep_traceback=False, halt=watch)
-            report = runner.run(one, examples)
+            report = executor.map(one, examples, afn=aone, max_errors=opts["max_errors"], progress=display.update,
+                                  keep_traceback=False, halt=watch)
             result = self._result(examples, report, metric, tracker.total.copy(), opts)
             display.done(result)
         return self._finish(result, opts, display, watch)
@@ -219,29 +225,30 @@ class Evaluate:
                     metric: Callable[..., Any] | None = None, **overrides: Any) -> EvaluationResult:
         """The asyncio form: awaits ``program.acall(**inputs)``, at most ``num_threads`` at a time."""
         examples, metric, opts = self._options(devset, metric, overrides)
-        acall = getattr(program, "acall", None)
-
-        async def one(example: Example) -> tuple[Any, float]:
-            inputs = example.inputs().to_dict()
-            if acall is not None:
-                prediction = await acall(**inputs)
-            else:
-                import asyncio
-                import contextvars
-
-                ctx = contextvars.copy_context()
-                prediction = await asyncio.to_thread(ctx.run, lambda: program(**inputs))
-            return prediction, self._score(metric, example, prediction)
-
+        executor = resolve_executor(opts["executor"], opts["num_threads"])
+        one, aone = self._workers(executor.bind(program), metric)
         display = ProgressDisplay(opts, examples, metric_name(metric))
         watch = _Watch()
         with display, track_usage() as tracker:
-            runner = ParallelRunner(opts["num_threads"], max_errors=opts["max_errors"], progress=display.update,
-                                    keep_traceback=False, halt=watch)
-            report = await runner.arun(one, examples)
+            report = await executor.amap(aone, examples, fn=one, max_errors=opts["max_errors"],
+                                         progress=display.update, keep_traceback=False, halt=watch)
             result = self._result(examples, report, metric, tracker.total.copy(), opts)
             display.done(result)
         return self._finish(result, opts, display, watch)
+
+    def _workers(self, program: Any, metric: Callable[..., Any]) -> tuple[Callable[[Example], tuple[Any, float]],
+                                                                          Callable[[Example], Any]]:
+        """One example run and scored, as a function and as a coroutine function (executors take either)."""
+
+        def one(example: Example) -> tuple[Any, float]:
+            prediction = program(**example.inputs().to_dict())
+            return prediction, self._score(metric, example, prediction)
+
+        async def aone(example: Example) -> tuple[Any, float]:
+            prediction = await call_async(program, **example.inputs().to_dict())
+            return prediction, self._score(metric, example, prediction)
+
+        return one, aone
 
     def __repr__(self) -> str:
         return (f"Evaluate(devset=<{len(self.devset)} examples>, metric={metric_name(self.metric)}, "

@@ -48,10 +48,45 @@ def to_messages(messages: Any = None, prompt: str | None = None) -> list[Message
     return out
 
 
+class _InitArgs:
+    """The arguments an LM was made with; its repr shows none of them (they may hold an API key)."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs)
+
+    def __getstate__(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return self.args, self.kwargs
+
+    def __setstate__(self, state: tuple[tuple[Any, ...], dict[str, Any]]) -> None:
+        self.args, self.kwargs = state
+
+    def __repr__(self) -> str:
+        return f"<LM arguments: {len(self.args)} positional, {len(self.kwargs)} by name>"
+
+
 class BaseLM:
     """Base class of every LM backend."""
 
     provider: str = "base"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> BaseLM:
+        self = super().__new__(cls)
+        # how this LM was made, so that another process (a Ray worker) can make its own: see ``spec``
+        self._init_args = _InitArgs(args, kwargs)
+        return self
+
+    def spec(self) -> dict[str, Any]:
+        """How to make this LM again in another process: its class, the arguments it was made with (a ``Cache``
+        object left out), and whether it caches. No client, connection or loaded model is part of it; a Ray
+        worker builds its own LM from this (``executors/ray_executor.py``). An ``api_key=`` given here is part of
+        it (a worker needs it); one read from the environment is not, and each worker reads its own."""
+        init = getattr(self, "_init_args", None)
+        args, kwargs = (init.args, dict(init.kwargs)) if init is not None else ((), {})
+        kwargs.pop("cache", None)
+        return {"class": type(self), "args": tuple(args), "kwargs": kwargs, "cache": self._cache_setting is not False}
 
     def __init__(
         self,

@@ -39,6 +39,33 @@ class Module:
         ctx = contextvars.copy_context()
         return await asyncio.to_thread(ctx.run, self.__call__, *args, **kwargs)
 
+    def batch(
+        self,
+        examples: list[Example],
+        num_threads: int | None = None,
+        max_errors: int | None = None,
+        return_failed_examples: bool = False,
+        executor: Any = None,
+    ) -> Any:
+        """Run this program on every example's inputs (``example.inputs()``), in parallel; results in input order.
+
+        ``num_threads`` threads (default 8), or ``executor=`` (``pl.AsyncExecutor``, ``pl.RayExecutor``; the
+        ``pl.context(executor=...)`` setting when neither is given). Once more than ``max_errors`` examples have
+        failed (None: never stop) no new one starts and ``PromptlessError`` is raised. A failed example's result
+        is None; with ``return_failed_examples=True`` the call returns ``(results, failed_examples,
+        exceptions)`` instead, the failed examples' inputs with their exceptions, in input order."""
+        from ..data import Example
+        from ..errors import ConfigurationError
+        from .parallel import Parallel
+
+        for i, example in enumerate(examples):
+            if not isinstance(example, Example):
+                raise ConfigurationError(f"batch: item {i} is a {type(example).__name__}, not a pl.Example; build "
+                                         "items with pl.Example(...).with_inputs(...)")
+        pairs = [(self, example.inputs() if example.input_keys is not None else example) for example in examples]
+        return Parallel(num_threads=num_threads, max_errors=max_errors, return_failed_examples=return_failed_examples,
+                        executor=executor)(pairs)
+
     # -- walking the program -------------------------------------------------
     def _walk(self, prefix: str, seen: set[int]) -> Iterator[tuple[str, Any]]:
         for key, value in vars(self).items():

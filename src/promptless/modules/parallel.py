@@ -19,8 +19,6 @@ exceptions)`` instead of raising for the failed items.
 
 from __future__ import annotations
 
-import contextvars
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,6 +48,7 @@ class Parallel:
         max_errors: int | None = None,
         return_failed_examples: bool = False,
         provide_traceback: bool = False,
+        executor: Any = None,
     ) -> None:
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
             raise ConfigurationError(f"Parallel: num_threads must be a whole number >= 1, got {num_threads!r}")
@@ -59,6 +58,7 @@ class Parallel:
         self.max_errors = max_errors
         self.return_failed_examples = return_failed_examples
         self.provide_traceback = provide_traceback
+        self.executor = executor
 
     def _check_pairs(self, exec_pairs: Sequence[Pair]) -> list[Pair]:
         pairs = list(exec_pairs)
@@ -87,76 +87,60 @@ class Parallel:
             if hasattr(exc, "add_note"):  # Python 3.11+
                 exc.add_note(note)
 
-    # -- threads ------------------------------------------------------------------
-    def forward(self, exec_pairs: Sequence[Pair], num_threads: int | None = None) -> Any:
-        pairs = self._check_pairs(exec_pairs)
+    # -- running -------------------------------------------------------------------
+    def _items(self, pairs: list[Pair], executor: Any) -> tuple[Any, Any]:
+        bound: dict[int, Any] = {}
+        for module, _ in pairs:
+            if id(module) not in bound:
+                bound[id(module)] = executor.bind(module)
+
+        def one(i: int) -> Any:
+            module, inputs = pairs[i]
+            args, kwargs = _call_args(inputs)
+            return bound[id(module)](*args, **kwargs)
+
+        async def aone(i: int) -> Any:
+            from ..executors import call_async
+
+            module, inputs = pairs[i]
+            args, kwargs = _call_args(inputs)
+            return await call_async(bound[id(module)], *args, **kwargs)
+
+        return one, aone
+
+    def _report(self, pairs: list[Pair], report: Any) -> Any:
         results: list[Any] = [None] * len(pairs)
         errors: dict[int, BaseException] = {}
-        lock = threading.Lock()
-        stop = threading.Event()
-        parent = contextvars.copy_context()
+        for outcome in report.outcomes:
+            if outcome.ok:
+                results[outcome.index] = outcome.value
+            elif outcome.error is not None:
+                self._note(outcome.index, outcome.error)
+                errors[outcome.index] = outcome.error
+        return self._finish(pairs, results, errors, report.stopped)
 
-        def one(i: int) -> None:
-            if stop.is_set():
-                return
-            module, inputs = pairs[i]
-            try:
-                args, kwargs = _call_args(inputs)
-                results[i] = parent.copy().run(module, *args, **kwargs)
-            except Exception as exc:
-                self._note(i, exc)
-                with lock:
-                    errors[i] = exc
-                    if self.max_errors is not None and len(errors) > self.max_errors:
-                        stop.set()
+    def _executor(self, num_threads: int | None) -> Any:
+        from ..executors import resolve
 
-        workers = min(num_threads or self.num_threads, max(1, len(pairs)))
-        if workers == 1:
-            for i in range(len(pairs)):
-                one(i)
-        else:
-            from concurrent.futures import ThreadPoolExecutor
+        return resolve(self.executor, num_threads or self.num_threads)
 
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="promptless-parallel") as pool:
-                for future in [pool.submit(one, i) for i in range(len(pairs))]:
-                    future.result()
-        return self._finish(pairs, results, errors, stop.is_set())
+    def forward(self, exec_pairs: Sequence[Pair], num_threads: int | None = None) -> Any:
+        pairs = self._check_pairs(exec_pairs)
+        executor = self._executor(num_threads)
+        one, aone = self._items(pairs, executor)
+        report = executor.map(one, range(len(pairs)), afn=aone, max_errors=self.max_errors, keep_traceback=False)
+        return self._report(pairs, report)
 
     __call__ = forward
 
-    # -- asyncio ---------------------------------------------------------------------
     async def acall(self, exec_pairs: Sequence[Pair], num_threads: int | None = None) -> Any:
         """The same with asyncio tasks, at most ``num_threads`` at a time; modules run through ``acall``."""
-        import asyncio
-
         pairs = self._check_pairs(exec_pairs)
-        results: list[Any] = [None] * len(pairs)
-        errors: dict[int, BaseException] = {}
-        sem = asyncio.Semaphore(num_threads or self.num_threads)
-        stopped = False
-
-        async def one(i: int) -> None:
-            nonlocal stopped
-            async with sem:
-                if stopped:
-                    return
-                module, inputs = pairs[i]
-                try:
-                    args, kwargs = _call_args(inputs)
-                    acall = getattr(module, "acall", None)
-                    if acall is not None:
-                        results[i] = await acall(*args, **kwargs)
-                    else:
-                        ctx = contextvars.copy_context()
-                        results[i] = await asyncio.to_thread(ctx.run, module, *args, **kwargs)
-                except Exception as exc:
-                    self._note(i, exc)
-                    errors[i] = exc
-                    if self.max_errors is not None and len(errors) > self.max_errors:
-                        stopped = True
-
-        await asyncio.gather(*(one(i) for i in range(len(pairs))))
-        return self._finish(pairs, results, errors, stopped)
+        executor = self._executor(num_threads)
+        one, aone = self._items(pairs, executor)
+        report = await executor.amap(aone, range(len(pairs)), fn=one, max_errors=self.max_errors,
+                                     keep_traceback=False)
+        return self._report(pairs, report)
 
     def __repr__(self) -> str:
         return f"Parallel(num_threads={self.num_threads}, max_errors={self.max_errors})"

@@ -61,6 +61,8 @@ class Optimizer:
       best program so far is returned (``result.stopped == "budget"``).
     - ``run_dir``: a directory for the run store; the same call again resumes a crashed or killed run.
     - ``num_threads``: examples scored in parallel.
+    - ``executor``: where the examples are scored (``pl.ThreadExecutor`` with ``num_threads`` by default,
+      ``pl.AsyncExecutor``, ``pl.RayExecutor``; docs/scale.md); the budget, the run store and the memo stay here.
     - ``progress``: True / False for the live display; None (default) shows it when stderr is a terminal.
     """
 
@@ -73,6 +75,7 @@ class Optimizer:
         run_dir: str | None = None,
         num_threads: int = 1,
         progress: bool | None = None,
+        executor: Any = None,
     ) -> None:
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ConfigurationError(f"num_threads must be a whole number >= 1, got {num_threads!r}")
@@ -83,6 +86,7 @@ class Optimizer:
         self.run_dir = run_dir
         self.num_threads = num_threads
         self.progress = progress
+        self.executor = executor
         self.result: OptimizationResult | None = None
 
     # what identifies a run for resuming (subclasses add their options)
@@ -132,6 +136,7 @@ class Optimizer:
         }
         run = Run(type(self).__name__, metric=self.metric, identity=identity, run_dir=self.run_dir,
                   max_lm_calls=self.max_lm_calls, max_cost=self.max_cost, num_threads=self.num_threads,
+                  executor=self.executor,
                   **self._models())
         run.student = student
         from .progress import Progress

@@ -66,7 +66,7 @@ def _demo_example(values: dict[str, Any], predictor: Any) -> Example:
     return ex.with_inputs(*names) if names else ex
 
 
-def _trace_one(run: Run, bound: Module, names: dict[int, str], example: Example, metric: Metric | None,
+def _trace_one(run: Run, bound: Any, names: dict[int, str], example: Example, metric: Metric | None,
                threshold: float | None) -> dict[str, Any]:
     trace: list[Any] = []
     try:
@@ -148,6 +148,7 @@ def bootstrap(
                     for p in bound.predictors():
                         p.config = {**p.config, "temperature": 1.0, "rollout_id": f"bootstrap-round-{round_idx}"}
                 names = {id(p): n for n, p in bound.named_predictors()}
+                runner = run.executor.bind(bound)  # the traces run where the run's examples run
                 for i, ex in enumerate(trainset):
                     if len(passed) >= max_bootstrapped_demos:
                         break
@@ -155,8 +156,8 @@ def bootstrap(
                         continue
                     key = f"{teacher_fp}/{metric_name(metric) if metric else '-'}/{metric_threshold}/{round_idx}/" \
                           f"{example_key(ex)}"
-                    def trace(ex: Example = ex, bound: Module = bound, names: dict[int, str] = names) -> Any:
-                        return _trace_one(run, bound, names, ex, metric, metric_threshold)
+                    def trace(ex: Example = ex, runner: Any = runner, names: dict[int, str] = names) -> Any:
+                        return _trace_one(run, runner, names, ex, metric, metric_threshold)
 
                     res = run.cached("trace", key, trace)
                     n_traced += 1

@@ -205,6 +205,15 @@ class GuardedLM:
     def inner(self) -> Any:
         return self._lm
 
+    @property
+    def budget(self) -> Budget:
+        """The budget every request reserves a call from (a Ray executor reserves from it before dispatch)."""
+        return self._budget
+
+    @property
+    def role(self) -> str:
+        return self._role
+
     def request(self, messages: Any = None, *, prompt: str | None = None, cache: bool = True, **params: Any) -> Any:
         ticket = self._budget.reserve(self._role)
         try:

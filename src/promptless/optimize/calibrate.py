@@ -236,9 +236,10 @@ class Calibrate(Optimizer):
         run_dir: str | None = None,
         num_threads: int = 1,
         progress: bool | None = None,
+        executor: Any = None,
     ) -> None:
         super().__init__(metric=metric, max_lm_calls=max_lm_calls, max_cost=max_cost, run_dir=run_dir,
-                         num_threads=num_threads, progress=progress)
+                         num_threads=num_threads, progress=progress, executor=executor)
         if method not in METHODS:
             raise ConfigurationError(f"Calibrate: method must be one of {', '.join(METHODS)}, got {method!r}")
         inputs = [str(x) for x in content_free_inputs]
@@ -336,7 +337,8 @@ class Calibrate(Optimizer):
         """Each example run once through the program, with each classifier's raw label scores kept (in the run
         store under ``kind``, so a resumed run asks nothing twice)."""
         from .. import settings
-        from ..evaluate.runner import ParallelRunner
+
+        program = run.executor.bind(bound)
 
         def one(ex: Example) -> dict[str, Any]:
             def compute() -> dict[str, Any]:
@@ -344,7 +346,7 @@ class Calibrate(Optimizer):
                     run.budget.check()
                 trace: list[Any] = []
                 with run.task_context(), settings.context(trace=trace):
-                    final = bound(**ex.inputs().to_dict())
+                    final = program(**ex.inputs().to_dict())
                 steps = {}
                 for predictor, _inputs, pred in trace:
                     name = names.get(id(predictor))
@@ -360,7 +362,7 @@ class Calibrate(Optimizer):
             if run.progress is not None:
                 run.progress.update(calls=run.budget.calls)
 
-        report = ParallelRunner(self.num_threads, keep_traceback=False, progress=tick).run(one, examples)
+        report = run.executor.map(one, examples, keep_traceback=False, progress=tick)
         rows: list[dict[str, Any]] = []
         for ex, outcome in zip(examples, report.outcomes, strict=True):
             if outcome.ok and outcome.value is not None:

@@ -193,12 +193,14 @@ class GEPA(Optimizer):
         holdout: Any = "auto",
         alpha: float = DEFAULT_ALPHA,
         selection_test: str = "auto",
+        executor: Any = None,
     ) -> None:
         if metric is None:
             raise ConfigurationError("GEPA needs a metric: metric(example, prediction, trace=None) -> float, or a "
                                      "score with feedback: pl.Prediction(score=..., feedback='...')")
         super().__init__(metric=metric, max_lm_calls=max_lm_calls, max_cost=max_cost, run_dir=run_dir or log_dir,
-                         num_threads=1 if num_threads is None else num_threads, progress=progress)
+                         num_threads=1 if num_threads is None else num_threads, progress=progress,
+                         executor=executor)
         for option, wanted in (("use_wandb", use_wandb), ("use_mlflow", use_mlflow),
                                ("enable_tool_optimization", enable_tool_optimization)):
             if wanted:

@@ -166,11 +166,13 @@ class MIPROv2(Optimizer):
         selection_test: str = "auto",
         knn: Any = None,
         knn_k: int | None = None,
+        executor: Any = None,
     ) -> None:
         if metric is None:
             raise ConfigurationError("MIPROv2 needs a metric: metric(example, prediction, trace=None) -> bool | float")
         super().__init__(metric=metric, max_lm_calls=max_lm_calls, max_cost=max_cost, run_dir=run_dir or log_dir,
-                         num_threads=num_threads, progress=verbose if progress is None else progress)
+                         num_threads=num_threads, progress=verbose if progress is None else progress,
+                         executor=executor)
         if auto is not None and auto not in AUTO_PRESETS:
             raise ConfigurationError(f"auto must be one of {', '.join(AUTO_PRESETS)} or None, got {auto!r}")
         self.prompt_model = prompt_model

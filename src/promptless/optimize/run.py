@@ -70,10 +70,14 @@ class Run:
         num_threads: int = 1,
         task_model: Any = None,
         prompt_model: Any = None,
+        executor: Any = None,
     ) -> None:
         self.name = name  # the optimizer's, for logs and errors
         self.metric = metric
         self.num_threads = num_threads
+        from ..executors import resolve
+
+        self.executor = resolve(executor, num_threads)  # where examples are scored; the rest stays here
         Budget(max_lm_calls, max_cost)  # validates before anything is opened
         from .checkpoint import RunStore  # sqlite3 only when an optimizer runs (keeps `import promptless` light)
 
@@ -195,31 +199,26 @@ class Run:
         missing: list[int],
         results: list[float | None],
     ) -> None:
-        from ..evaluate.runner import ParallelRunner
-
         bound = self.bind(program)
+        runner = self.executor.bind(bound)  # the program itself, or a stand-in that runs it on a worker
         metric = self.metric
         assert metric is not None
         names = {id(p): n for n, p in bound.named_predictors()}
 
-        def one(i: int) -> float:
+        def start(i: int) -> tuple[Example, dict[str, Any], list[Any] | None]:
             if self.budget.exhausted:
                 self.budget.check(fresh=True)
-            ex = examples[i]
-            error = None
-            pred = None
-            row: dict[str, Any] = {}
-            trace: list[Any] | None = [] if self.keep_steps else None
-            with self.budget.metering() as meter:
-                try:
-                    with settings.context(trace=trace) if trace is not None else nullcontext():
-                        pred = bound(**ex.inputs().to_dict())
-                except (BudgetExceededError, ConfigurationError):
-                    raise
-                except Exception as exc:  # a failed example scores 0; the error is kept for the report
-                    error = f"{type(exc).__name__}: {exc}"
-                    if self.provide_traceback:
-                        row["traceback"] = short(traceback.format_exc().rstrip(), 4000)
+            return examples[i], {}, [] if self.keep_steps else None
+
+        def failed(exc: Exception, row: dict[str, Any]) -> str:
+            if isinstance(exc, (BudgetExceededError, ConfigurationError)):
+                raise exc
+            if self.provide_traceback:  # a failed example scores 0; the error is kept for the report
+                row["traceback"] = short("".join(traceback.format_exception(exc)).rstrip(), 4000)
+            return f"{type(exc).__name__}: {exc}"
+
+        def finish(i: int, ex: Example, pred: Any, error: str | None, row: dict[str, Any], trace: list[Any] | None,
+                   meter: Any) -> float:
             score, feedback = (call_metric_feedback(metric, ex, pred) if pred is not None
                                else (self.failure_score, None))
             output = {k: short(v) for k, v in pred.items()} if pred is not None else None
@@ -232,6 +231,30 @@ class Run:
             self.store.put("score", f"{fp}/{keys[i]}", row, calls=meter.calls, cost=meter.cost, claim=meter.tickets)
             return score
 
+        def one(i: int) -> float:
+            ex, row, trace = start(i)
+            pred, error = None, None
+            with self.budget.metering() as meter:
+                try:
+                    with settings.context(trace=trace) if trace is not None else nullcontext():
+                        pred = runner(**ex.inputs().to_dict())
+                except Exception as exc:
+                    error = failed(exc, row)
+            return finish(i, ex, pred, error, row, trace, meter)
+
+        async def aone(i: int) -> float:
+            from ..executors import call_async
+
+            ex, row, trace = start(i)
+            pred, error = None, None
+            with self.budget.metering() as meter:
+                try:
+                    with settings.context(trace=trace) if trace is not None else nullcontext():
+                        pred = await call_async(runner, **ex.inputs().to_dict())
+                except Exception as exc:
+                    error = failed(exc, row)
+            return finish(i, ex, pred, error, row, trace, meter)
+
         with self.task_context():
             progress = self.progress
 
@@ -239,7 +262,7 @@ class Run:
                 if progress is not None:
                     progress.update(calls=self.budget.calls)
 
-            report = ParallelRunner(self.num_threads, keep_traceback=False, progress=tick).run(one, missing)
+            report = self.executor.map(one, missing, afn=aone, keep_traceback=False, progress=tick)
         budget_hit = False
         for outcome, i in zip(report.outcomes, missing, strict=True):
             if outcome.ok:
