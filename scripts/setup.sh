@@ -3,7 +3,8 @@
 #   - a virtual environment in .venv with promptless (editable), the embedded-model
 #     backend (llama-cpp-python, compiled from source for a portable CPU target by
 #     scripts/install_llama.sh: ~10 minutes on 2 cores the first time, its wheel kept
-#     in ~/.cache/promptless/wheels afterwards), its OpenAI-compatible server and the dev tools;
+#     in ~/.cache/promptless/wheels afterwards), its OpenAI-compatible server, Ray (the `ray` extra, for
+#     RayExecutor and its cluster test: one binary wheel, ~10 s) and the dev tools;
 #   - Debian's chromium for the report-rendering test (when running as root and missing);
 #   - the smallest embedded model (smollm2-135m, ~98 MB), fetched and checksum-verified;
 #   - a check that the llama.cpp build runs on this CPU (rebuilt more conservatively if not).
@@ -20,7 +21,7 @@ fi
 echo "==> the embedded-model runtime: llama-cpp-python, built for the instruction sets this CPU reports (never AMX)"
 bash scripts/install_llama.sh .venv/bin/python
 echo "==> installing promptless with its extras"
-.venv/bin/python -m pip install --quiet -e '.[local,server,dev]'
+.venv/bin/python -m pip install --quiet -e '.[local,server,ray,dev]'
 
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then

@@ -97,6 +97,54 @@ class LMRef:
         return f"LMRef({self.key[:40]!r})"
 
 
+class SignatureRef:
+    """A signature class in a form that travels: its name, fields and instructions, built again on the worker.
+
+    (A signature made at run time, by ``make_signature`` or an edit, is a class no worker can import, and a class
+    sent by value is rebuilt empty first, which a signature refuses.)"""
+
+    def __init__(self, signature: Any) -> None:
+        from ..signature import field_dict
+
+        self.name = signature.__name__
+        self.fields = field_dict(signature.fields.values())
+        self.instructions = signature.instructions
+
+    def build(self) -> Any:
+        from ..signature import make_signature
+
+        return make_signature(self.fields, self.instructions, name=self.name)
+
+
+def _modules_of(program: Any) -> list[Any]:
+    return [program, *(m for _, m in program.named_sub_modules())]
+
+
+def _portable_signatures(program: Any) -> None:
+    """Replace every signature class a module of ``program`` holds by a ``SignatureRef`` (one per class)."""
+    from ..signature import Signature
+
+    refs: dict[int, SignatureRef] = {}
+    for module in _modules_of(program):
+        for name, value in list(vars(module).items()):
+            if isinstance(value, type) and issubclass(value, Signature):
+                ref = refs.get(id(value))
+                if ref is None:
+                    ref = refs[id(value)] = SignatureRef(value)
+                setattr(module, name, ref)
+
+
+def _built_signatures(program: Any) -> None:
+    built: dict[int, Any] = {}
+    for module in _modules_of(program):
+        for name, value in list(vars(module).items()):
+            if isinstance(value, SignatureRef):
+                cls = built.get(id(value))
+                if cls is None:
+                    cls = built[id(value)] = value.build()
+                setattr(module, name, cls)
+
+
 def lm_spec(lm: Any, check: Callable[[Any], Any] | None = None) -> dict[str, Any]:
     spec = getattr(lm, "spec", None)
     if not callable(spec):
@@ -267,6 +315,7 @@ class WorkerCore:
         from ..persist import apply_state
 
         program = payload["skeleton"]
+        _built_signatures(program)
         apply_state(program, {"predictors": payload["state"]}, "the program's state")
         for p in program.predictors():
             if isinstance(p.lm, LMRef):
@@ -356,8 +405,8 @@ class InProcessPool:
         self.cores.put(core)
         return copy.deepcopy(result)
 
-    def pids(self) -> list[int]:
-        return [os.getpid()] * self.cores.qsize()
+    def pids(self, busy: bool = False) -> list[int]:
+        return [] if busy else [os.getpid()] * self.cores.qsize()
 
     def close(self) -> None:
         pass
@@ -385,14 +434,18 @@ class _RayPool:
         self.free: queue.Queue[Any] = queue.Queue()
         self.actors: list[Any] = []
         self.lock = threading.Lock()
+        self.busy: set[Any] = set()
+        self.pid_of: dict[Any, Any] = {}
         self.replaced = 0
         for _ in range(executor.num_workers):
             self._start()
 
     def _start(self) -> Any:
         actor = self.actor_class.remote()
+        pid = actor.pid.remote()  # asked first, so it is answered before any task (an actor runs one at a time)
         with self.lock:
             self.actors.append(actor)
+            self.pid_of[actor] = pid
         self.free.put(actor)
         return actor
 
@@ -408,6 +461,8 @@ class _RayPool:
     def run(self, box: list[Any], task: dict[str, Any]) -> dict[str, Any]:
         ray = self.ray
         actor = self.free.get()
+        with self.lock:
+            self.busy.add(actor)
         try:
             result = ray.get(actor.run.remote(box, task))
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
@@ -419,15 +474,23 @@ class _RayPool:
             self._start()
             raise WorkerDied(f"a Ray worker died: {type(exc).__name__}") from exc
         except BaseException:
-            self.free.put(actor)
+            self._release(actor)
             raise
-        self.free.put(actor)
+        self._release(actor)
         return result  # type: ignore[no-any-return]
 
-    def pids(self) -> list[int]:
+    def _release(self, actor: Any) -> None:
         with self.lock:
-            actors = list(self.actors)
-        return list(self.ray.get([a.pid.remote() for a in actors]))
+            self.busy.discard(actor)
+        self.free.put(actor)
+
+    def pids(self, busy: bool = False) -> list[int]:
+        with self.lock:
+            actors = [a for a in self.actors if not busy or a in self.busy]
+        return [self._pid(a) for a in actors]
+
+    def _pid(self, actor: Any) -> int:
+        return int(self.ray.get(self.pid_of[actor]))
 
     def close(self) -> None:
         with self.lock:
@@ -553,6 +616,7 @@ class RemoteProgram:
                     sk.lm = LMRef(key)
                     rp.lm = _CacheOnlyLM(self._inner[key], key)
                 sk.demos = []  # the learned state travels as JSON (below)
+            _portable_signatures(skeleton)
             state = {name: p.dump_state() for name, p in program.named_predictors()}  # JSON, as save() writes it
             payload = {"skeleton": skeleton, "state": state, "lms": dict(self._specs)}
             try:
@@ -770,9 +834,10 @@ class RayExecutor(Executor):
         return await asyncio.to_thread(ctx.run, lambda: self.map(fn, items, max_errors=max_errors, progress=progress,
                                                                  halt=halt, keep_traceback=keep_traceback))
 
-    def worker_pids(self) -> list[int]:
-        """The process ids of the live workers (for monitoring, or a test that kills one)."""
-        return list(self._pool_or_start().pids())
+    def worker_pids(self, busy: bool = False) -> list[int]:
+        """The process ids of the live workers (``busy=True``: of those working on an example now), for
+        monitoring, or for a test that kills one."""
+        return list(self._pool_or_start().pids(busy))
 
     @property
     def replaced_workers(self) -> int:
