@@ -19,7 +19,12 @@ greedy (temperature 0) unless asked otherwise, and a request's ``grammar``
 
 Consecutive calls that share a prompt prefix (the same instructions and
 demonstrations, a different final question) reuse the evaluated prefix: only
-the new tokens are processed. ``prefix_reuse=False`` turns that off, so that
+the new tokens are processed.
+
+``n_gpu_layers`` offloads layers to a GPU: 0 (the default) runs on the CPU; ``"auto"`` offloads every layer
+when the installed build has GPU support (``llama_supports_gpu_offload()``) and none otherwise; -1 or a number
+asks for that many and is an error on a build without GPU support. The CUDA build: ``CMAKE_ARGS="-DGGML_CUDA=on"
+bash scripts/install_llama.sh .venv/bin/python`` (docs/scale.md). ``prefix_reuse=False`` turns that off, so that
 every call evaluates its whole prompt. Greedy replies are repeatable either
 way, but not always identical between the two settings: llama.cpp computes a
 short suffix with other kernels than a whole prompt, and the tiny rounding
@@ -76,12 +81,37 @@ class _Loaded:
     grammars: dict[str, Any] = field(default_factory=dict)
 
 
-_LOADED: dict[tuple[str, int, int], _Loaded] = {}
+_LOADED: dict[tuple[str, int, int, int], _Loaded] = {}
 _LOADED_LOCK = threading.Lock()
 
 
-def _load(path: Path, n_ctx: int, n_threads: int, n_batch: int, verbose: bool) -> _Loaded:
-    key = (str(path.resolve()), n_ctx, n_threads)
+def gpu_offload_supported() -> bool:
+    """Whether the installed llama.cpp build can offload layers to a GPU (CUDA, Metal, Vulkan, ...)."""
+    llama_cpp = _import_llama_cpp()
+    probe = getattr(llama_cpp, "llama_supports_gpu_offload", None)
+    return bool(probe()) if probe is not None else False
+
+
+GPU_BUILD_HINT = ("build llama-cpp-python with GPU support: CMAKE_ARGS='-DGGML_CUDA=on' bash scripts/install_llama.sh "
+                  ".venv/bin/python (NVIDIA; see docs/scale.md), or use n_gpu_layers=0 or 'auto'")
+
+
+def resolve_gpu_layers(n_gpu_layers: int | str) -> int:
+    """The ``n_gpu_layers`` llama.cpp gets: ``"auto"`` is every layer (-1) on a build that can offload, else 0; a
+    number other than 0 on a build that cannot is a ``ConfigurationError`` (llama.cpp would run on the CPU and
+    say nothing)."""
+    if n_gpu_layers == "auto":
+        return -1 if gpu_offload_supported() else 0
+    assert isinstance(n_gpu_layers, int)
+    if n_gpu_layers != 0 and not gpu_offload_supported():
+        raise ConfigurationError(
+            f"n_gpu_layers={n_gpu_layers}: the installed llama.cpp build cannot offload to a GPU; {GPU_BUILD_HINT}"
+        )
+    return n_gpu_layers
+
+
+def _load(path: Path, n_ctx: int, n_threads: int, n_batch: int, verbose: bool, n_gpu_layers: int = 0) -> _Loaded:
+    key = (str(path.resolve()), n_ctx, n_threads, n_gpu_layers)
     with _LOADED_LOCK:
         loaded = _LOADED.get(key)
         if loaded is not None:
@@ -95,7 +125,7 @@ def _load(path: Path, n_ctx: int, n_threads: int, n_batch: int, verbose: bool) -
                 n_threads=n_threads,
                 n_threads_batch=n_threads,
                 n_batch=n_batch,
-                n_gpu_layers=0,
+                n_gpu_layers=n_gpu_layers,
                 verbose=verbose,
             )
         except ValueError as exc:
@@ -145,6 +175,7 @@ class LocalLM(BaseLM):
         prefix_reuse: bool = True,
         grammar: bool = True,
         verbose: bool = False,
+        n_gpu_layers: int | str = 0,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("temperature", 0.0)
@@ -161,6 +192,13 @@ class LocalLM(BaseLM):
             raise ConfigurationError(f"local models need llama-cpp-python, which is not installed: {INSTALL_HINT}")
         if n_ctx < MIN_N_CTX:  # llama.cpp rounds smaller contexts up, which llama-cpp-python mishandles
             raise ConfigurationError(f"n_ctx={n_ctx} is too small: use at least {MIN_N_CTX} (default {DEFAULT_N_CTX})")
+        if n_gpu_layers != "auto" and (isinstance(n_gpu_layers, bool) or not isinstance(n_gpu_layers, int)
+                                       or n_gpu_layers < -1):
+            raise ConfigurationError(
+                f"n_gpu_layers must be 0 (CPU only, the default), a number of layers, -1 (all) or 'auto' (all when "
+                f"the llama.cpp build can offload to a GPU, else none), got {n_gpu_layers!r}"
+            )
+        self.n_gpu_layers = n_gpu_layers
         self.n_ctx = n_ctx
         self.n_threads = n_threads or usable_cores()
         self.n_batch = n_batch
@@ -194,12 +232,15 @@ class LocalLM(BaseLM):
             except OSError:
                 identity["weights"] = {"path": str(path)}
         identity.update(n_ctx=self.n_ctx, n_batch=self.n_batch, grammar=self.use_grammar, prefix_reuse=self.prefix_reuse)
+        if self.n_gpu_layers != 0:  # GPU kernels round differently: their replies are kept apart (CPU keys unchanged)
+            identity["n_gpu_layers"] = self.n_gpu_layers
         return identity
 
     def load(self) -> Any:
         """Load the weights now (otherwise the first call does) and return the ``llama_cpp.Llama``."""
         if self._loaded is None:
-            self._loaded = _load(self.path, self.n_ctx, self.n_threads, self.n_batch, self.verbose)
+            self._loaded = _load(self.path, self.n_ctx, self.n_threads, self.n_batch, self.verbose,
+                                 resolve_gpu_layers(self.n_gpu_layers))
         return self._loaded.llama
 
     @property
@@ -305,7 +346,9 @@ class LocalLM(BaseLM):
         return run_scoring(self, messages, prefix, candidates, backend, **options)
 
     def __repr__(self) -> str:
-        return f"LocalLM({self.model!r}, n_ctx={self.n_ctx}, n_threads={self.n_threads})"
+        gpu = f", n_gpu_layers={self.n_gpu_layers!r}" if self.n_gpu_layers != 0 else ""
+        return f"LocalLM({self.model!r}, n_ctx={self.n_ctx}, n_threads={self.n_threads}{gpu})"
 
 
-__all__ = ["DEFAULT_MAX_TOKENS", "DEFAULT_N_CTX", "INSTALL_HINT", "LocalLM", "unload_all", "usable_cores"]
+__all__ = ["DEFAULT_MAX_TOKENS", "DEFAULT_N_CTX", "GPU_BUILD_HINT", "INSTALL_HINT", "LocalLM", "gpu_offload_supported",
+           "resolve_gpu_layers", "unload_all", "usable_cores"]
