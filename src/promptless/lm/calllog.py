@@ -13,12 +13,17 @@ from collections import deque
 from collections.abc import MutableSequence
 from typing import Any
 
+from .. import settings
+
 # Process-wide ring of recent calls across all LMs, for pl.inspect_history().
 GLOBAL_HISTORY: deque[dict[str, Any]] = deque(maxlen=200)
 
 
 def record(own: MutableSequence[dict[str, Any]], entry: dict[str, Any]) -> None:
-    """Append ``entry`` to an LM's own log ``own`` and to the process-wide one."""
+    """Append ``entry`` to an LM's own log ``own`` and to the process-wide one (neither with
+    ``disable_history=True`` in the settings)."""
+    if settings.get("disable_history"):
+        return
     own.append(entry)
     GLOBAL_HISTORY.append(entry)
 

@@ -23,14 +23,14 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from ..types import LMRequest, LMResponse, Message, Usage
-from .base import BaseLM, not_supported
+from .base import LM, not_supported
 
 Replier = Callable[[list[Message]], "str | list[str]"]
 Scores = Mapping[str, "float | Sequence[float]"]
 Scorer = Callable[[list[Message], str, list[str]], Any]
 
 
-class ScriptedLM(BaseLM):
+class ScriptedLM(LM):
     provider = "scripted"
 
     def __init__(

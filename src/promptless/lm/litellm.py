@@ -25,7 +25,7 @@ from ..errors import (
     LMTimeoutError,
 )
 from ..types import LMRequest, LMResponse, Usage
-from .base import BaseLM
+from .base import LM
 from .retry import RetryPolicy
 
 INSTALL_HINT = "LiteLLM models need the litellm extra: pip install 'promptless[litellm]'"
@@ -53,7 +53,7 @@ def _import_litellm() -> Any:
         raise ConfigurationError(INSTALL_HINT) from exc
 
 
-class LiteLLMLM(BaseLM):
+class LiteLLMLM(LM):
     """A model called through ``litellm.completion``.
 
     ``api_key``, ``base_url`` and ``timeout`` are passed to LiteLLM; the

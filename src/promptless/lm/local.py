@@ -42,7 +42,7 @@ from ..errors import ConfigurationError, ContextWindowError, LMError, ModelFetch
 from ..types import LMRequest, LMResponse, Usage
 from . import models as _models
 from . import preflight as _preflight
-from .base import BaseLM
+from .base import LM
 
 INSTALL_HINT = "pip install 'promptless[local]'"
 DEFAULT_N_CTX = 4096
@@ -130,7 +130,7 @@ def _schema_of(response_format: dict[str, Any]) -> dict[str, Any] | None:
     return response_format
 
 
-class LocalLM(BaseLM):
+class LocalLM(LM):
     """A GGUF model run by llama.cpp in this process."""
 
     provider = "local"

@@ -65,7 +65,7 @@ from ._http import (
     server_param,
     status_error,
 )
-from .base import BaseLM
+from .base import LM
 from .retry import RetryPolicy
 
 logger = logging.getLogger("promptless.lm")
@@ -249,7 +249,7 @@ def _grammar_kind(prop: Any) -> tuple[str, list[str] | None]:
     return (kind, None) if kind and enum is None else ("json", None)
 
 
-class OpenAILM(BaseLM):
+class OpenAILM(LM):
     """A chat model behind an OpenAI-compatible ``/chat/completions`` endpoint.
 
     Options besides the ``BaseLM`` ones (``temperature``, ``max_tokens``,
