@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
+from . import settings as settings
 from ._version import __version__ as __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter
 from .data import Example, Prediction
@@ -60,6 +61,7 @@ _LAZY = {
     "Tool": "promptless.tools",
     "Retriever": "promptless.retrieve",
     "Embedder": "promptless.embeddings",
+    "streamify": "promptless.streaming",
 }
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
@@ -75,6 +77,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .optimize.calibrate import Calibrate
     from .optimize.gepa import GEPA
     from .retrieve import Retriever
+    from .streaming import streamify
     from .tools import Tool
 
 
@@ -143,5 +146,7 @@ __all__ = [
     "context",
     "inspect_history",
     "make_signature",
+    "settings",
+    "streamify",
     "track_usage",
 ]

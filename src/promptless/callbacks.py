@@ -46,7 +46,10 @@ class BaseCallback:
 
     Every ``on_*_start(call_id, instance, inputs)`` gets the object called and its arguments as a dict;
     every ``on_*_end(call_id, outputs, exception)`` gets what the call returned (None when it raised) and the
-    exception it raised (None when it returned)."""
+    exception it raised (None when it returned). Copies of a program share its callbacks."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> BaseCallback:
+        return self
 
     def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
         """A module (``Predict``, ``ChainOfThought``, your own ``Module``) was called."""

@@ -100,6 +100,7 @@ class Example:
         if isinstance(self, Prediction):
             object.__setattr__(self, "_completions", None)
             object.__setattr__(self, "_usage", None)
+            object.__setattr__(self, "_lm_usage", None)
 
     def keys(self) -> list[str]:
         return list(self._store)
@@ -157,12 +158,13 @@ class Example:
 class Prediction(Example):
     """What a module returns: the output fields, plus every completion when n > 1."""
 
-    __slots__ = ("_completions", "_usage")
+    __slots__ = ("_completions", "_lm_usage", "_usage")
 
     def __init__(self, base: Example | dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(base, **kwargs)
         object.__setattr__(self, "_completions", None)
         object.__setattr__(self, "_usage", None)
+        object.__setattr__(self, "_lm_usage", None)
 
     @classmethod
     def from_completions(cls, completions: Sequence[dict[str, Any]]) -> Prediction:
@@ -181,13 +183,20 @@ class Prediction(Example):
     def set_usage(self, usage: Any) -> None:
         object.__setattr__(self, "_usage", usage)
 
-    def get_lm_usage(self) -> Any:
-        return self._usage
+    def get_lm_usage(self) -> dict[str, dict[str, Any]] | None:
+        """The LM usage of the call that made this prediction, by model (``{"openai/gpt-4o-mini":
+        {"prompt_tokens": ..., "completion_tokens": ..., "total_tokens": ..., ...}}``), when it was made
+        with ``pl.configure(track_usage=True)``; else None (``prediction.usage`` always has the totals)."""
+        return self._lm_usage
+
+    def set_lm_usage(self, value: dict[str, dict[str, Any]] | None) -> None:
+        object.__setattr__(self, "_lm_usage", value)
 
     def copy(self, **kwargs: Any) -> Prediction:
         new = super().copy(**kwargs)
         object.__setattr__(new, "_completions", self._completions)
         object.__setattr__(new, "_usage", self._usage)
+        object.__setattr__(new, "_lm_usage", self._lm_usage)
         return new  # type: ignore[return-value]
 
 

@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .callbacks import with_callbacks
 from .errors import ToolError
 
 _SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Params|Returns?|Raises|Yields|Examples?|Notes?)\s*:\s*$", re.I)
@@ -200,6 +201,7 @@ class Tool:
         return pos, values
 
     # -- calling ----------------------------------------------------------------
+    @with_callbacks("tool")
     def __call__(self, **kwargs: Any) -> Any:
         values = self.validate(kwargs)
         pos, kw = self._split(values)
@@ -213,6 +215,7 @@ class Tool:
             raise ToolError(f"tool {self.name!r} is async and an event loop is running: use `await tool.acall(...)`")
         return self.fn(*pos, **kw)
 
+    @with_callbacks("tool")
     async def acall(self, **kwargs: Any) -> Any:
         values = self.validate(kwargs)
         pos, kw = self._split(values)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..callbacks import with_callbacks
 from ..errors import ParseError
 from ..types import LMResponse, Message
 from .parsing import is_optional
@@ -44,13 +45,41 @@ def demo_shows_missing(annotation: Any) -> bool:
     return is_optional(annotation)[1] is str
 
 
+def _format_outputs(messages: Any) -> Any:
+    return [m.to_dict() if isinstance(m, Message) else m for m in messages]
+
+
+def _parse_inputs(adapter: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    values = dict(zip(("signature", "completion"), args, strict=False))
+    values.update(kwargs)
+    if "text" in values:
+        values["completion"] = values.pop("text")
+    return values
+
+
+_report_format = with_callbacks("adapter_format", outputs=_format_outputs)
+_report_parse = with_callbacks("adapter_parse", inputs=_parse_inputs)
+
+
 class Adapter:
+    """Base of the adapters. ``format`` and ``parse`` (a subclass's own too) report to the callbacks as
+    ``adapter_format`` and ``adapter_parse`` calls."""
+
     name = "adapter"
 
-    def __init__(self, fallback: Adapter | None = None) -> None:
+    def __init__(self, fallback: Adapter | None = None, callbacks: list[Any] | None = None) -> None:
         self.fallback = fallback
+        self.callbacks: list[Any] = list(callbacks or [])
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "format" in cls.__dict__:
+            cls.format = _report_format(cls.__dict__["format"])  # type: ignore[method-assign]
+        if "parse" in cls.__dict__:
+            cls.parse = _report_parse(cls.__dict__["parse"])  # type: ignore[method-assign]
 
     # -- pure halves ------------------------------------------------------
+    @_report_format
     def format(
         self, signature: type[Signature], demos: Sequence[Mapping[str, Any]], inputs: Mapping[str, Any]
     ) -> list[Message]:

@@ -47,12 +47,13 @@ def _plan(signature: type[Signature]) -> tuple[dict[str, str], dict[str, Any]]:
 class ChatAdapter(Adapter):
     name = "chat"
 
-    def __init__(self, fallback: Adapter | bool | None = True, use_grammar: bool | str = "fallback") -> None:
+    def __init__(self, fallback: Adapter | bool | None = True, use_grammar: bool | str = "fallback",
+                 callbacks: list[Any] | None = None) -> None:
         if use_grammar not in (True, False, "fallback"):
             raise ConfigurationError(f"use_grammar must be True, False or 'fallback', got {use_grammar!r}")
         if fallback is True:
             fallback = JSONAdapter()
-        super().__init__(fallback or None)
+        super().__init__(fallback or None, callbacks=callbacks)
         self.use_grammar = use_grammar
         self._system_cache: dict[tuple[Any, ...], str] = {}
 

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 class JSONAdapter(Adapter):
     name = "json"
 
-    def __init__(self, use_schema: bool = True) -> None:
-        super().__init__(None)
+    def __init__(self, use_schema: bool = True, callbacks: list[Any] | None = None) -> None:
+        super().__init__(None, callbacks=callbacks)
         self.use_schema = use_schema
 
     def system_message(self, signature: type[Signature]) -> str:

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..callbacks import with_callbacks
 from ..data import Example
 from ..errors import (
     ConfigurationError,
@@ -196,6 +197,7 @@ class Evaluate:
         raise EvaluationError(text, result=result)
 
     # -- running ----------------------------------------------------------------------------
+    @with_callbacks("evaluate")
     def __call__(self, program: Callable[..., Any], devset: Iterable[Example] | None = None,
                  metric: Callable[..., Any] | None = None, **overrides: Any) -> EvaluationResult:
         """Run ``program`` on every example and score it; see the module docstring."""
@@ -215,6 +217,7 @@ class Evaluate:
             display.done(result)
         return self._finish(result, opts, display, watch)
 
+    @with_callbacks("evaluate")
     async def acall(self, program: Any, devset: Iterable[Example] | None = None,
                     metric: Callable[..., Any] | None = None, **overrides: Any) -> EvaluationResult:
         """The asyncio form: awaits ``program.acall(**inputs)``, at most ``num_threads`` at a time."""

@@ -291,6 +291,55 @@ class LocalLM(LM):
                 usage.completion_tokens += int(counts.get("completion_tokens", 0))
         return LMResponse(texts=texts, usage=usage, model=self.model, finish_reasons=reasons)
 
+    def stream_complete(self, request: LMRequest, on_chunk: Any) -> LMResponse:
+        """One completion generated with ``create_chat_completion(stream=True)``, each piece of text handed to
+        ``on_chunk`` as llama.cpp produces it. llama.cpp reports no token counts when streaming: the completion
+        is counted one token a piece, the prompt as the context's length less the completion."""
+        if request.n != 1:
+            return self.complete(request)
+        self.load()
+        loaded = self._loaded
+        assert loaded is not None
+        parts: list[str] = []
+        finish = "stop"
+        with loaded.lock:
+            grammar = self._grammar_for(loaded, request)
+            llama_cpp = _import_llama_cpp()
+            if not self.prefix_reuse:
+                loaded.llama.reset()
+            try:
+                pieces = loaded.llama.create_chat_completion(
+                    messages=[m.to_dict() for m in request.messages],
+                    temperature=0.0 if request.temperature is None else float(request.temperature),
+                    max_tokens=DEFAULT_MAX_TOKENS if request.max_tokens is None else int(request.max_tokens),
+                    stop=list(request.stop or []),
+                    seed=request.seed if request.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED,
+                    grammar=grammar,
+                    stream=True,
+                )
+                for piece in pieces:
+                    choice = piece["choices"][0]
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        parts.append(text)
+                        on_chunk(text)
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+            except ValueError as exc:
+                if "exceed context window" in str(exc):
+                    raise ContextWindowError(
+                        f"{exc}; shorten the prompt (fewer demos) or load the model with a larger n_ctx "
+                        f"(LocalLM({self.model!r}, n_ctx=...), now {self.n_ctx})",
+                        model=self.model,
+                    ) from exc
+                raise LMError(f"llama.cpp failed: {exc}", model=self.model) from exc
+            except RuntimeError as exc:
+                raise LMError(f"llama.cpp failed: {exc}", model=self.model) from exc
+            completion = len(parts)
+            prompt = max(0, int(getattr(loaded.llama, "n_tokens", 0)) - completion)
+        usage = Usage(calls=1, prompt_tokens=prompt, completion_tokens=completion)
+        return LMResponse(texts=["".join(parts)], usage=usage, model=self.model, finish_reasons=[finish])
+
     def score_continuations(self, messages: Any, prefix: str, candidates: Any, **options: Any) -> Any:
         """Every token of every candidate scored after the prompt, which is evaluated once (``lm/logprobs.py``)."""
         from .logprobs import run_scoring, score_llama

@@ -713,6 +713,117 @@ class OpenAILM(LM):
     async def acomplete(self, request: LMRequest) -> LMResponse:
         return await self.retry.arun(lambda: self._asend(request))
 
+    # -- streaming (server-sent events) -----------------------------------------------
+    def stream_complete(self, request: LMRequest, on_chunk: Any) -> LMResponse:
+        """The call with ``"stream": true``: each piece of the reply's text goes to ``on_chunk`` as the server
+        sends it. Failures are retried as for ``complete`` until the first piece has gone out, not after."""
+        sent = [False]
+
+        def chunk(text: str) -> None:
+            sent[0] = True
+            on_chunk(text)
+
+        def attempt() -> LMResponse:
+            try:
+                return self._stream_send(request, chunk)
+            except LMError as exc:
+                if sent[0]:
+                    exc.retryable = False  # the caller has seen part of this reply: asking again would repeat it
+                raise
+
+        return self.retry.run(attempt)
+
+    def _stream_send(self, request: LMRequest, chunk: Any) -> LMResponse:
+        refused: list[_RefusedError] = []
+        while True:
+            body = self._next_body(request, refused)
+            try:
+                return self._stream_once(body, chunk)
+            except _RefusedError as exc:
+                refused.append(exc)
+            self._learn(body, refused[-1])
+
+    def _stream_once(self, body: dict[str, Any], chunk: Any) -> LMResponse:
+        sent = {**body, "stream": True}
+        if not self.__dict__.get("_no_stream_options"):
+            sent["stream_options"] = {"include_usage": True}
+        token = _DEADLINE.set(time.monotonic() + self.timeout)
+        failure: httpx.TransportError | None = None
+        try:
+            with self.client.stream("POST", CHAT_PATH, json=sent) as response:
+                if not 200 <= response.status_code < 300:
+                    response.read()
+                    if "stream_options" in sent and response.status_code in (400, 422) and \
+                            "stream_options" in response.text:
+                        self._no_stream_options = True  # a server that refuses it: usage is then not counted
+                        return self._stream_once(body, chunk)
+                    feature = self._refusal(body, response)
+                    if feature is not None:
+                        raise _RefusedError(feature, self._error(response), body)
+                    raise self._error(response)
+                if "text/event-stream" not in response.headers.get("content-type", ""):
+                    response.read()  # a server that answers in one piece
+                    resp = self._parse(response)
+                    if resp.texts:
+                        chunk(resp.texts[0])
+                    return resp
+                return self._read_events(response, chunk)
+        except httpx.TransportError as exc:
+            failure = exc
+        finally:
+            _DEADLINE.reset(token)
+        assert failure is not None
+        raise self._transport_error(failure)
+
+    def _read_events(self, response: httpx.Response, chunk: Any) -> LMResponse:
+        """The reply from a stream of ``data: {...}`` events (chat completion chunks), ending at ``[DONE]``."""
+        parts: list[str] = []
+        finish = ""
+        usage = Usage(calls=1)
+        model = self.model
+        for raw in response.iter_lines():
+            line = raw.strip()
+            if not line.startswith("data:"):
+                continue  # blank lines between events, comments (":"), event names
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            problem = None
+            try:
+                event = json.loads(data)
+            except (ValueError, RecursionError) as exc:
+                problem = f"{type(exc).__name__}: {str(exc)[:100]}"
+            if problem is not None:
+                raise LMResponseError(
+                    f"a streamed event from {self._where()} for model {self.model!r} was not valid JSON ({problem}); "
+                    f"it starts: {self.redact(data[:200])!r}", status=response.status_code, model=self.model)
+            if not isinstance(event, dict):
+                continue
+            if "error" in event:
+                shown = json.dumps(event["error"])[:300]
+                raise LMResponseError(
+                    f"{self._where()} reported an error in the middle of a streamed reply for model "
+                    f"{self.model!r}: {self.redact(shown)}", status=response.status_code, model=self.model)
+            for choice in event.get("choices") or ():
+                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                    continue
+                delta = choice.get("delta") or {}
+                content = delta.get("content") if isinstance(delta, dict) else None
+                if isinstance(content, str) and content:
+                    parts.append(content)
+                    chunk(content)
+                if isinstance(choice.get("finish_reason"), str):
+                    finish = choice["finish_reason"]
+            raw_usage = event.get("usage")
+            if isinstance(raw_usage, dict):
+                usage.prompt_tokens = _int(raw_usage.get("prompt_tokens"))
+                usage.completion_tokens = _int(raw_usage.get("completion_tokens"))
+            if isinstance(event.get("model"), str) and event["model"]:
+                model = event["model"]
+        if self.price is not None:
+            usage.cost = (usage.prompt_tokens * self.price[0] + usage.completion_tokens * self.price[1]) / 1e6
+        return LMResponse(texts=["".join(parts)], usage=usage, model=model, finish_reasons=[finish or "stop"])
+
     def score_continuations(self, messages: Any, prefix: str, candidates: Any, **options: Any) -> Any:
         """Candidates scored from the reply's ``top_logprobs`` at the first token that tells them apart, or
         ``method="generation"`` with the reply when the server gives none (``lm/logprobs.py``)."""

@@ -8,28 +8,100 @@ from __future__ import annotations
 
 import contextvars
 import copy
-from collections.abc import Iterator
+import functools
+import inspect
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .. import settings
+from ..callbacks import with_callbacks
+from ..lm.usage import track_usage
 
 if TYPE_CHECKING:
     from ..data import Example
     from ..signature import Signature
 
 
+# Set while a module call counts LM usage for its prediction (``track_usage=True``): inner calls leave it be.
+_USAGE_SCOPE: contextvars.ContextVar[bool] = contextvars.ContextVar("promptless_usage_scope", default=False)
+
+
+def _usage_by_model(tracker: Any) -> dict[str, dict[str, Any]]:
+    return {model: {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                    "total_tokens": u.total_tokens, "calls": u.calls, "cost": u.cost}
+            for model, u in tracker.by_model.items()}
+
+
+def _attach_usage(out: Any, tracker: Any) -> None:
+    if hasattr(out, "set_lm_usage"):
+        out.set_lm_usage(_usage_by_model(tracker))
+
+
+def _reporting(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (a module's ``__call__`` or ``acall``) reporting to the callbacks as a module call and, with
+    ``track_usage=True``, giving the prediction of an outermost call its LM usage (``get_lm_usage()``)."""
+    if getattr(fn, "__promptless_callbacks__", None) == "module":
+        return fn
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def counted_async(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if _USAGE_SCOPE.get() or not settings.get("track_usage"):
+                return await fn(self, *args, **kwargs)
+            token = _USAGE_SCOPE.set(True)
+            try:
+                with track_usage() as tracker:
+                    out = await fn(self, *args, **kwargs)
+            finally:
+                _USAGE_SCOPE.reset(token)
+            _attach_usage(out, tracker)
+            return out
+
+        return with_callbacks("module")(counted_async)
+
+    @functools.wraps(fn)
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _USAGE_SCOPE.get() or not settings.get("track_usage"):
+            return fn(self, *args, **kwargs)
+        token = _USAGE_SCOPE.set(True)
+        try:
+            with track_usage() as tracker:
+                out = fn(self, *args, **kwargs)
+        finally:
+            _USAGE_SCOPE.reset(token)
+        _attach_usage(out, tracker)
+        return out
+
+    return with_callbacks("module")(counted)
+
+
 class Module:
-    """Base class of programs: ``__call__`` runs ``forward``; ``acall`` runs ``aforward`` (or ``forward`` in a thread)."""
+    """Base class of programs: ``__call__`` runs ``forward``; ``acall`` runs ``aforward`` (or ``forward`` in a thread).
+
+    Every call reports to the callbacks (``callbacks=`` here, or ``pl.configure(callbacks=...)``), including
+    those of subclasses that define their own ``__call__`` or ``acall``."""
 
     #: The record of the optimizer run that made this program (an ``OptimizationResult``: trials, scores, the
     #: evidence for the pick), set on the program an optimizer's ``compile`` returns; None on any other program.
     optimization: Any = None
 
+    def __init__(self, callbacks: list[Any] | None = None) -> None:
+        self.callbacks: list[Any] = list(callbacks or [])
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("__call__", "acall"):
+            if name in cls.__dict__:
+                setattr(cls, name, _reporting(cls.__dict__[name]))
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define forward(self, ...)")
 
+    @_reporting
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
+    @_reporting
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         aforward = getattr(self, "aforward", None)
         if aforward is not None:

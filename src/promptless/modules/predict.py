@@ -48,7 +48,8 @@ class Predict(Predictor):
     """``pl.Predict("question -> answer")(question="...")`` returns a Prediction with ``answer``."""
 
     def __init__(self, signature: str | type[Signature], *, lm: Any = None, adapter: Adapter | None = None,
-                 **config: Any) -> None:
+                 callbacks: list[Any] | None = None, **config: Any) -> None:
+        self.callbacks: list[Any] = list(callbacks or [])
         self.signature = make_signature(signature)
         self._base_signature = self.signature
         self.demos: list[Example] = []
@@ -80,7 +81,7 @@ class Predict(Predictor):
         new = object.__new__(type(self))
         memo[id(self)] = new
         for k, v in self.__dict__.items():
-            if k in ("lm", "adapter", "signature", "_base_signature"):
+            if k in ("lm", "adapter", "signature", "_base_signature", "callbacks"):
                 new.__dict__[k] = v  # shared: an LM is a resource, a signature is immutable
             else:
                 new.__dict__[k] = copy.deepcopy(v, memo)
@@ -124,9 +125,7 @@ class Predict(Predictor):
     def _finish(self, completions: list[dict[str, Any]], inputs: dict[str, Any], usage: Any) -> Prediction:
         pred = Prediction.from_completions(completions)
         pred.set_usage(usage)
-        trace = settings.get("trace")
-        if trace is not None:
-            trace.append((self, inputs, pred))
+        settings.record_trace((self, inputs, pred))
         return pred
 
     def forward(self, **kwargs: Any) -> Prediction:
