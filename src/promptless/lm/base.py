@@ -92,6 +92,9 @@ class _Reply(dict):  # type: ignore[type-arg]
         except KeyError:
             raise AttributeError(name) from None
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
 
 def _wrap(value: Any) -> Any:
     if isinstance(value, dict):
