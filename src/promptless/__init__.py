@@ -55,19 +55,26 @@ _LAZY = {
     "OptimizationResult": "promptless.optimize",
     "GEPA": "promptless.optimize.gepa",
     "Calibrate": "promptless.optimize.calibrate",
+    "KNNFewShot": "promptless.optimize",
     "Evaluate": "promptless.evaluate",
     "EvaluationResult": "promptless.evaluate",
     "Tool": "promptless.tools",
     "Retriever": "promptless.retrieve",
     "Embedder": "promptless.embeddings",
+    "configure_cache": "promptless.lm.cache",
+    "asyncify": "promptless.modules.convert",
+    "syncify": "promptless.modules.convert",
 }
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .embeddings import Embedder
     from .evaluate import Evaluate, EvaluationResult
+    from .lm.cache import configure_cache
+    from .modules.convert import asyncify, syncify
     from .optimize import (
         BootstrapFewShot,
         BootstrapFewShotWithRandomSearch,
+        KNNFewShot,
         LabeledFewShot,
         MIPROv2,
         OptimizationResult,
@@ -116,6 +123,7 @@ __all__ = [
     "History",
     "InputField",
     "JSONAdapter",
+    "KNNFewShot",
     "LMError",
     "LabeledFewShot",
     "MIPROv2",
@@ -139,9 +147,12 @@ __all__ = [
     "SignatureError",
     "Tool",
     "ToolError",
+    "asyncify",
     "configure",
+    "configure_cache",
     "context",
     "inspect_history",
     "make_signature",
+    "syncify",
     "track_usage",
 ]
