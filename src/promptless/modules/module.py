@@ -130,9 +130,11 @@ class Module:
         return {name: p.dump_state() for name, p in self.named_predictors()}
 
     def load_state(self, state: dict[str, Any]) -> Module:
-        from ..persist import apply_state
+        """Load what ``dump_state`` gave, or the state DSPy's ``dump_state`` gives for the same program."""
+        from ..persist import apply_state, looks_like_dspy
 
-        apply_state(self, {"predictors": state})
+        apply_state(self, {**state, "format": "dspy"} if isinstance(state, dict) and looks_like_dspy(state)
+                    else {"predictors": state})
         return self
 
     def save(self, path: str | Path, *, save_program: bool = False, metadata: dict[str, Any] | None = None) -> Path:
@@ -142,7 +144,9 @@ class Module:
         return save(self, path, save_program=save_program, metadata=metadata)
 
     def load(self, path: str | Path) -> Module:
-        """Load state saved by ``save``; on any problem the program is left unchanged."""
+        """Load state saved by ``save``, or the JSON state DSPy's ``save`` wrote for the same program (its
+        instructions, field descriptions and prefixes, demos, and its LMs' sampling settings); on any problem
+        the program is left unchanged. A pickle is refused, never loaded."""
         from ..persist import load
 
         load(self, path)

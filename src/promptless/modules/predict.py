@@ -80,11 +80,14 @@ class Predict(Predictor):
     def load_state(self, state: dict[str, Any]) -> Predict:
         """Load what ``dump_state`` gave (this predictor's own state, or a program's ``{"self": ...}``), or a
         predictor's entry of a state DSPy saved. On any problem the predictor is left unchanged."""
-        from ..persist import apply_state
+        from ..persist import apply_state, looks_like_dspy
 
-        if isinstance(state, dict) and "signature" in state:
-            state = {"self": state}
-        apply_state(self, {"predictors": state} if "predictors" not in state else state)
+        if isinstance(state, dict) and looks_like_dspy(state):
+            apply_state(self, {**state, "format": "dspy"})
+        elif isinstance(state, dict) and "signature" in state:
+            apply_state(self, {"predictors": {"self": state}})
+        else:
+            apply_state(self, {"predictors": state})
         return self
 
     def get_config(self) -> dict[str, Any]:
