@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter
-from .data import Example, Prediction
+from .data import Completions, Example, Prediction
 from .errors import (
     BudgetExceededError,
     ConfigurationError,
@@ -56,6 +56,7 @@ _LAZY = {
     "GEPA": "promptless.optimize.gepa",
     "Calibrate": "promptless.optimize.calibrate",
     "KNNFewShot": "promptless.optimize",
+    "BootstrapRS": "promptless.optimize",
     "Evaluate": "promptless.evaluate",
     "EvaluationResult": "promptless.evaluate",
     "Tool": "promptless.tools",
@@ -74,6 +75,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .optimize import (
         BootstrapFewShot,
         BootstrapFewShotWithRandomSearch,
+        BootstrapRS,
         KNNFewShot,
         LabeledFewShot,
         MIPROv2,
@@ -109,11 +111,13 @@ __all__ = [
     "BestOfN",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
+    "BootstrapRS",
     "BudgetExceededError",
     "Calibrate",
     "ChainOfThought",
     "ChatAdapter",
     "Classify",
+    "Completions",
     "ConfigurationError",
     "Embedder",
     "Evaluate",
