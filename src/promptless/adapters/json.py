@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ParseError
 from ..values import render_value, to_jsonable
-from .base import NOT_SUPPLIED, Adapter, LanguageModel, RuleError, checked, demo_shows_missing, rule_error
+from .base import NOT_SUPPLIED, Adapter, LanguageModel, RuleError, demo_shows_missing, rule_error
 from .grammar import json_grammar
 from .parsing import coerce, json_schema, parse_json_text, short_type, type_note
 from .protocol import field_spec
@@ -92,7 +92,11 @@ class JSONAdapter(Adapter):
                 continue
             try:
                 text_value = raw if isinstance(raw, str) else json.dumps(raw)
-                values[name] = checked(f, lambda t, f=f: coerce(t, f.annotation))(text_value)
+                value = coerce(text_value, f.annotation)
+                problem = f.rule_problem(value)
+                if problem:
+                    raise RuleError(problem)
+                values[name] = value
             except RuleError as exc:
                 invalid[name] = rules[name] = str(exc)
             except ValueError as exc:

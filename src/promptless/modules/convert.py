@@ -64,10 +64,10 @@ class _SyncWrapper(Module):
         self.program = program
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return run_async(self.program.aforward(*args, **kwargs))
+        return run_async(self.program.aforward(*args, **kwargs))  # type: ignore[attr-defined]
 
     async def aforward(self, *args: Any, **kwargs: Any) -> Any:
-        return await self.program.aforward(*args, **kwargs)
+        return await self.program.aforward(*args, **kwargs)  # type: ignore[attr-defined]
 
 
 def syncify(program: Module, in_place: bool = True) -> Module:
