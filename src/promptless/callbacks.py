@@ -17,13 +17,16 @@ breaks the program. The global callbacks run first, then the instance's own.
 
 ``with_callbacks(kind)`` wraps a method so that it reports to the callbacks; the modules, LMs, adapters,
 tools and ``Evaluate`` use it. A call on an instance already reporting a call of the same kind (``acall``
-running ``__call__``, an LM's ``__call__`` running ``request``) is not reported twice.
+running ``__call__``, an LM's ``__call__`` running ``request``) is not reported twice. With no callbacks in
+effect a call costs one look at the settings and nothing else; with some, the calls in progress are kept
+(``active_calls()``: streaming reads it to tell which predictor an LM reply belongs to).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import logging
 import os
 from collections.abc import Callable
@@ -119,8 +122,13 @@ def callbacks_for(instance: Any) -> list[Any]:
     return [*configured, *own]
 
 
+_PREFIX = os.urandom(8).hex()
+_COUNTER = itertools.count(1)
+
+
 def new_call_id() -> str:
-    return os.urandom(16).hex()
+    """A call id unique in this process and unlikely to repeat across processes (32 hex digits)."""
+    return f"{_PREFIX}{next(_COUNTER):016x}"
 
 
 def fire_start(kind: str, callbacks: list[Any], call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
@@ -166,16 +174,14 @@ class _Call:
         self.kind = kind
         self.callbacks = callbacks
         self.call_id = new_call_id()
-        if callbacks:
-            fire_start(kind, callbacks, self.call_id, instance, inputs())
+        fire_start(kind, callbacks, self.call_id, instance, inputs())
         self.tokens = (_STACK.set((*_STACK.get(), ActiveCall(self.call_id, kind, instance))),
                        ACTIVE_CALL_ID.set(self.call_id))
 
     def close(self, outputs: Any, exception: BaseException | None) -> None:
         _STACK.reset(self.tokens[0])
         ACTIVE_CALL_ID.reset(self.tokens[1])
-        if self.callbacks:
-            fire_end(self.kind, self.callbacks, self.call_id, outputs, exception)
+        fire_end(self.kind, self.callbacks, self.call_id, outputs, exception)
 
 
 def _reentered(kind: str, instance: Any) -> bool:
@@ -201,15 +207,16 @@ def with_callbacks(kind: str, *, inputs: Callable[..., dict[str, Any]] | None = 
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def async_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-                if _reentered(kind, self):
+                callbacks = callbacks_for(self)
+                if not callbacks or _reentered(kind, self):
                     return await fn(self, *args, **kwargs)
-                call = _Call(kind, self, callbacks_for(self), lambda: make_inputs(self, args, kwargs))
+                call = _Call(kind, self, callbacks, lambda: make_inputs(self, args, kwargs))
                 try:
                     result = await fn(self, *args, **kwargs)
                 except BaseException as exc:
                     call.close(None, exc)
                     raise
-                call.close(shown(result) if call.callbacks else None, None)
+                call.close(shown(result), None)
                 return result
 
             async_wrapper.__promptless_callbacks__ = kind  # type: ignore[attr-defined]
@@ -217,15 +224,16 @@ def with_callbacks(kind: str, *, inputs: Callable[..., dict[str, Any]] | None = 
 
         @functools.wraps(fn)
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            if _reentered(kind, self):
+            callbacks = callbacks_for(self)
+            if not callbacks or _reentered(kind, self):
                 return fn(self, *args, **kwargs)
-            call = _Call(kind, self, callbacks_for(self), lambda: make_inputs(self, args, kwargs))
+            call = _Call(kind, self, callbacks, lambda: make_inputs(self, args, kwargs))
             try:
                 result = fn(self, *args, **kwargs)
             except BaseException as exc:
                 call.close(None, exc)
                 raise
-            call.close(shown(result) if call.callbacks else None, None)
+            call.close(shown(result), None)
             return result
 
         wrapper.__promptless_callbacks__ = kind  # type: ignore[attr-defined]
