@@ -77,7 +77,8 @@ class OpenTelemetryCallback(BaseCallback):
         attributes: dict[str, Any] = {
             "promptless.kind": "module",
             "promptless.module": f"{type(instance).__module__}.{type(instance).__qualname__}",
-            "promptless.signature": signature.signature_string() if hasattr(signature, "signature_string") else None,
+            "promptless.signature": (signature.signature_string()  # type: ignore[union-attr]
+                                     if hasattr(signature, "signature_string") else None),
         }
         if self.capture_content:
             attributes["promptless.inputs"] = self._text(inputs)

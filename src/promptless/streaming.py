@@ -283,7 +283,8 @@ def _run(program: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, A
         STREAM_SINK.set(_Sink(q))
         try:
             with settings.context(callbacks=[*callbacks, status]):
-                out = asyncio.run(program.acall(*args, **kwargs)) if is_async else program(*args, **kwargs)
+                acall = getattr(program, "acall", None)
+                out = asyncio.run(acall(*args, **kwargs)) if is_async and acall else program(*args, **kwargs)
         except BaseException as exc:
             q.put(("error", exc))
         else:

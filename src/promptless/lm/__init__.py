@@ -58,7 +58,7 @@ def make_lm(model: str | None = None, **kwargs: Any) -> BaseLM:
     if model is None:
         raise ConfigurationError("LM() needs a model string, e.g. LM('openai/gpt-4o-mini') or LM('local/smollm2-135m')")
     lm = _make(model, **kwargs)
-    if lm.__dict__.get("model_id") is None:
+    if lm.model_id is None:
         lm.model_id = model
     return lm
 

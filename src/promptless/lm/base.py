@@ -190,6 +190,8 @@ class BaseLM:
     """Base class of every LM: a backend implements ``complete``; a user's own LM ``forward`` or ``__call__``."""
 
     provider: str = "base"
+    #: The model string ``pl.LM`` was given (``"openai/gpt-4o-mini"``), when it made this LM.
+    model_id: str | None = None
 
     def __init__(
         self,
@@ -429,7 +431,7 @@ class BaseLM:
     def usage_key(self) -> str:
         """The name usage is counted under: the model string ``pl.LM`` was given (``"openai/gpt-4o-mini"``),
         else ``model``."""
-        return self.__dict__.get("model_id") or self.model
+        return self.model_id or self.model
 
     def _use_cache(self, cache: bool) -> bool:
         # A user's own LM answers from its own code, which the shared cache must not stand in for.
@@ -569,7 +571,8 @@ class LM(BaseLM, metaclass=_LMType):
             return
         base = {k: v for k, v in kwargs.items() if k in _BASE_OPTIONS}
         rest = {k: v for k, v in kwargs.items() if k not in _BASE_OPTIONS}
-        self._backend_options = {**rest, **{k: kwargs[k] for k in ("num_retries", "model_type") if k in kwargs}}
+        self._backend_options: dict[str, Any] = {**rest, **{k: kwargs[k] for k in ("num_retries", "model_type")
+                                                          if k in kwargs}}
         if self._user_defined():  # as in DSPy, the other options reach forward() as keyword arguments
             base.update(rest)
         super().__init__(model, **base)
