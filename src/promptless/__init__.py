@@ -26,6 +26,7 @@ from .errors import (
     ScoringNotSupportedError,
     SignatureError,
     ToolError,
+    TypeMismatchWarning,
 )
 from .history import History
 from .lm import LM, BaseLM, ScriptedLM
@@ -60,11 +61,21 @@ _LAZY = {
     "Tool": "promptless.tools",
     "Retriever": "promptless.retrieve",
     "Embedder": "promptless.embeddings",
+    "Image": "promptless.media",
+    "Audio": "promptless.media",
+    "File": "promptless.media",
+    "Code": "promptless.media",
+    "ToolCalls": "promptless.media",
+    "Reasoning": "promptless.media",
+    "Citations": "promptless.media",
+    "Document": "promptless.media",
+    "Type": "promptless.media",
 }
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .embeddings import Embedder
     from .evaluate import Evaluate, EvaluationResult
+    from .media import Audio, Citations, Code, Document, File, Image, Reasoning, ToolCalls, Type
     from .optimize import (
         BootstrapFewShot,
         BootstrapFewShotWithRandomSearch,
@@ -98,6 +109,7 @@ __all__ = [
     "GEPA",
     "LM",
     "Adapter",
+    "Audio",
     "BaseLM",
     "BestOfN",
     "BootstrapFewShot",
@@ -106,14 +118,19 @@ __all__ = [
     "Calibrate",
     "ChainOfThought",
     "ChatAdapter",
+    "Citations",
     "Classify",
+    "Code",
     "ConfigurationError",
+    "Document",
     "Embedder",
     "Evaluate",
     "EvaluationError",
     "EvaluationResult",
     "Example",
+    "File",
     "History",
+    "Image",
     "InputField",
     "JSONAdapter",
     "LMError",
@@ -131,6 +148,7 @@ __all__ = [
     "ProgramOfThought",
     "PromptlessError",
     "ReAct",
+    "Reasoning",
     "Refine",
     "Retriever",
     "ScoringNotSupportedError",
@@ -138,7 +156,10 @@ __all__ = [
     "Signature",
     "SignatureError",
     "Tool",
+    "ToolCalls",
     "ToolError",
+    "Type",
+    "TypeMismatchWarning",
     "configure",
     "context",
     "inspect_history",

@@ -77,9 +77,13 @@ class ParseError(PromptlessError):
 
 
 class LMError(PromptlessError):
-    """A language-model backend failed."""
+    """A language-model backend failed.
+
+    ``refused`` names a request feature the server refused (``"tools"``: it takes no native tool calls), so
+    that the caller can ask again without it."""
 
     retryable: bool = False
+    refused: str | None = None
 
     def __init__(self, message: str, *, status: int | None = None, model: str | None = None) -> None:
         self.status = status
@@ -172,4 +176,10 @@ class ToolError(PromptlessError):
     """A tool was given arguments it cannot take."""
 
 
-__all__ = [name for name in dir() if name.endswith("Error")]
+class TypeMismatchWarning(UserWarning):
+    """An input value does not have the type its signature field declares (it is still written into the prompt).
+
+    Turn these off with ``pl.configure(warn_on_type_mismatch=False)``, or filter them with ``warnings``."""
+
+
+__all__ = [name for name in dir() if name.endswith(("Error", "Warning")) and name not in ("Warning", "UserWarning")]
