@@ -182,10 +182,14 @@ def _data_url_mime(url: str) -> str | None:
     return (m.group(1) or "text/plain").lower() if m else None
 
 
+def _b64_bytes(payload: str) -> int:
+    """How many bytes base64 text decodes to (from its length)."""
+    return len(payload) * 3 // 4 - (len(payload) - len(payload.rstrip("=")))
+
+
 def _data_url_bytes(url: str) -> int:
-    """How many bytes a base64 ``data:`` URL holds (roughly, from its length)."""
-    payload = url.partition(",")[2]
-    return len(payload) * 3 // 4
+    """How many bytes a base64 ``data:`` URL holds."""
+    return _b64_bytes(url.partition(",")[2])
 
 
 def _is_web_url(text: str, schemes: tuple[str, ...] = ("http", "https")) -> bool:
@@ -520,10 +524,10 @@ class Audio(Type):
         return [{"type": "input_audio", "input_audio": {"data": self.data, "format": self.audio_format}}]
 
     def prompt_text(self) -> str:
-        return f"<audio: {self.audio_format}, {_size(len(self.data) * 3 // 4)}>"
+        return f"<audio: {self.audio_format}, {_size(_b64_bytes(self.data))}>"
 
     def __repr__(self) -> str:
-        return f"Audio(<{self.audio_format} data, {_size(len(self.data) * 3 // 4)}>)"
+        return f"Audio(<{self.audio_format} data, {_size(_b64_bytes(self.data))}>)"
 
     __str__ = prompt_text
 

@@ -146,10 +146,28 @@ def _split_top(text: str) -> list[str]:
     return parts
 
 
+# The typed values of promptless.media, known by name in a signature string without custom_types (as
+# "Image", or "pl.Image" / "dspy.Image"); the module is imported only when a signature names one.
+_TYPED_NAMES = frozenset({"Image", "Audio", "File", "Code", "ToolCalls", "Reasoning", "Citations", "Document"})
+_TYPED_PREFIXES = frozenset({"pl", "promptless", "dspy"})
+
+
+def _typed_name(dotted: str) -> Any:
+    prefix, _, last = dotted.rpartition(".")
+    if last in _TYPED_NAMES and (not prefix or prefix in _TYPED_PREFIXES):
+        from . import media
+
+        return getattr(media, last)
+    return None
+
+
 def _eval_type(node: ast.AST, names: dict[str, Any], where: str, inside_tuple: bool = False) -> Any:
     if isinstance(node, ast.Name):
         if node.id in names:
             return names[node.id]
+        typed = _typed_name(node.id)
+        if typed is not None:
+            return typed
         known = ", ".join(sorted(k for k in names if k[0].islower() or k in ("Optional", "Literal", "Union")))
         raise SignatureError(
             f"{where}: unknown type name {node.id!r}. Known types: {known}; "
@@ -168,6 +186,9 @@ def _eval_type(node: ast.AST, names: dict[str, Any], where: str, inside_tuple: b
         dotted = ast.unparse(node)
         if dotted in names:
             return names[dotted]
+        typed = _typed_name(dotted)
+        if typed is not None:
+            return typed
         raise SignatureError(f"{where}: unknown type name {dotted!r}")
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
         left, right = _eval_type(node.left, names, where), _eval_type(node.right, names, where)
@@ -183,6 +204,10 @@ def _eval_type(node: ast.AST, names: dict[str, Any], where: str, inside_tuple: b
             raise SignatureError(f"{where}: {ast.unparse(node)!r} has empty brackets; name the type(s) inside them")
         if base is Literal:
             return Literal.__getitem__(tuple(_literal_value(it, where) for it in items))
+        if getattr(base, "__module__", "") == "promptless.media" and getattr(base, "__name__", "") == "Code":
+            if len(items) != 1 or not isinstance(items[0], ast.Constant) or not isinstance(items[0].value, str):
+                raise SignatureError(f"{where}: Code[...] takes a language name in quotes, e.g. Code['python']")
+            return base[items[0].value]
         args = tuple(_eval_type(it, names, where, inside_tuple=base is tuple) for it in items)
         try:
             return base[args if len(args) > 1 else args[0]]

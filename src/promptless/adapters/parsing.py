@@ -245,6 +245,11 @@ _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 def parse_json_text(text: str) -> Any:
     """Read JSON from a reply: code fences removed, common damage repaired. Raises ValueError."""
     t = text.strip()
+    if t[:1] in ("{", "["):  # JSON as it is (a fence inside one of its strings is text, say code)
+        try:
+            return load_json(t)
+        except json.JSONDecodeError:
+            pass
     m = _FENCE.search(t)
     if m:
         t = m.group(1).strip()
