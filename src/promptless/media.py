@@ -919,10 +919,14 @@ def _json_object(text: str) -> Any:
 
 def _find_function(name: str, functions: Any, caller: Any) -> Callable[..., Any] | None:
     if functions is None:
-        if caller is None:
-            return None
-        found = caller.f_locals.get(name, caller.f_globals.get(name))
-        return found if callable(found) else None
+        # the caller's names, then those of the frames around it (a comprehension runs in a frame of its own)
+        frame, depth = caller, 0
+        while frame is not None and depth < 8:
+            found = frame.f_locals.get(name, frame.f_globals.get(name))
+            if callable(found):
+                return found  # type: ignore[no-any-return]
+            frame, depth = frame.f_back, depth + 1
+        return None
     if isinstance(functions, Mapping):
         return functions.get(name)
     for fn in functions:
