@@ -20,7 +20,9 @@
     ├── PersistError            a saved program that cannot be loaded into this one
     ├── BudgetExceededError     an optimizer or tracker ran out of its LM-call or cost budget
     ├── EvaluationError         an evaluation that gave no result: too many failures (.result: partial)
-    └── ToolError               a tool was called with bad arguments
+    └── ToolError               a tool was called with bad arguments (or a tool call could not run)
+
+    TypeMismatchWarning (a UserWarning)  an input value of another type than its field declares
 
 This module imports nothing from the package, so every layer may import it.
 """

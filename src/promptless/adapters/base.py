@@ -32,8 +32,9 @@ class LanguageModel(Protocol):
     """What an adapter needs of an LM: ``request`` and ``arequest`` (``lm/base.py``'s ``BaseLM`` has both).
 
     Adapters sit below the LMs and never import them. An LM may also say ``supports_grammar`` (it takes a
-    GBNF ``grammar``) or ``supports_structured_output`` (it takes a JSON-schema ``response_format``); adapters
-    read those with ``getattr`` and treat them as False when absent."""
+    GBNF ``grammar``), ``supports_structured_output`` (it takes a JSON-schema ``response_format``) or
+    ``supports_function_calling`` (it takes ``tools`` and returns ``tool_calls``); adapters read those with
+    ``getattr`` and treat them as False when absent."""
 
     def request(self, messages: Any = None, *, prompt: str | None = None, cache: bool = True,
                 **params: Any) -> LMResponse: ...
