@@ -764,7 +764,7 @@ class Reasoning(Type):
         return len(self.content)
 
     def __contains__(self, item: object) -> bool:
-        return item in self.content
+        return isinstance(item, str) and item in self.content
 
     def __getitem__(self, key: Any) -> str:
         return self.content[key]
@@ -1013,7 +1013,7 @@ class ToolCalls(Type):
 
     @classmethod
     def from_dict_list(cls, calls: list[dict[str, Any]]) -> ToolCalls:
-        return cls(tool_calls=calls)
+        return cls.model_validate({"tool_calls": calls})
 
     @classmethod
     def description(cls) -> str:

@@ -108,39 +108,6 @@ class Tool:
         if arg_types is not None or args is not None:
             self._override(args, arg_types, dict(arg_desc or {}))
 
-    def _override(self, args: Mapping[str, Any] | None, arg_types: Mapping[str, Any] | None,
-                  descs: dict[str, str]) -> None:
-        """Arguments given by the caller (``args=``: a JSON schema each; ``arg_types=``: a type each) in place
-        of those read from the function: a function of ``**kwargs`` wrapping a remote tool, say."""
-        from pydantic import ConfigDict, TypeAdapter, create_model
-
-        if args is not None and not (isinstance(args, Mapping) and all(isinstance(v, Mapping) for v in args.values())):
-            raise ToolError("Tool(args=...) takes a JSON schema per argument: {'query': {'type': 'string'}}")
-        names = list(args) if args is not None else list(arg_types or {})
-        types_ = dict(arg_types or {})
-        schemas: dict[str, dict[str, Any]] = {}
-        for n in names:
-            if args is not None:
-                schemas[n] = dict(args[n])
-            else:
-                try:
-                    schemas[n] = TypeAdapter(types_[n]).json_schema()
-                except Exception:
-                    schemas[n] = {}
-                schemas[n].pop("title", None)
-            if n in descs:
-                schemas[n]["description"] = descs[n]
-            if n not in types_:
-                types_[n] = _SCHEMA_TYPES.get(str(schemas[n].get("type")), Any)
-        self.args = schemas
-        self.arg_types = {n: types_[n] for n in names}
-        self.required = [n for n in names if "default" not in schemas[n]]
-        self._positional_only = [n for n in self._positional_only if n in names]
-        fields = {n: (self.arg_types[n], ... if n in self.required else schemas[n].get("default")) for n in names}
-        config = ConfigDict(extra="allow" if self.accepts_extra else "forbid", arbitrary_types_allowed=True)
-        self._model = create_model(f"{self.name.replace('-', '_').replace('.', '_')}_args", __config__=config,
-                                   **fields)
-
     # -- schema -------------------------------------------------------------
     def _build_schema(self, target: Callable[..., Any], descs: dict[str, str]) -> None:
         import typing
@@ -189,6 +156,40 @@ class Tool:
             else:
                 self.required.append(pname)
             self.args[pname] = schema
+        config = ConfigDict(extra="allow" if self.accepts_extra else "forbid", arbitrary_types_allowed=True)
+        self._model = create_model(f"{self.name.replace('-', '_').replace('.', '_')}_args", __config__=config,
+                                   **fields)
+
+    def _override(self, args: Mapping[str, Any] | None, arg_types: Mapping[str, Any] | None,
+                  descs: dict[str, str]) -> None:
+        """Arguments given by the caller (``args=``: a JSON schema each; ``arg_types=``: a type each) in place
+        of those read from the function: a function of ``**kwargs`` wrapping a remote tool, say."""
+        from pydantic import ConfigDict, TypeAdapter, create_model
+
+        if args is not None and not (isinstance(args, Mapping) and all(isinstance(v, Mapping) for v in args.values())):
+            raise ToolError("Tool(args=...) takes a JSON schema per argument: {'query': {'type': 'string'}}")
+        names = list(args) if args is not None else list(arg_types or {})
+        types_ = dict(arg_types or {})
+        schemas: dict[str, dict[str, Any]] = {}
+        for n in names:
+            if args is not None:
+                schemas[n] = dict(args[n])
+            else:
+                try:
+                    schemas[n] = TypeAdapter(types_[n]).json_schema()
+                except Exception:
+                    schemas[n] = {}
+                schemas[n].pop("title", None)
+            if n in descs:
+                schemas[n]["description"] = descs[n]
+            if n not in types_:
+                types_[n] = _SCHEMA_TYPES.get(str(schemas[n].get("type")), Any)
+        self.args = schemas
+        self.arg_types = {n: types_[n] for n in names}
+        self.required = [n for n in names if "default" not in schemas[n]]
+        self._positional_only = [n for n in self._positional_only if n in names]
+        fields: dict[str, Any] = {n: (self.arg_types[n], ... if n in self.required else schemas[n].get("default"))
+                                  for n in names}
         config = ConfigDict(extra="allow" if self.accepts_extra else "forbid", arbitrary_types_allowed=True)
         self._model = create_model(f"{self.name.replace('-', '_').replace('.', '_')}_args", __config__=config,
                                    **fields)

@@ -131,7 +131,7 @@ class LMResponse:
         return any(r == "length" for r in self.finish_reasons)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "texts": list(self.texts),
             "usage": self.usage.to_dict(),
             "model": self.model,
