@@ -55,6 +55,8 @@ _LAZY = {
     "OptimizationResult": "promptless.optimize",
     "GEPA": "promptless.optimize.gepa",
     "Calibrate": "promptless.optimize.calibrate",
+    "label": "promptless.optimize.label",
+    "LabelResult": "promptless.optimize.label",
     "Evaluate": "promptless.evaluate",
     "EvaluationResult": "promptless.evaluate",
     "Tool": "promptless.tools",
@@ -74,6 +76,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     )
     from .optimize.calibrate import Calibrate
     from .optimize.gepa import GEPA
+    from .optimize.label import LabelResult, label
     from .retrieve import Retriever
     from .tools import Tool
 
@@ -117,6 +120,7 @@ __all__ = [
     "InputField",
     "JSONAdapter",
     "LMError",
+    "LabelResult",
     "LabeledFewShot",
     "MIPROv2",
     "Module",
@@ -142,6 +146,7 @@ __all__ = [
     "configure",
     "context",
     "inspect_history",
+    "label",
     "make_signature",
     "track_usage",
 ]
