@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter
-from .data import Example, Prediction
+from .data import Completions, Example, Prediction
 from .errors import (
     BudgetExceededError,
     ConfigurationError,
@@ -55,6 +55,8 @@ _LAZY = {
     "OptimizationResult": "promptless.optimize",
     "GEPA": "promptless.optimize.gepa",
     "Calibrate": "promptless.optimize.calibrate",
+    "KNNFewShot": "promptless.optimize",
+    "BootstrapRS": "promptless.optimize",
     "label": "promptless.optimize.label",
     "LabelResult": "promptless.optimize.label",
     "Evaluate": "promptless.evaluate",
@@ -62,14 +64,21 @@ _LAZY = {
     "Tool": "promptless.tools",
     "Retriever": "promptless.retrieve",
     "Embedder": "promptless.embeddings",
+    "configure_cache": "promptless.lm.cache",
+    "asyncify": "promptless.modules.convert",
+    "syncify": "promptless.modules.convert",
 }
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .embeddings import Embedder
     from .evaluate import Evaluate, EvaluationResult
+    from .lm.cache import configure_cache
+    from .modules.convert import asyncify, syncify
     from .optimize import (
         BootstrapFewShot,
         BootstrapFewShotWithRandomSearch,
+        BootstrapRS,
+        KNNFewShot,
         LabeledFewShot,
         MIPROv2,
         OptimizationResult,
@@ -105,11 +114,13 @@ __all__ = [
     "BestOfN",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
+    "BootstrapRS",
     "BudgetExceededError",
     "Calibrate",
     "ChainOfThought",
     "ChatAdapter",
     "Classify",
+    "Completions",
     "ConfigurationError",
     "Embedder",
     "Evaluate",
@@ -119,6 +130,7 @@ __all__ = [
     "History",
     "InputField",
     "JSONAdapter",
+    "KNNFewShot",
     "LMError",
     "LabelResult",
     "LabeledFewShot",
@@ -143,10 +155,13 @@ __all__ = [
     "SignatureError",
     "Tool",
     "ToolError",
+    "asyncify",
     "configure",
+    "configure_cache",
     "context",
     "inspect_history",
     "label",
     "make_signature",
+    "syncify",
     "track_usage",
 ]

@@ -371,10 +371,9 @@ def _label(run: Run, teacher: Module, items: list[Example], keys: list[str], nam
 
     bar = Progress("label", enabled=progress, max_calls=budget.max_lm_calls, total=len(order), unit="labelled",
                    show_best=False)
-    state = {"done": 0, "failed": 0, "ok": 0, "streak": 0}
+    state = {"failed": 0, "ok": 0, "streak": 0}
 
     def tick(done: int, total: int, outcome: Any) -> None:
-        state["done"] = done
         failed = not outcome.ok or "error" in (outcome.value or {})
         state["failed"] += int(failed and not isinstance(outcome.error, BudgetExceededError))
         bar.update(trial=done, calls=budget.calls,
@@ -447,7 +446,8 @@ def _label(run: Run, teacher: Module, items: list[Example], keys: list[str], nam
         message = f"The budget ran out ({limit}) with {pending} inputs not labelled yet; to go on, {where}."
     elif any(not f.stored for f in failed):
         message = ("Some inputs failed with an LM error that may pass; run label() again with the same run_dir "
-                   "to try them again.")
+                   "to try them again" + ("." if run.store.run_dir is not None
+                                          else " (pass run_dir=... so that what was labelled is kept)."))
     result = LabelResult(
         examples=examples,
         failed=failed,
