@@ -57,6 +57,8 @@ _LAZY = {
     "Calibrate": "promptless.optimize.calibrate",
     "KNNFewShot": "promptless.optimize",
     "BootstrapRS": "promptless.optimize",
+    "label": "promptless.optimize.label",
+    "LabelResult": "promptless.optimize.label",
     "Evaluate": "promptless.evaluate",
     "EvaluationResult": "promptless.evaluate",
     "Tool": "promptless.tools",
@@ -83,6 +85,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     )
     from .optimize.calibrate import Calibrate
     from .optimize.gepa import GEPA
+    from .optimize.label import LabelResult, label
     from .retrieve import Retriever
     from .tools import Tool
 
@@ -129,6 +132,7 @@ __all__ = [
     "JSONAdapter",
     "KNNFewShot",
     "LMError",
+    "LabelResult",
     "LabeledFewShot",
     "MIPROv2",
     "Module",
@@ -156,6 +160,7 @@ __all__ = [
     "configure_cache",
     "context",
     "inspect_history",
+    "label",
     "make_signature",
     "syncify",
     "track_usage",
