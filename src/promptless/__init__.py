@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter
-from .data import Example, Prediction
+from .data import Completions, Example, Prediction
 from .errors import (
     BudgetExceededError,
     ConfigurationError,
@@ -56,6 +56,10 @@ _LAZY = {
     "OptimizationResult": "promptless.optimize",
     "GEPA": "promptless.optimize.gepa",
     "Calibrate": "promptless.optimize.calibrate",
+    "KNNFewShot": "promptless.optimize",
+    "BootstrapRS": "promptless.optimize",
+    "label": "promptless.optimize.label",
+    "LabelResult": "promptless.optimize.label",
     "Evaluate": "promptless.evaluate",
     "EvaluationResult": "promptless.evaluate",
     "Tool": "promptless.tools",
@@ -70,21 +74,29 @@ _LAZY = {
     "Citations": "promptless.media",
     "Document": "promptless.media",
     "Type": "promptless.media",
+    "configure_cache": "promptless.lm.cache",
+    "asyncify": "promptless.modules.convert",
+    "syncify": "promptless.modules.convert",
 }
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .embeddings import Embedder
     from .evaluate import Evaluate, EvaluationResult
+    from .lm.cache import configure_cache
     from .media import Audio, Citations, Code, Document, File, Image, Reasoning, ToolCalls, Type
+    from .modules.convert import asyncify, syncify
     from .optimize import (
         BootstrapFewShot,
         BootstrapFewShotWithRandomSearch,
+        BootstrapRS,
+        KNNFewShot,
         LabeledFewShot,
         MIPROv2,
         OptimizationResult,
     )
     from .optimize.calibrate import Calibrate
     from .optimize.gepa import GEPA
+    from .optimize.label import LabelResult, label
     from .retrieve import Retriever
     from .tools import Tool
 
@@ -114,6 +126,7 @@ __all__ = [
     "BestOfN",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
+    "BootstrapRS",
     "BudgetExceededError",
     "Calibrate",
     "ChainOfThought",
@@ -121,6 +134,7 @@ __all__ = [
     "Citations",
     "Classify",
     "Code",
+    "Completions",
     "ConfigurationError",
     "Document",
     "Embedder",
@@ -133,7 +147,9 @@ __all__ = [
     "Image",
     "InputField",
     "JSONAdapter",
+    "KNNFewShot",
     "LMError",
+    "LabelResult",
     "LabeledFewShot",
     "MIPROv2",
     "Module",
@@ -160,9 +176,13 @@ __all__ = [
     "ToolError",
     "Type",
     "TypeMismatchWarning",
+    "asyncify",
     "configure",
+    "configure_cache",
     "context",
     "inspect_history",
+    "label",
     "make_signature",
+    "syncify",
     "track_usage",
 ]

@@ -154,6 +154,32 @@ class Example:
     toDict = to_dict  # noqa: N815 - the name users of this family of tools know
 
 
+class Completions(list):  # type: ignore[type-arg]
+    """Every completion of a call (``n > 1``), one dict per completion, plus column access:
+    ``pred.completions.answer`` (or ``pred.completions["answer"]``) is the list of every completion's answer."""
+
+    def __getattr__(self, name: str) -> list[Any]:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self and all(name in c for c in self):
+            return [c[name] for c in self]
+        fields = ", ".join(self[0]) if self else "none"
+        raise AttributeError(f"the completions have no field {name!r}; their fields: {fields}")
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            try:
+                return self.__getattr__(key)
+            except AttributeError as exc:
+                raise KeyError(str(exc)) from None
+        return super().__getitem__(key)
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, str):
+            return bool(self) and all(item in c for c in self)
+        return super().__contains__(item)
+
+
 class Prediction(Example):
     """What a module returns: the output fields, plus every completion when n > 1."""
 
@@ -171,8 +197,8 @@ class Prediction(Example):
         return pred
 
     @property
-    def completions(self) -> list[dict[str, Any]]:
-        return self._completions if self._completions is not None else [dict(self._store)]
+    def completions(self) -> Completions:
+        return Completions(self._completions if self._completions is not None else [dict(self._store)])
 
     @property
     def usage(self) -> Any:

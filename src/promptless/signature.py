@@ -35,15 +35,47 @@ RESERVED_NAMES = frozenset({"completed", "instructions", "fields", "input_fields
 CALL_KEYWORDS = frozenset({"signature", "config", "lm", "self"})
 
 
+class _NoDefault:
+    """The ``default`` of a field declared without one."""
+
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+    def __reduce__(self) -> str:
+        return "NO_DEFAULT"
+
+
+NO_DEFAULT: Any = _NoDefault()
+
+# The value rules a field may declare (pydantic's names, as DSPy users write them), in the words the model reads.
+_RULE_WORDS = {
+    "gt": "greater than {}",
+    "ge": "at least {}",
+    "lt": "less than {}",
+    "le": "at most {}",
+    "multiple_of": "a multiple of {}",
+    "min_length": "at least {} long",
+    "max_length": "at most {} long",
+    "pattern": "matching the regular expression {}",
+}
+# Keywords DSPy takes and documents as having no effect; taken here too, and likewise ignored.
+_NO_EFFECT = frozenset({"format", "parser"})
+
+
 @dataclass(frozen=True)
 class Field:
-    """One field of a signature."""
+    """One field of a signature.
+
+    ``constraints`` are value rules (``(("ge", 1), ("le", 5))``): the model is told them and a reply that breaks
+    one is not accepted. ``default`` is used when an input is not passed, or an output is missing from a reply."""
 
     name: str
     kind: str  # "input" or "output"
     annotation: Any = str
     desc: str = ""
     prefix: str | None = None
+    constraints: tuple[tuple[str, Any], ...] = ()
+    default: Any = NO_DEFAULT
 
     @property
     def is_input(self) -> bool:
@@ -53,28 +85,135 @@ class Field:
     def type_name(self) -> str:
         return type_name(self.annotation)
 
+    @property
+    def has_default(self) -> bool:
+        return self.default is not NO_DEFAULT
+
+    def rules_text(self) -> str:
+        """The value rules in words (``"at least 1, at most 5"``), or ``""`` when there are none."""
+        return ", ".join(_RULE_WORDS[k].format(repr(v) if k == "pattern" else v) for k, v in self.constraints)
+
+    def described(self) -> str:
+        """The description as the model reads it: ``desc`` and then the value rules, if any."""
+        rules = self.rules_text()
+        if not rules:
+            return self.desc
+        return f"{self.desc} (must be {rules})" if self.desc else f"must be {rules}"
+
+    def rule_problem(self, value: Any) -> str | None:
+        """Which value rule ``value`` breaks, in words, or None when it keeps them all (or there are none)."""
+        for key, limit in self.constraints:
+            problem = _rule_problem(key, limit, value)
+            if problem is not None:
+                rule = _RULE_WORDS[key].format(repr(limit) if key == "pattern" else limit)
+                return f"{_short(value)} breaks a rule of this field: it must be {rule}{problem}"
+        return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_multiple(value: float, step: float) -> bool:
+    import math
+
+    rest = math.fmod(value, step)
+    return math.isclose(rest, 0.0, abs_tol=1e-9) or math.isclose(abs(rest), abs(step), rel_tol=1e-9)
+
+
+def _rule_problem(key: str, limit: Any, value: Any) -> str | None:
+    if value is None:
+        return None  # an Optional field left empty keeps its rules
+    if key in ("gt", "ge", "lt", "le", "multiple_of"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        ok = {"gt": lambda: value > limit, "ge": lambda: value >= limit, "lt": lambda: value < limit,
+              "le": lambda: value <= limit,
+              "multiple_of": lambda: _is_multiple(value, limit)}[key]()
+        return None if ok else ""
+    if key in ("min_length", "max_length"):
+        try:
+            n = len(value)
+        except TypeError:
+            return None
+        ok = n >= limit if key == "min_length" else n <= limit
+        return None if ok else f" (its length is {n})"
+    if key == "pattern":
+        import re
+
+        return None if isinstance(value, str) and re.search(limit, value) else ""
+    return None
+
 
 @dataclass(frozen=True)
 class _FieldMarker:
     kind: str
     desc: str = ""
     prefix: str | None = None
+    constraints: tuple[tuple[str, Any], ...] = ()
+    default: Any = NO_DEFAULT
 
 
-def InputField(*, desc: str = "", prefix: str | None = None, **_ignored: Any) -> Any:  # noqa: N802
-    """Declare an input field in a class-based signature."""
-    return _FieldMarker("input", desc, prefix)
+def _marker(kind: str, desc: str | None, prefix: str | None, options: dict[str, Any]) -> _FieldMarker:
+    what = "InputField" if kind == "input" else "OutputField"
+    description = options.pop("description", None)
+    if desc is None:
+        desc = description if description is not None else ""
+    default = options.pop("default", NO_DEFAULT)
+    for key in _NO_EFFECT & set(options):
+        options.pop(key)
+    unknown = sorted(set(options) - set(_RULE_WORDS))
+    if unknown:
+        raise SignatureError(
+            f"{what}() does not take {', '.join(unknown)}; it takes desc=, prefix=, default= and the value rules "
+            f"{', '.join(_RULE_WORDS)} (for other checks, validate the value in your module's forward)"
+        )
+    constraints: list[tuple[str, Any]] = []
+    for key in _RULE_WORDS:
+        if key not in options:
+            continue
+        value = options[key]
+        if key == "pattern":
+            import re
+
+            try:
+                re.compile(value)
+            except (re.error, TypeError) as exc:
+                raise SignatureError(f"{what}(pattern={value!r}): not a regular expression ({exc})") from None
+        elif key in ("min_length", "max_length"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise SignatureError(f"{what}({key}={value!r}): a whole number >= 0 is expected")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or (key == "multiple_of" and not value):
+            raise SignatureError(f"{what}({key}={value!r}): a number is expected" +
+                                 (" other than 0" if key == "multiple_of" else ""))
+        constraints.append((key, value))
+    return _FieldMarker(kind, desc, prefix, tuple(constraints), default)
 
 
-def OutputField(*, desc: str = "", prefix: str | None = None, **_ignored: Any) -> Any:  # noqa: N802
-    """Declare an output field in a class-based signature."""
-    return _FieldMarker("output", desc, prefix)
+def InputField(*, desc: str | None = None, prefix: str | None = None, **options: Any) -> Any:  # noqa: N802
+    """Declare an input field in a class-based signature. ``default=`` fills the input when a call leaves it
+    out; the value rules (``ge=``, ``max_length=`` ...) are shown to the model."""
+    return _marker("input", desc, prefix, options)
+
+
+def OutputField(*, desc: str | None = None, prefix: str | None = None, **options: Any) -> Any:  # noqa: N802
+    """Declare an output field in a class-based signature. Value rules (``gt=``, ``ge=``, ``lt=``, ``le=``,
+    ``multiple_of=``, ``min_length=``, ``max_length=``, ``pattern=``) are shown to the model and a reply that
+    breaks one is asked again once, then refused; ``default=`` is used when the reply leaves the field out."""
+    return _marker("output", desc, prefix, options)
+
+
+def _from_marker(name: str, annotation: Any, marker: _FieldMarker) -> Field:
+    return Field(name=name, kind=marker.kind, annotation=annotation, desc=marker.desc, prefix=marker.prefix,
+                 constraints=marker.constraints, default=marker.default)
 
 
 def field_dict(fields: collections.abc.Iterable[Field]) -> dict[str, tuple[Any, Any]]:
     """Fields in ``make_signature``'s dict form, ``{name: (type, InputField(...) or OutputField(...))}``: for
     building a new signature from some of another's fields (ReAct's and ProgramOfThought's inner steps)."""
-    return {f.name: (f.annotation, _FieldMarker(f.kind, f.desc, f.prefix)) for f in fields}
+    return {f.name: (f.annotation, _FieldMarker(f.kind, f.desc, f.prefix, f.constraints, f.default))
+            for f in fields}
 
 
 def type_name(annotation: Any) -> str:
@@ -530,6 +669,20 @@ class Signature:
         return cls._rebuild(list(cls.fields.values()), instructions)
 
     @classmethod
+    def append_instructions(cls, instructions: str) -> type[Signature]:
+        """A new signature with ``instructions`` added after the current ones (a blank line between)."""
+        if not isinstance(instructions, str):
+            raise SignatureError(f"instructions must be a string, got {type(instructions).__name__}")
+        return cls.with_instructions(f"{cls.instructions}\n\n{instructions}" if cls.instructions else instructions)
+
+    @classmethod
+    def prepend_instructions(cls, instructions: str) -> type[Signature]:
+        """A new signature with ``instructions`` put before the current ones (a blank line between)."""
+        if not isinstance(instructions, str):
+            raise SignatureError(f"instructions must be a string, got {type(instructions).__name__}")
+        return cls.with_instructions(f"{instructions}\n\n{cls.instructions}" if cls.instructions else instructions)
+
+    @classmethod
     def insert(
         cls, index: int, name: str, field: Any = None, type_: Any = str, *, kind: str | None = None
     ) -> type[Signature]:
@@ -537,8 +690,7 @@ class Signature:
         k = kind or (marker.kind if marker else None)
         if k not in ("input", "output"):
             raise SignatureError(f"insert {name!r}: say whether it is an input or an output (pl.InputField() / pl.OutputField())")
-        new = Field(name=name, kind=k, annotation=type_, desc=marker.desc if marker else "",
-                    prefix=marker.prefix if marker else None)
+        new = _from_marker(name, type_, replace(marker, kind=k) if marker else _FieldMarker(k))
         same = [f for f in cls.fields.values() if f.kind == k]
         other = [f for f in cls.fields.values() if f.kind != k]
         if index < 0:
@@ -610,16 +762,14 @@ def _fields_from_class(cls: type) -> list[Field]:
             inherited = list(base.fields.values())
             break
     fields: dict[str, Field] = {f.name: f for f in inherited}
-    for name in list(own) + [m for m in markers if m not in own]:
-        marker = markers.get(name)
-        if marker is None:
-            if name.startswith("_"):
-                continue
+    for name in own:
+        if name not in markers and not name.startswith("_"):
             raise SignatureError(
                 f"signature class {cls.__name__}: field {name!r} needs a value of pl.InputField() or pl.OutputField()"
             )
-        fields[name] = Field(name=name, kind=marker.kind, annotation=hints.get(name, str), desc=marker.desc,
-                             prefix=marker.prefix)
+    # In the order of declaration, annotated or not: the class namespace keeps it for every field with a value.
+    for name, marker in markers.items():
+        fields[name] = _from_marker(name, hints.get(name, str), marker)
         try:
             delattr(cls, name)
         except AttributeError:
@@ -674,7 +824,7 @@ def make_signature(
                 ann, marker = str, value
             else:
                 raise SignatureError(f"field {fname!r}: expected pl.InputField()/pl.OutputField() or (type, field)")
-            fields.append(Field(fname, marker.kind, ann, marker.desc, marker.prefix))
+            fields.append(_from_marker(fname, ann, marker))
         for f in fields:
             _check_field(f, "signature")
         _check_unique(fields, "signature")

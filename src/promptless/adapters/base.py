@@ -23,7 +23,9 @@ from .parsing import is_optional
 from .parts import ToolPlan, collecting, split_message, tool_plan
 
 if TYPE_CHECKING:
-    from ..signature import Signature
+    from collections.abc import Callable
+
+    from ..signature import Field, Signature
 
 NOT_SUPPLIED = "Not supplied for this example."
 
@@ -49,6 +51,43 @@ def demo_shows_missing(annotation: Any) -> bool:
     reply that does not parse, and small models copy it: labelled demos without a ``confidence: float`` value
     cost qwen2.5-coder-1.5b 12.5 points on 40 dev events when they showed the placeholder."""
     return is_optional(annotation)[1] is str
+
+
+class RuleError(ValueError):
+    """A reply's value was read, but breaks a value rule of its field (``OutputField(le=5)``)."""
+
+
+def checked(field: Field, read: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``read`` (reply text -> value) followed by the field's value rules, when it has any."""
+    if not field.constraints:
+        return read
+
+    def read_and_check(text: str) -> Any:
+        value = read(text)
+        problem = field.rule_problem(value)
+        if problem:
+            raise RuleError(problem)
+        return value
+
+    return read_and_check
+
+
+def rule_error(exc: ParseError, rules: dict[str, str]) -> ParseError:
+    """``exc``, marked with the fields whose values broke a rule (``exc.rules``), for the retry that says so."""
+    exc.rules = dict(rules)  # type: ignore[attr-defined]
+    return exc
+
+
+def rules_retry(messages: list[Message], exc: ParseError) -> list[Message] | None:
+    """When every problem of a reply is a broken value rule: the conversation with that reply and a message
+    saying which rules it broke, to ask once more in the same format. None when there is anything else wrong."""
+    rules = getattr(exc, "rules", None)
+    if not rules or exc.missing or set(exc.invalid) != set(rules):
+        return None
+    told = "\n".join(f"- {name}: {why}" for name, why in rules.items())
+    return [*messages, Message("assistant", exc.raw),
+            Message("user", f"Your reply broke these rules:\n{told}\nReply again in the same format, "
+                            "with every field, keeping the rules.")]
 
 
 class Adapter:
@@ -176,7 +215,10 @@ class Adapter:
         resp = lm.request(messages, **{**extra, **params})
         try:
             return self._parse_all(signature, resp)
-        except ParseError:
+        except ParseError as exc:
+            again = rules_retry(messages, exc)
+            if again is not None:  # the reply was read but broke a value rule: say which, ask once more
+                return self._parse_all(signature, lm.request(again, **{**extra, **params}))
             retry = self.retry_params(signature, lm)
             if retry:  # one constrained retry in the same format
                 return self._parse_all(signature, lm.request(messages, **{**retry, **params}))
@@ -212,7 +254,10 @@ class Adapter:
         resp = await lm.arequest(messages, **{**extra, **params})
         try:
             return self._parse_all(signature, resp)
-        except ParseError:
+        except ParseError as exc:
+            again = rules_retry(messages, exc)
+            if again is not None:  # the reply was read but broke a value rule: say which, ask once more
+                return self._parse_all(signature, await lm.arequest(again, **{**extra, **params}))
             retry = self.retry_params(signature, lm)
             if retry:  # one constrained retry in the same format
                 return self._parse_all(signature, await lm.arequest(messages, **{**retry, **params}))

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, ParseError
-from .base import NOT_SUPPLIED, Adapter, LanguageModel, demo_shows_missing
+from .base import NOT_SUPPLIED, Adapter, LanguageModel, RuleError, checked, demo_shows_missing, rule_error
 from .grammar import marker_grammar
 from .json import NO_TEXT_OUTPUTS, JSONAdapter
 from .parsing import coercer, literal_choices, short_type, type_note
@@ -41,7 +41,7 @@ def _plan(signature: type[Signature]) -> tuple[dict[str, str], dict[str, Any]]:
         keyed.setdefault(label_key(n), []).append(n)
     wanted = {k: names[0] for k, names in keyed.items() if len(names) == 1}
     wanted.update({n: n for n in outputs})
-    return wanted, {n: coercer(f.annotation) for n, f in outputs.items()}
+    return wanted, {n: checked(f, coercer(f.annotation)) for n, f in outputs.items()}
 
 
 class ChatAdapter(Adapter):
@@ -149,19 +149,22 @@ class ChatAdapter(Adapter):
             # No headers at all: a single output field may be the whole reply.
             (only,) = outputs
             found[only] = text
-        values: dict[str, Any] = {}
-        missing = [n for n in outputs if n not in found]
+        values: dict[str, Any] = {n: f.default for n, f in outputs.items() if n not in found and f.has_default}
+        missing = [n for n in outputs if n not in found and n not in values]
         invalid: dict[str, str] = {}
+        rules: dict[str, str] = {}
         for name, raw in found.items():
             try:
                 values[name] = coercers[name](raw)
+            except RuleError as exc:
+                invalid[name] = rules[name] = str(exc)
             except ValueError as exc:
                 invalid[name] = str(exc)
             except RecursionError:
                 invalid[name] = "the value is nested too deeply to read"
         if missing or invalid:
-            raise ParseError("could not read the reply in the chat marker format", raw=text, missing=missing,
-                             invalid=invalid, adapter=self.name)
+            raise rule_error(ParseError("could not read the reply in the chat marker format", raw=text,
+                                        missing=missing, invalid=invalid, adapter=self.name), rules)
         return {n: values[n] for n in outputs}
 
     # -- grammar ---------------------------------------------------------------
@@ -185,7 +188,8 @@ class ChatAdapter(Adapter):
 
 def _describe(f: Field) -> str:
     text = f"- {f.name} ({short_type(f.annotation)})"
-    if f.desc:
-        text += f": {f.desc}"
+    desc = f.described()
+    if desc:
+        text += f": {desc}"
     return text
 

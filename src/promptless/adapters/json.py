@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ParseError
 from ..values import to_jsonable
-from .base import NOT_SUPPLIED, Adapter, LanguageModel, demo_shows_missing
+from .base import NOT_SUPPLIED, Adapter, LanguageModel, RuleError, demo_shows_missing, rule_error
 from .grammar import json_grammar
 from .parsing import coerce, json_schema, parse_json_text, short_type, type_note
 from .parts import render_input
@@ -37,11 +37,11 @@ class JSONAdapter(Adapter):
     def system_message(self, signature: type[Signature]) -> str:
         lines = ["Input fields:"]
         for f in signature.input_fields.values():
-            lines.append(f"- {f.name} ({short_type(f.annotation)})" + (f": {f.desc}" if f.desc else ""))
+            lines.append(f"- {f.name} ({short_type(f.annotation)})" + (f": {f.described()}" if f.described() else ""))
         lines += ["", "Output fields:"]
         for f in signature.output_fields.values():
             note = type_note(f.annotation)
-            text = f"- {f.name} ({short_type(f.annotation)})" + (f": {f.desc}" if f.desc else "")
+            text = f"- {f.name} ({short_type(f.annotation)})" + (f": {f.described()}" if f.described() else "")
             if note:
                 text += f" [{note}]"
             lines.append(text)
@@ -85,24 +85,34 @@ class JSONAdapter(Adapter):
         values: dict[str, Any] = {}
         missing: list[str] = []
         invalid: dict[str, str] = {}
+        rules: dict[str, str] = {}
         for name, f in outputs.items():
             if name in data:
                 raw = data[name]
             elif name.casefold() in lowered:
                 raw = lowered[name.casefold()]
+            elif f.has_default:
+                values[name] = f.default
+                continue
             else:
                 missing.append(name)
                 continue
             try:
                 text_value = raw if isinstance(raw, str) else json.dumps(raw)
-                values[name] = coerce(text_value, f.annotation)
+                value = coerce(text_value, f.annotation)
+                problem = f.rule_problem(value)
+                if problem:
+                    raise RuleError(problem)
+                values[name] = value
+            except RuleError as exc:
+                invalid[name] = rules[name] = str(exc)
             except ValueError as exc:
                 invalid[name] = str(exc)
             except RecursionError:
                 invalid[name] = "the value is nested too deeply to read"
         if missing or invalid:
-            raise ParseError("could not read the JSON reply", raw=text, missing=missing, invalid=invalid,
-                             adapter=self.name)
+            raise rule_error(ParseError("could not read the JSON reply", raw=text, missing=missing, invalid=invalid,
+                                        adapter=self.name), rules)
         return values
 
     def output_schema(self, signature: type[Signature]) -> dict[str, Any]:

@@ -67,6 +67,15 @@ _OVERRIDABLE = (
 )
 
 
+def _sort_out(devset: Any, metric: Any) -> tuple[Any, Any]:
+    """``(devset, metric)`` from the two positions after the program, in either order: promptless's
+    ``(program, devset, metric)`` or DSPy's ``(program, metric, devset)``. A metric is callable; a devset (a
+    list of examples) is not."""
+    if callable(devset) and not isinstance(devset, (list, tuple)) and not callable(metric):
+        return metric, devset
+    return devset, metric
+
+
 class Evaluate:
     """Score a program on a devset with a metric; call the instance on a program (``evaluate(program)``)."""
 
@@ -198,7 +207,9 @@ class Evaluate:
     # -- running ----------------------------------------------------------------------------
     def __call__(self, program: Callable[..., Any], devset: Iterable[Example] | None = None,
                  metric: Callable[..., Any] | None = None, **overrides: Any) -> EvaluationResult:
-        """Run ``program`` on every example and score it; see the module docstring."""
+        """Run ``program`` on every example and score it; see the module docstring. DSPy's order,
+        ``evaluate(program, metric, devset)``, works too: a metric is callable and a devset is not."""
+        devset, metric = _sort_out(devset, metric)
         examples, metric, opts = self._options(devset, metric, overrides)
 
         def one(example: Example) -> tuple[Any, float]:
@@ -218,6 +229,7 @@ class Evaluate:
     async def acall(self, program: Any, devset: Iterable[Example] | None = None,
                     metric: Callable[..., Any] | None = None, **overrides: Any) -> EvaluationResult:
         """The asyncio form: awaits ``program.acall(**inputs)``, at most ``num_threads`` at a time."""
+        devset, metric = _sort_out(devset, metric)
         examples, metric, opts = self._options(devset, metric, overrides)
         acall = getattr(program, "acall", None)
 

@@ -663,6 +663,7 @@ __all__ = [
     "Cache",
     "cache_key",
     "clear_file",
+    "configure_cache",
     "default_cache",
     "default_cache_path",
     "disk_enabled",
@@ -672,3 +673,40 @@ __all__ = [
     "reset_default_cache",
     "resolve_max_bytes",
 ]
+
+
+def configure_cache(
+    enable_disk_cache: bool = True,
+    enable_memory_cache: bool = True,
+    disk_cache_dir: str | Path | None = None,
+    disk_size_limit_bytes: int | str | None = None,
+    memory_max_entries: int = 1024,
+    restrict_pickle: bool | None = None,
+    safe_types: Any = None,
+) -> Cache:
+    """Replace the process-wide cache, with DSPy's ``configure_cache`` arguments.
+
+    ``disk_cache_dir``: the folder of the file (default as in the module docstring); ``disk_size_limit_bytes``:
+    the file's bound (a count or ``"2G"``); ``memory_max_entries``: the in-memory LRU's size. With both kinds
+    off, nothing is kept. LMs that have not made a call yet use the new cache; an LM keeps the cache it
+    already used (make the LM after this call, or give it ``cache=`` itself). ``restrict_pickle`` is taken
+    and has nothing to do: this cache stores JSON and never unpickles.
+    """
+    global _default
+    if safe_types:
+        raise ConfigurationError(
+            "configure_cache(safe_types=...) has nothing to allow: the promptless cache stores replies as JSON "
+            "and never unpickles; leave safe_types out"
+        )
+    if memory_max_entries is None or memory_max_entries == math.inf:
+        memory_max_entries = 1 << 62
+    if not isinstance(memory_max_entries, int) or memory_max_entries < 0:
+        raise ConfigurationError(f"memory_max_entries must be a whole number >= 0, got {memory_max_entries!r}")
+    path: Path | None = None
+    max_bytes = disk_size_limit_bytes
+    if enable_disk_cache:
+        path = Path(disk_cache_dir).expanduser() / "cache.sqlite3" if disk_cache_dir else default_cache_path()
+    new = Cache(path, memory_size=memory_max_entries if enable_memory_cache else 0, max_bytes=max_bytes)
+    with _default_lock:  # the old cache is not closed: an LM that used it keeps it
+        _default = new
+    return new

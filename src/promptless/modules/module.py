@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,15 +47,61 @@ class Module:
                 continue
             yield from _walk_value(f"{prefix}{key}", value, seen)
 
-    def named_sub_modules(self) -> list[tuple[str, Module]]:
+    def _sub_modules(self) -> list[tuple[str, Module]]:
+        """Every module under this one, depth first, named by its path from here (``"qa"``, ``"steps[0]"``)."""
         seen: set[int] = {id(self)}
-        return [(n, m) for n, m in self._walk("", seen)]
+        return list(self._walk("", seen))
+
+    def named_sub_modules(self, type_: type | None = None, skip_compiled: bool = False) -> Iterator[tuple[str, Any]]:
+        """This module and every module under it, breadth first, named as DSPy names them: ``"self"``,
+        ``"self.qa"``, ``"self.steps[0]"``, ``"self.by_name[key]"``. ``type_`` keeps those of one class;
+        ``skip_compiled`` does not look inside modules an optimizer returned."""
+        want = Module if type_ is None else type_
+        queue: deque[tuple[str, Any]] = deque([("self", self)])
+        seen = {id(self)}
+        while queue:
+            name, item = queue.popleft()
+            if isinstance(item, want):
+                yield name, item
+            if isinstance(item, Module):
+                if skip_compiled and item is not self and getattr(item, "optimization", None) is not None:
+                    continue
+                children = [(f"{name}.{k}", v) for k, v in vars(item).items() if not k.startswith("_")]
+            elif isinstance(item, (list, tuple)):
+                children = [(f"{name}[{i}]", v) for i, v in enumerate(item)]
+            elif isinstance(item, dict):
+                children = [(f"{name}[{k}]", v) for k, v in item.items()]
+            else:
+                continue
+            for child_name, child in children:
+                if isinstance(child, (Module, list, tuple, dict)) and id(child) not in seen:
+                    seen.add(id(child))
+                    queue.append((child_name, child))
 
     def named_predictors(self) -> list[tuple[str, Predictor]]:
-        return [(n, m) for n, m in self.named_sub_modules() if isinstance(m, Predictor)]
+        """The predictors of this program by their path (``"qa"``, ``"steps[0]"``, ``"by_name['key']"``); a
+        predictor on its own is ``"self"``. These names key ``dump_state``, ``save`` and the optimizers."""
+        return [(n, m) for n, m in self._sub_modules() if isinstance(m, Predictor)]
 
     def predictors(self) -> list[Predictor]:
         return [p for _, p in self.named_predictors()]
+
+    def named_parameters(self) -> list[tuple[str, Predictor]]:
+        """DSPy's name for ``named_predictors``: the learnable parts are the predictors."""
+        return self.named_predictors()
+
+    def parameters(self) -> list[Predictor]:
+        """DSPy's name for ``predictors``."""
+        return self.predictors()
+
+    def inspect_history(self, n: int = 1) -> str:
+        """Print the last ``n`` LM calls this program's predictors made (from the process-wide log of the last
+        200 calls), and return the text. ``pl.inspect_history(n)`` shows every LM's."""
+        from ..lm.calllog import calls_of, format_calls
+
+        text = format_calls(calls_of(list(self.predictors()), n))
+        print(text)
+        return text
 
     def set_lm(self, lm: Any) -> None:
         for p in self.predictors():
@@ -83,9 +130,11 @@ class Module:
         return {name: p.dump_state() for name, p in self.named_predictors()}
 
     def load_state(self, state: dict[str, Any]) -> Module:
-        from ..persist import apply_state
+        """Load what ``dump_state`` gave, or the state DSPy's ``dump_state`` gives for the same program."""
+        from ..persist import apply_state, looks_like_dspy
 
-        apply_state(self, {"predictors": state})
+        apply_state(self, {**state, "format": "dspy"} if isinstance(state, dict) and looks_like_dspy(state)
+                    else {"predictors": state})
         return self
 
     def save(self, path: str | Path, *, save_program: bool = False, metadata: dict[str, Any] | None = None) -> Path:
@@ -95,7 +144,9 @@ class Module:
         return save(self, path, save_program=save_program, metadata=metadata)
 
     def load(self, path: str | Path) -> Module:
-        """Load state saved by ``save``; on any problem the program is left unchanged."""
+        """Load state saved by ``save``, or the JSON state DSPy's ``save`` wrote for the same program (its
+        instructions, field descriptions and prefixes, demos, and its LMs' sampling settings); on any problem
+        the program is left unchanged. A pickle is refused, never loaded."""
         from ..persist import load
 
         load(self, path)

@@ -28,12 +28,17 @@ from ..data import Example
 from ..errors import ConfigurationError, PromptlessError
 
 Pair = tuple[Any, Any]
+_SKIPPED = object()  # an item not started because the run had stopped
 
 
-def _call_args(inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _call_args(module: Any, inputs: Any, access_examples: bool = True) -> tuple[tuple[Any, ...], dict[str, Any]]:
     if isinstance(inputs, Example):
+        if not access_examples:
+            return (inputs,), {}
         data = inputs.inputs() if inputs.input_keys is not None else inputs
         return (), dict(data.items())
+    if isinstance(inputs, list) and isinstance(module, Parallel):
+        return (inputs,), {}  # a nested Parallel takes its own list of pairs
     if isinstance(inputs, Mapping):
         return (), dict(inputs)
     if isinstance(inputs, (tuple, list)):
@@ -44,19 +49,38 @@ def _call_args(inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
 
 
 class Parallel:
+    """See the module docstring. ``timeout`` and ``straggler_limit``: once at most ``straggler_limit`` items are
+    left and one of them has run ``timeout`` seconds, it is started once more and the first of the two to finish
+    is kept (a stuck request is common near the end of a run). ``timeout=None`` (the default) never starts an
+    item twice, since the second start is a second LM call; DSPy's default is 120 seconds.
+    ``access_examples=False`` passes an ``Example`` whole, as one argument."""
+
     def __init__(
         self,
         num_threads: int | None = None,
         max_errors: int | None = None,
+        access_examples: bool = True,
         return_failed_examples: bool = False,
         provide_traceback: bool = False,
+        disable_progress_bar: bool = True,
+        timeout: float | None = None,
+        straggler_limit: int = 3,
     ) -> None:
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
             raise ConfigurationError(f"Parallel: num_threads must be a whole number >= 1, got {num_threads!r}")
         if max_errors is not None and (not isinstance(max_errors, int) or max_errors < 0):
             raise ConfigurationError(f"Parallel: max_errors must be None or a whole number >= 0, got {max_errors!r}")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or timeout < 0):
+            raise ConfigurationError(f"Parallel: timeout must be None or a number of seconds >= 0, got {timeout!r}")
+        if isinstance(straggler_limit, bool) or not isinstance(straggler_limit, int) or straggler_limit < 0:
+            raise ConfigurationError(f"Parallel: straggler_limit must be a whole number >= 0, got {straggler_limit!r}")
         self.num_threads = num_threads or 8
         self.max_errors = max_errors
+        self.access_examples = access_examples
+        self.disable_progress_bar = disable_progress_bar
+        self.timeout = timeout or None
+        self.straggler_limit = straggler_limit
         self.return_failed_examples = return_failed_examples
         self.provide_traceback = provide_traceback
 
@@ -92,35 +116,89 @@ class Parallel:
         pairs = self._check_pairs(exec_pairs)
         results: list[Any] = [None] * len(pairs)
         errors: dict[int, BaseException] = {}
-        lock = threading.Lock()
         stop = threading.Event()
         parent = contextvars.copy_context()
 
-        def one(i: int) -> None:
-            if stop.is_set():
-                return
+        def run(i: int) -> Any:
             module, inputs = pairs[i]
-            try:
-                args, kwargs = _call_args(inputs)
-                results[i] = parent.copy().run(module, *args, **kwargs)
-            except Exception as exc:
-                self._note(i, exc)
-                with lock:
-                    errors[i] = exc
-                    if self.max_errors is not None and len(errors) > self.max_errors:
-                        stop.set()
+            args, kwargs = _call_args(module, inputs, self.access_examples)
+            return parent.copy().run(module, *args, **kwargs)
+
+        def settle(i: int, outcome: Any, exc: BaseException | None) -> None:
+            if exc is None:
+                results[i] = outcome
+                return
+            self._note(i, exc)
+            errors[i] = exc
+            if self.max_errors is not None and len(errors) > self.max_errors:
+                stop.set()
 
         workers = min(num_threads or self.num_threads, max(1, len(pairs)))
         if workers == 1:
             for i in range(len(pairs)):
-                one(i)
+                if stop.is_set():
+                    break
+                try:
+                    settle(i, run(i), None)
+                except Exception as exc:
+                    settle(i, None, exc)
         else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="promptless-parallel") as pool:
-                for future in [pool.submit(one, i) for i in range(len(pairs))]:
-                    future.result()
+            self._threads(run, settle, len(pairs), workers, stop)
         return self._finish(pairs, results, errors, stop.is_set())
+
+    def _threads(self, run: Any, settle: Any, count: int, workers: int, stop: threading.Event) -> None:
+        """Run items 0..count-1 on ``workers`` threads; the first outcome of each item is settled (a straggler
+        may run twice, see the class docstring)."""
+        import time
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+        started: dict[int, float] = {}  # submission -> when it started running
+        lock = threading.Lock()
+
+        def job(i: int, submission: int) -> Any:
+            if stop.is_set():
+                return _SKIPPED
+            with lock:
+                started[submission] = time.monotonic()
+            return run(i)
+
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="promptless-parallel")
+        futures: dict[Future[Any], tuple[int, int]] = {}
+        try:
+            for i in range(count):
+                futures[pool.submit(job, i, len(futures))] = (i, len(futures))
+            pending = set(futures)
+            settled: set[int] = set()
+            twice: set[int] = set()
+            while pending:
+                done, pending = wait(pending, timeout=None if self.timeout is None else min(1.0, self.timeout),
+                                     return_when=FIRST_COMPLETED)
+                for f in done:
+                    i = futures[f][0]
+                    if i in settled:
+                        continue
+                    exc = f.exception()
+                    if exc is None and f.result() is _SKIPPED:
+                        continue
+                    settled.add(i)
+                    settle(i, None if exc is not None else f.result(), exc)
+                pending = {f for f in pending if futures[f][0] not in settled}
+                if self.timeout is None or stop.is_set():
+                    continue
+                left = {futures[f][0] for f in pending}
+                if len(left) <= self.straggler_limit:
+                    now = time.monotonic()
+                    for f in list(pending):
+                        i, submission = futures[f]
+                        with lock:
+                            began = started.get(submission)
+                        if i not in twice and began is not None and now - began >= self.timeout:
+                            twice.add(i)
+                            again = pool.submit(job, i, len(futures))
+                            futures[again] = (i, len(futures))
+                            pending.add(again)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # a straggler's slower twin is not waited for
 
     __call__ = forward
 
@@ -142,7 +220,7 @@ class Parallel:
                     return
                 module, inputs = pairs[i]
                 try:
-                    args, kwargs = _call_args(inputs)
+                    args, kwargs = _call_args(module, inputs, self.access_examples)
                     acall = getattr(module, "acall", None)
                     if acall is not None:
                         results[i] = await acall(*args, **kwargs)

@@ -12,6 +12,7 @@ from .. import settings
 from ..adapters.base import Adapter
 from ..data import Example, Prediction
 from ..errors import ConfigurationError
+from ..lm.calllog import calls_by
 from ..lm.usage import track_usage
 from ..signature import Signature, make_signature
 from ..values import value_problem
@@ -94,6 +95,27 @@ class Predict(Predictor):
 
         return dump_predictor(self)
 
+    def load_state(self, state: dict[str, Any]) -> Predict:
+        """Load what ``dump_state`` gave (this predictor's own state, or a program's ``{"self": ...}``), or a
+        predictor's entry of a state DSPy saved. On any problem the predictor is left unchanged."""
+        from ..persist import apply_state, looks_like_dspy
+
+        if isinstance(state, dict) and looks_like_dspy(state):
+            apply_state(self, {**state, "format": "dspy"})
+        elif isinstance(state, dict) and "signature" in state:
+            apply_state(self, {"predictors": {"self": state}})
+        else:
+            apply_state(self, {"predictors": state})
+        return self
+
+    def get_config(self) -> dict[str, Any]:
+        """The per-call options this predictor sends with every call (``temperature``, ``n`` ...)."""
+        return self.config
+
+    def update_config(self, **kwargs: Any) -> None:
+        """Set per-call options (``update_config(temperature=0.7)``); unknown ones are refused."""
+        self._set_config(kwargs)
+
     def __deepcopy__(self, memo: dict[int, Any]) -> Predict:
         new = object.__new__(type(self))
         memo[id(self)] = new
@@ -117,6 +139,9 @@ class Predict(Predictor):
                 config[key] = kwargs.pop(key)
         lm = kwargs.pop("lm", None) or self.lm or settings.current_lm()
         adapter = self.adapter or settings.get("adapter") or default_adapter()
+        for name, f in signature.input_fields.items():
+            if name not in kwargs and f.has_default:
+                kwargs[name] = copy.deepcopy(f.default)
         unknown = [k for k in kwargs if k not in signature.input_fields]
         missing = [k for k in signature.input_fields if k not in kwargs]
         if unknown or missing:
@@ -150,7 +175,7 @@ class Predict(Predictor):
 
     def forward(self, **kwargs: Any) -> Prediction:
         call = self._prepare(kwargs)
-        with track_usage() as usage:
+        with track_usage() as usage, calls_by(self):
             completions = call.adapter(call.lm, call.signature, call.demos, call.inputs, **call.config)
         return self._finish(completions, call.inputs, usage.total)
 
@@ -164,7 +189,7 @@ class Predict(Predictor):
 
     async def aforward(self, **kwargs: Any) -> Prediction:
         call = self._prepare(kwargs)
-        with track_usage() as usage:
+        with track_usage() as usage, calls_by(self):
             completions = await call.adapter.acall(call.lm, call.signature, call.demos, call.inputs, **call.config)
         return self._finish(completions, call.inputs, usage.total)
 
