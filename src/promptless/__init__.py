@@ -27,6 +27,7 @@ from .errors import (
     ScoringNotSupportedError,
     SignatureError,
     ToolError,
+    TypeMismatchWarning,
 )
 from .history import History
 from .lm import LM, BaseLM, ScriptedLM
@@ -58,12 +59,23 @@ _LAZY = {
     "Calibrate": "promptless.optimize.calibrate",
     "KNNFewShot": "promptless.optimize",
     "BootstrapRS": "promptless.optimize",
+    "label": "promptless.optimize.label",
+    "LabelResult": "promptless.optimize.label",
     "Evaluate": "promptless.evaluate",
     "EvaluationResult": "promptless.evaluate",
     "Tool": "promptless.tools",
     "Retriever": "promptless.retrieve",
     "Embedder": "promptless.embeddings",
     "streamify": "promptless.streaming",
+    "Image": "promptless.media",
+    "Audio": "promptless.media",
+    "File": "promptless.media",
+    "Code": "promptless.media",
+    "ToolCalls": "promptless.media",
+    "Reasoning": "promptless.media",
+    "Citations": "promptless.media",
+    "Document": "promptless.media",
+    "Type": "promptless.media",
     "configure_cache": "promptless.lm.cache",
     "asyncify": "promptless.modules.convert",
     "syncify": "promptless.modules.convert",
@@ -73,6 +85,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .embeddings import Embedder
     from .evaluate import Evaluate, EvaluationResult
     from .lm.cache import configure_cache
+    from .media import Audio, Citations, Code, Document, File, Image, Reasoning, ToolCalls, Type
     from .modules.convert import asyncify, syncify
     from .optimize import (
         BootstrapFewShot,
@@ -85,6 +98,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     )
     from .optimize.calibrate import Calibrate
     from .optimize.gepa import GEPA
+    from .optimize.label import LabelResult, label
     from .retrieve import Retriever
     from .streaming import streamify
     from .tools import Tool
@@ -110,6 +124,7 @@ __all__ = [
     "GEPA",
     "LM",
     "Adapter",
+    "Audio",
     "BaseLM",
     "BestOfN",
     "BootstrapFewShot",
@@ -119,19 +134,25 @@ __all__ = [
     "Calibrate",
     "ChainOfThought",
     "ChatAdapter",
+    "Citations",
     "Classify",
+    "Code",
     "Completions",
     "ConfigurationError",
+    "Document",
     "Embedder",
     "Evaluate",
     "EvaluationError",
     "EvaluationResult",
     "Example",
+    "File",
     "History",
+    "Image",
     "InputField",
     "JSONAdapter",
     "KNNFewShot",
     "LMError",
+    "LabelResult",
     "LabeledFewShot",
     "MIPROv2",
     "Module",
@@ -146,6 +167,7 @@ __all__ = [
     "ProgramOfThought",
     "PromptlessError",
     "ReAct",
+    "Reasoning",
     "Refine",
     "Retriever",
     "ScoringNotSupportedError",
@@ -153,12 +175,16 @@ __all__ = [
     "Signature",
     "SignatureError",
     "Tool",
+    "ToolCalls",
     "ToolError",
+    "Type",
+    "TypeMismatchWarning",
     "asyncify",
     "configure",
     "configure_cache",
     "context",
     "inspect_history",
+    "label",
     "make_signature",
     "settings",
     "streamify",

@@ -285,10 +285,28 @@ def _split_top(text: str) -> list[str]:
     return parts
 
 
+# The typed values of promptless.media, known by name in a signature string without custom_types (as
+# "Image", or "pl.Image" / "dspy.Image"); the module is imported only when a signature names one.
+_TYPED_NAMES = frozenset({"Image", "Audio", "File", "Code", "ToolCalls", "Reasoning", "Citations", "Document"})
+_TYPED_PREFIXES = frozenset({"pl", "promptless", "dspy"})
+
+
+def _typed_name(dotted: str) -> Any:
+    prefix, _, last = dotted.rpartition(".")
+    if last in _TYPED_NAMES and (not prefix or prefix in _TYPED_PREFIXES):
+        from . import media
+
+        return getattr(media, last)
+    return None
+
+
 def _eval_type(node: ast.AST, names: dict[str, Any], where: str, inside_tuple: bool = False) -> Any:
     if isinstance(node, ast.Name):
         if node.id in names:
             return names[node.id]
+        typed = _typed_name(node.id)
+        if typed is not None:
+            return typed
         known = ", ".join(sorted(k for k in names if k[0].islower() or k in ("Optional", "Literal", "Union")))
         raise SignatureError(
             f"{where}: unknown type name {node.id!r}. Known types: {known}; "
@@ -307,6 +325,9 @@ def _eval_type(node: ast.AST, names: dict[str, Any], where: str, inside_tuple: b
         dotted = ast.unparse(node)
         if dotted in names:
             return names[dotted]
+        typed = _typed_name(dotted)
+        if typed is not None:
+            return typed
         raise SignatureError(f"{where}: unknown type name {dotted!r}")
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
         left, right = _eval_type(node.left, names, where), _eval_type(node.right, names, where)
@@ -322,6 +343,10 @@ def _eval_type(node: ast.AST, names: dict[str, Any], where: str, inside_tuple: b
             raise SignatureError(f"{where}: {ast.unparse(node)!r} has empty brackets; name the type(s) inside them")
         if base is Literal:
             return Literal.__getitem__(tuple(_literal_value(it, where) for it in items))
+        if getattr(base, "__module__", "") == "promptless.media" and getattr(base, "__name__", "") == "Code":
+            if len(items) != 1 or not isinstance(items[0], ast.Constant) or not isinstance(items[0].value, str):
+                raise SignatureError(f"{where}: Code[...] takes a language name in quotes, e.g. Code['python']")
+            return base[items[0].value]
         args = tuple(_eval_type(it, names, where, inside_tuple=base is tuple) for it in items)
         try:
             return base[args if len(args) > 1 else args[0]]
@@ -565,7 +590,7 @@ def _check_field(f: Field, where: str) -> None:
     check_type(f.annotation, f.kind, f"{where}, field {f.name!r}")
 
 
-def _check_unique(fields: list[Field], where: str) -> None:
+def _check_unique(fields: list[Field], where: str, need_output: bool = True) -> None:
     seen: dict[str, str] = {}
     for f in fields:
         if f.name in seen:
@@ -573,7 +598,7 @@ def _check_unique(fields: list[Field], where: str) -> None:
                 raise SignatureError(f"{where}: field {f.name!r} is on both sides; a field is an input or an output")
             raise SignatureError(f"{where}: field {f.name!r} is declared twice")
         seen[f.name] = f.kind
-    if not any(f.kind == "output" for f in fields):
+    if need_output and not any(f.kind == "output" for f in fields):
         raise SignatureError(f"{where}: a signature needs at least one output field")
 
 
@@ -607,7 +632,7 @@ class Signature:
         where = f"signature class {cls.__name__}"
         for f in fields:
             _check_field(f, where)
-        _check_unique(fields, where)
+        _check_unique(fields, where, need_output=not cls.__dict__.get("_promptless_render_only", False))
         cls.fields = {f.name: f for f in fields}
         cls.input_fields = {f.name: f for f in fields if f.is_input}
         cls.output_fields = {f.name: f for f in fields if not f.is_input}
@@ -757,6 +782,25 @@ def _build(name: str, fields: list[Field], instructions: str) -> type[Signature]
     return type(name, (Signature,), ns)
 
 
+_render_only: dict[tuple[Any, ...], type[Signature]] = {}
+
+
+def render_signature(signature: type[Signature], drop: frozenset[str]) -> type[Signature]:
+    """``signature`` without the fields in ``drop``, for writing a prompt only: it may be left with no output
+    (a call whose one output, its tool calls, the server returns natively)."""
+    key = (signature, signature.instructions, drop)
+    made = _render_only.get(key)
+    if made is None:
+        fields = [f for f in signature.fields.values() if f.name not in drop]
+        ns = {"_promptless_fields": tuple(fields), "_promptless_instructions": signature.instructions,
+              "__doc__": signature.instructions, "_promptless_render_only": True}
+        made = type(signature.__name__, (Signature,), ns)
+        if len(_render_only) > 1024:
+            _render_only.clear()
+        _render_only[key] = made
+    return made
+
+
 def make_signature(
     spec: str | dict[str, Any] | type[Signature],
     instructions: str | None = None,
@@ -789,3 +833,87 @@ def make_signature(
             f"a signature is a string like 'question -> answer' or a pl.Signature subclass, got {type(spec).__name__}"
         )
     return _build(name, fields, instructions if instructions is not None else default_instructions(fields))
+
+
+# -- does an input value have its field's type ---------------------------------------------------------------
+
+_MAX_ITEMS_CHECKED = 1000
+
+
+def value_fits(value: Any, annotation: Any, _depth: int = 0) -> bool:
+    """Whether an input value has the type its field declares, as far as a quick look can tell (what the
+    type-mismatch warnings are given by). Lenient where a value reads the same in a prompt: an int for a
+    float, a list of strings for a str, an enum's value or name for the enum, a dict for a pydantic model.
+    A typed field (``pl.Image``...) is not checked here: the adapter reads the value as its type (a URL for an
+    image) or refuses it with a ``ConfigurationError`` saying why."""
+    if value is None or annotation is Any or _depth > _MAX_TYPE_DEPTH:
+        return True
+    if annotation is str:
+        return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return value_fits(value, args[0], _depth + 1)
+    if origin is Union or origin is types.UnionType:
+        return any(value_fits(value, a, _depth + 1) for a in args)
+    if origin is Literal:
+        return any((value == a and isinstance(value, bool) == isinstance(a, bool))
+                   or (isinstance(a, enum.Enum) and value == a.value) for a in args)
+    if origin in (list, set, frozenset, collections.abc.Sequence, collections.abc.Set):
+        if not isinstance(value, (list, set, frozenset, tuple) if origin is not list else (list, tuple)):
+            return False
+        item = args[0] if args else Any
+        return all(value_fits(v, item, _depth + 1) for v in list(value)[:_MAX_ITEMS_CHECKED])
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            return False
+        if not args:
+            return True
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(value_fits(v, args[0], _depth + 1) for v in list(value)[:_MAX_ITEMS_CHECKED])
+        return len(value) == len(args) and all(value_fits(v, a, _depth + 1) for v, a in zip(value, args, strict=True))
+    if origin in (dict, collections.abc.Mapping):
+        if not isinstance(value, collections.abc.Mapping):
+            return False
+        if len(args) != 2:
+            return True
+        items = list(value.items())[:_MAX_ITEMS_CHECKED]
+        return all(value_fits(k, args[0], _depth + 1) and value_fits(v, args[1], _depth + 1) for k, v in items)
+    if not isinstance(annotation, type):
+        return True  # another kind of annotation (a TypeVar, a generic of a class...): not checked
+    if isinstance(value, annotation):
+        return True
+    if issubclass(annotation, enum.Enum):
+        return any(value == m.value or value == m.name for m in annotation)
+    if getattr(annotation, "__module__", "") == "promptless.media":
+        return True  # a typed value (pl.Image...): the adapter reads it as its type, or says why it cannot
+    if annotation.__name__ == "History" and annotation.__module__ == "promptless.history":
+        return isinstance(value, list) and all(isinstance(m, dict) for m in value)
+    # a dict for a pydantic model reads as the same JSON
+    return isinstance(value, collections.abc.Mapping) and hasattr(annotation, "model_validate")
+
+
+def type_mismatches(signature: type[Signature], inputs: collections.abc.Mapping[str, Any]) -> list[str]:
+    """One line per input whose value does not have its field's declared type (``value_fits``)."""
+    out = []
+    for name, f in signature.input_fields.items():
+        if name not in inputs:
+            continue
+        value = inputs[name]
+        if type(value) is str and f.annotation is str:  # the common case, at once
+            continue
+        if not value_fits(value, f.annotation):
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            declared = type_name(f.annotation)
+            out.append(f"input {name!r} of {signature.__name__} is declared {declared} but was given "
+                       f"{shown} ({type(value).__name__}); it goes into the prompt as it is. Pass a value of type "
+                       f"{declared}, or change the field's type (pl.configure(warn_on_type_mismatch=False) turns "
+                       "this warning off)")
+    return out

@@ -2,6 +2,8 @@
 
     python resume_child.py OPTIMIZER RUN_DIR LOG OUT [--stall-from N] [--max-calls N] [--threads N] [--again]
 
+OPTIMIZER ``label`` runs ``pl.label`` instead: the task LM, as a teacher, labels the 52 examples' inputs.
+
 Every LM call appends one line to LOG *before* its reply is made. With ``--stall-from N`` the N-th call and every
 later one hang (for a minute) after logging, so a test that waits for line N and then kills this process kills
 it with those calls in flight. OUT receives the result as JSON when the run ends. ``--again`` runs the same
@@ -33,7 +35,7 @@ PROPOSALS = [
     "Name the category that fits the event best.",
     "Think about the event, then pick one category.",
 ]
-OPTIMIZERS = ("labeled", "bootstrap", "random", "mipro")
+OPTIMIZERS = ("labeled", "bootstrap", "random", "mipro", "label")  # label: pl.label, not an optimizer
 
 
 class Classify(pl.Signature):
@@ -134,6 +136,16 @@ def run(name: str, run_dir: str | Path, log_path: str | Path, *, stall_from: int
     train, val = _data()
     gold = {ex.event: ex.category for ex in train + val}
     log = _Log(log_path, stall_from)
+    if name == "label":
+        try:
+            task, _ = _models(log, gold)
+            labelled = pl.label(pl.Predict(Classify, lm=task), train + val, max_lm_calls=max_calls,
+                                run_dir=str(run_dir), num_threads=threads, progress=False)
+        finally:
+            log.file.close()
+        return {"labels": [ex.to_dict() for ex in labelled], "failed": [f.to_dict() for f in labelled.failed],
+                "pending": labelled.pending, "calls": labelled.calls, "stopped": labelled.stopped,
+                "resumed": labelled.resumed, "replayed": labelled.replayed_calls}
     try:
         task, prompt = _models(log, gold)
         opt = make_optimizer(name, task, prompt, str(run_dir), max_calls, threads)

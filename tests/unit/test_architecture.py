@@ -20,7 +20,7 @@ DOC = ROOT / "docs" / "architecture.md"
 # its longest entry. "__init__" is the package's own __init__.py (the public names).
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("types", "data", "values", "_version"),
+    ("types", "data", "values", "media", "_version"),
     ("signature", "history"),
     ("settings", "persist", "callbacks"),
     ("adapters",),

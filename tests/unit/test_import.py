@@ -34,7 +34,7 @@ CORE = ("promptless", "promptless._version", "promptless.errors", "promptless.ty
 ON_FIRST_USE = ("promptless.optimize", "promptless.evaluate", "promptless.cli", "promptless.tools",
                 "promptless.retrieve", "promptless.embeddings", "promptless.sandbox", "promptless.persist",
                 "promptless.datasets", "promptless.tasks", "promptless.lm.openai", "promptless.lm.local",
-                "promptless.lm.cache")
+                "promptless.lm.cache", "promptless.media")
 
 
 def _loaded_after(code: str) -> list[str]:

@@ -28,6 +28,7 @@ import functools
 import json
 import math
 import re
+import sys
 import types
 import typing
 from typing import Any, Literal, Union
@@ -58,10 +59,19 @@ def is_optional(annotation: Any) -> tuple[bool, Any]:
     return False, annotation
 
 
+def _typed(annotation: Any) -> bool:
+    """Whether ``annotation`` is one of ``promptless.media``'s types (``Type`` subclasses): each says how it is
+    written and read. Without that module loaded no annotation can be one."""
+    media = sys.modules.get("promptless.media")
+    return media is not None and media.is_typed(annotation)
+
+
 def is_structured(annotation: Any) -> bool:
     """True for types whose values are written as JSON (lists, dicts, models, ...)."""
     _, inner = is_optional(annotation)
     if inner in (str, int, float, bool) or inner is Any:
+        return False
+    if _typed(inner) and inner.__promptless_text__:  # Code, Reasoning: text
         return False
     origin = typing.get_origin(inner)
     if origin is Literal:
@@ -141,6 +151,10 @@ def type_note(annotation: Any) -> str:
     choices = literal_choices(inner)
     if choices is not None:
         return "exactly one of: " + "; ".join(str(c) for c in choices) + suffix
+    if _typed(inner):
+        note = inner.type_note()
+        if note is not None:
+            return note + suffix if note else ""
     schema = json.dumps(json_schema(inner), separators=(",", ":"))
     return "JSON matching this schema: " + schema + suffix
 
@@ -259,6 +273,11 @@ _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 def parse_json_text(text: str) -> Any:
     """Read JSON from a reply: code fences removed, common damage repaired. Raises ValueError."""
     t = text.strip()
+    if t[:1] in ("{", "["):  # JSON as it is (a fence inside one of its strings is text, say code)
+        try:
+            return load_json(t)
+        except json.JSONDecodeError:
+            pass
     m = _FENCE.search(t)
     if m:
         t = m.group(1).strip()
@@ -319,6 +338,8 @@ def coerce(text: str, annotation: Any) -> Any:
         return parse_bool(stripped)
     if inner is int or inner is float:
         return parse_number(stripped, inner)
+    if _typed(inner):  # Code, ToolCalls, ...: each reads its own replies
+        return inner.from_reply(text)
     if isinstance(inner, type) and issubclass(inner, enum.Enum):
         return match_enum(stripped, inner)
     choices = literal_choices(inner)

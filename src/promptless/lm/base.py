@@ -39,7 +39,8 @@ from .calllog import format_calls, record
 if TYPE_CHECKING:
     from .cache import Cache
 
-_REQUEST_FIELDS = {"temperature", "max_tokens", "n", "stop", "seed", "response_format", "grammar", "rollout_id"}
+_REQUEST_FIELDS = {"temperature", "max_tokens", "n", "stop", "seed", "response_format", "grammar", "rollout_id",
+                   "tools", "tool_choice"}
 
 _cache_key_fn: Any = None  # cache.cache_key, once the first key is made
 
@@ -180,10 +181,19 @@ def to_messages(messages: Any = None, prompt: str | None = None) -> list[Message
         if isinstance(m, Message):
             out.append(m)
         elif isinstance(m, dict) and "role" in m and "content" in m:
-            out.append(Message(str(m["role"]), str(m["content"])))
+            out.append(_message(m))
         else:
             raise ConfigurationError(f"a message must be a Message or a dict with role and content, got {m!r}")
     return out
+
+
+def _message(m: dict[str, Any]) -> Message:
+    """A message given as a dict; content as OpenAI content parts keeps them (with their text as content)."""
+    content = m["content"]
+    if isinstance(content, list) and all(isinstance(p, dict) and "type" in p for p in content):
+        text = "".join(str(p.get("text", "")) if p["type"] == "text" else f"<{p['type']}>" for p in content)
+        return Message(str(m["role"]), text, tuple(dict(p) for p in content))
+    return Message(str(m["role"]), str(content))
 
 
 class BaseLM:

@@ -143,7 +143,9 @@ def cache_key(identity: str | Mapping[str, Any], request: LMRequest) -> str:
     payload = {
         "v": _KEY_VERSION,
         "lm": identity,  # plain JSON values (anything else is written as its repr)
-        "messages": [[m.role, m.content] for m in request.messages],
+        # A message with media adds its content parts (the text alone names an image, it does not hold it).
+        "messages": [[m.role, m.content, list(m.parts)] if m.parts else [m.role, m.content]
+                     for m in request.messages],
         "sampling": _canonical(request.sampling()),
     }
     return hashlib.sha256(_KEY_ENCODER.encode(payload).encode("utf-8")).hexdigest()
@@ -157,7 +159,8 @@ def entry_problem(value: Any) -> str | None:
     """What makes ``value`` unfit to be served as a cached reply, or ``None`` if it is well formed.
 
     A well-formed value is an ``LMResponse.to_dict()``: ``texts``, a non-empty
-    list of non-blank strings; ``usage``, an object whose counts are whole
+    list of non-blank strings (blank only where ``tool_calls`` has that
+    completion's calls); ``usage``, an object whose counts are whole
     numbers >= 0 and whose ``seconds``/``cost`` are finite numbers >= 0 (or
     null); ``model``, a string; ``finish_reasons``, a list of strings, none
     of them ``"length"`` (a truncated reply).
@@ -167,10 +170,14 @@ def entry_problem(value: Any) -> str | None:
     texts = value.get("texts")
     if not isinstance(texts, list) or not texts:
         return "no completions"
-    for text in texts:
+    calls = value.get("tool_calls", [])
+    if not isinstance(calls, list) or not all(isinstance(c, list) and all(isinstance(x, dict) for x in c)
+                                              for c in calls):
+        return "tool_calls is not a list of lists of calls"
+    for i, text in enumerate(texts):
         if not isinstance(text, str):
             return "a completion that is not text"
-        if not text.strip():
+        if not text.strip() and not (i < len(calls) and calls[i]):  # a reply of tool calls only has no text
             return "an empty completion"
     usage = value.get("usage")
     if not isinstance(usage, dict):

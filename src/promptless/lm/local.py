@@ -246,7 +246,27 @@ class LocalLM(LM):
         return None
 
     # -- the call ------------------------------------------------------------
+    def _refuse_what_it_cannot_take(self, request: LMRequest) -> None:
+        """Media and native tool calls need a model and server that take them: say which, before loading."""
+        kinds = sorted({str(p.get("type")) for m in request.messages for p in m.media})
+        if kinds:
+            named = {"image_url": "an image (pl.Image)", "input_audio": "audio (pl.Audio)", "file": "a file (pl.File)"}
+            what = ", ".join(named.get(k, f"a {k} part") for k in kinds)
+            raise ConfigurationError(
+                f"LM('local/{self.model}') runs a text-only llama.cpp model in this process and cannot take {what}. "
+                "Send media to a model that reads it over the OpenAI-compatible API: pl.LM('openai/<model>', "
+                "base_url=...) for a vision or audio model served by llama.cpp's llama-server (with its --mmproj "
+                "projector), vLLM or Ollama, or by a hosted provider."
+            )
+        if request.tools:
+            raise ConfigurationError(
+                f"LM('local/{self.model}') has no native tool calling: leave tools= out of the request (a "
+                "pl.ToolCalls output is read from the reply text with this LM), or serve the model with "
+                "llama.cpp's llama-server --jinja and use pl.LM('openai/<model>', base_url=...)."
+            )
+
     def complete(self, request: LMRequest) -> LMResponse:
+        self._refuse_what_it_cannot_take(request)
         self.load()
         loaded = self._loaded
         assert loaded is not None

@@ -82,6 +82,8 @@ _REFUSAL_RE = {
         re.IGNORECASE,
     ),
     "grammar": re.compile(r"(?<![a-z])grammar", re.IGNORECASE),
+    # llama.cpp's server without --jinja, vLLM without --enable-auto-tool-choice, models without a tool template
+    "tools": re.compile(r"(?<![a-z])tools?(?![a-z])|tool[_ ]choice|function[_ ]call|--jinja", re.IGNORECASE),
 }
 
 
@@ -268,6 +270,10 @@ class OpenAILM(LM):
     - ``supports_grammar``: the server takes a GBNF ``grammar`` field (llama.cpp's
       servers do); adapters then send one built from the signature, so even a
       tiny model can only reply in the expected format (default False).
+    - ``supports_function_calling``: a ``pl.ToolCalls`` output is filled through
+      the server's native function calling (``tools`` in the request,
+      ``tool_calls`` in the reply; default True). A server that refuses
+      ``tools`` is remembered, and the adapters use the text protocol for it.
     - ``headers``: extra HTTP headers.
     - ``transport``: an httpx transport (e.g. ``httpx.MockTransport``) for
       tests; used by the async client too when it supports async.
@@ -286,6 +292,7 @@ class OpenAILM(LM):
         price: tuple[float, float] | None = None,
         supports_structured_output: bool | str = True,
         supports_grammar: bool = False,
+        supports_function_calling: bool = True,
         headers: dict[str, str] | None = None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         **kwargs: Any,
@@ -329,11 +336,18 @@ class OpenAILM(LM):
         self._no_grammar: set[str] = set()
         self._learn_lock = threading.Lock()
         self.supports_grammar = supports_grammar
+        self._function_calling = bool(supports_function_calling)
+        self._no_tools: set[str] = set()  # models at this base_url that refused a tools field
         self.extra_headers = _check_headers(dict(headers or {}))
         self._transport = transport
         self._client: httpx.Client | None = None
         self._aclients: dict[int, tuple[weakref.ref[asyncio.AbstractEventLoop], httpx.AsyncClient]] = {}
         self._client_lock = threading.Lock()
+
+    @property
+    def supports_function_calling(self) -> bool:
+        """Whether adapters may ask this LM for native tool calls (off once its server refused ``tools``)."""
+        return self._function_calling and self.model not in self._no_tools
 
     # -- plumbing ---------------------------------------------------------------
     @property
@@ -487,6 +501,10 @@ class OpenAILM(LM):
                 grammar = schema_grammar(schema)
                 if grammar is not None:
                     body["grammar"] = grammar
+        if request.tools:
+            body["tools"] = [dict(t) for t in request.tools]
+            if request.tool_choice is not None:
+                body["tool_choice"] = request.tool_choice
         body.update(request.extra)
         return body
 
@@ -500,7 +518,7 @@ class OpenAILM(LM):
         """The request field this error reply refuses (``"response_format"`` or ``"grammar"``), if any."""
         if response.status_code not in _REFUSAL_STATUSES:
             return None
-        sent = [f for f in ("response_format", "grammar") if f in body]
+        sent = [f for f in ("response_format", "grammar", "tools") if f in body]
         if not sent:
             return None
         message, code = server_message(response)
@@ -516,6 +534,15 @@ class OpenAILM(LM):
     def _learn(self, body: dict[str, Any], refused: _RefusedError) -> None:
         """Remember what the server refused, so that neither this request nor a later one asks it again."""
         model = str(body.get("model"))
+        if refused.feature == "tools":
+            with self._learn_lock:
+                self._no_tools.add(model)
+            logger.info("%s refused native tool calls for model %r (%s); the adapters use their text protocol "
+                        "for it from now on", display_url(self.base_url), model, _first_line(str(refused.error)))
+            error = refused.error
+            error.retryable = False
+            error.refused = "tools"
+            raise error
         with self._learn_lock:
             before = self.structured_output_mode(model)
             if refused.feature == "grammar":
@@ -602,6 +629,7 @@ class OpenAILM(LM):
             keyed.append((index, position, choice))
         texts: list[str] = []
         finish: list[str] = []
+        calls: list[list[dict[str, Any]]] = []
         for _, _, choice in sorted(keyed, key=lambda item: (item[0], item[1])):
             message = choice.get("message")
             if not isinstance(message, dict):
@@ -612,6 +640,7 @@ class OpenAILM(LM):
                 )
             content = message.get("content")
             texts.append(content if isinstance(content, str) else "")
+            calls.append(self._tool_calls(message.get("tool_calls"), status))
             reason = choice.get("finish_reason")
             finish.append(reason if isinstance(reason, str) else "")
         usage = Usage(calls=1)
@@ -624,8 +653,39 @@ class OpenAILM(LM):
         model = data.get("model")
         return LMResponse(
             texts=texts, usage=usage, model=model if isinstance(model, str) and model else self.model,
-            finish_reasons=finish,
+            finish_reasons=finish, tool_calls=calls if any(calls) else [],
         )
+
+    def _tool_calls(self, raw: Any, status: int) -> list[dict[str, Any]]:
+        """A reply message's ``tool_calls`` as ``{"id", "name", "args"}``; ``args`` is the decoded JSON object
+        (the arguments text as it came when it is not one: reading it is the adapter's to refuse)."""
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise self._bad_reply(status, f"tool_calls is a {type(raw).__name__}, not a list")
+        out = []
+        for i, call in enumerate(raw):
+            fn = call.get("function") if isinstance(call, dict) else None
+            name = fn.get("name") if isinstance(fn, dict) else None
+            if not isinstance(name, str) or not name:
+                raise self._bad_reply(status, f"tool call {i} has no function name")
+            args: Any = fn.get("arguments") if isinstance(fn, dict) else None
+            if isinstance(args, str):
+                try:
+                    decoded = json.loads(args) if args.strip() else {}
+                except (ValueError, RecursionError):
+                    from ..adapters.parsing import parse_json_text
+
+                    try:
+                        decoded = parse_json_text(args)
+                    except (ValueError, RecursionError):
+                        decoded = None
+                args = decoded if isinstance(decoded, dict) else args
+            elif args is None:
+                args = {}
+            call_id = call.get("id")
+            out.append({"id": call_id if isinstance(call_id, str) else None, "name": name, "args": args})
+        return out
 
     def _transport_error(self, exc: httpx.TransportError) -> LMError:
         what = self.redact(str(exc)) or type(exc).__name__
@@ -679,7 +739,9 @@ class OpenAILM(LM):
 
     def _send(self, request: LMRequest) -> LMResponse:
         """The request in the best form the server takes; a refusal is learned and the call sent again at once,
-        in the next form. The identical request is never sent twice for a refusal."""
+        in the next form. The identical request is never sent twice for a refusal. A refused ``tools`` field
+        is learned and raised: the prompt was written for native tool calls, so the adapter asks again in its
+        text protocol."""
         refused: list[_RefusedError] = []
         while True:
             body = self._next_body(request, refused)

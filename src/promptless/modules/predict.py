@@ -45,6 +45,40 @@ def default_adapter() -> Adapter:
     return _default_adapter
 
 
+def _warn_on_type_mismatch(predictor: Any, signature: type[Signature], inputs: dict[str, Any]) -> None:
+    """A ``TypeMismatchWarning`` per input whose value does not have its field's type, unless the setting
+    ``warn_on_type_mismatch`` is False (it is True when unset)."""
+    if all(type(v) is str for v in inputs.values()) and all(
+            signature.input_fields[n].annotation is str for n in inputs):
+        return  # text for text fields: nothing to check
+    enabled = settings.get("warn_on_type_mismatch")
+    if enabled is False:
+        return
+    import warnings
+
+    from ..errors import TypeMismatchWarning
+    from ..signature import type_mismatches
+
+    level = _outside_package_level()
+    for line in type_mismatches(signature, inputs):
+        warnings.warn(f"{type(predictor).__name__}: {line}", TypeMismatchWarning, stacklevel=level)
+
+
+def _outside_package_level() -> int:
+    """The ``stacklevel`` that points a warning raised by this module's caller at the first frame outside
+    promptless (the user's line), however many of promptless's wrappers lie between."""
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame = sys._getframe(2)  # the caller of the function that warns
+    level = 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 class Predict(Predictor):
     """``pl.Predict("question -> answer")(question="...")`` returns a Prediction with ``answer``."""
 
@@ -137,6 +171,7 @@ class Predict(Predictor):
                 f"{type(self).__name__}({signature.signature_string()}): {'; '.join(parts)}. "
                 f"Call it with {', '.join(f'{n}=...' for n in signature.input_fields)}"
             )
+        _warn_on_type_mismatch(self, signature, kwargs)
         for name, value in kwargs.items():
             if type(value) is not str:
                 problem = value_problem(value)
