@@ -40,3 +40,15 @@ def test_streamify_cuts_a_field_out_of_a_constrained_reply(lm: LocalLM) -> None:
     chunks = [i for i in items if isinstance(i, StreamResponse)]
     assert chunks and chunks[-1].is_last_chunk
     assert "".join(c.chunk for c in chunks) == final.answer
+
+
+def test_llama_cpp_server_streams_over_server_sent_events(llama_server: str, llama_server_model: str) -> None:
+    lm = pl.LM(f"openai/{llama_server_model}", api_base=llama_server, api_key="", cache=False, max_tokens=24,
+               temperature=0.0)
+    request = LMRequest(messages=[Message("user", "Name three colours.")], max_tokens=24, temperature=0.0)
+    pieces: list[str] = []
+    streamed = lm.stream_complete(request, pieces.append)
+    whole = lm.complete(request)
+    assert len(pieces) > 3 and "".join(pieces) == streamed.texts[0] == whole.texts[0]
+    # llama-cpp-python's server sends no usage when streaming: each piece (one token) is counted instead
+    assert streamed.usage.completion_tokens == len(pieces)

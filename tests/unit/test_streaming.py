@@ -140,3 +140,11 @@ def test_a_listener_without_reuse_streams_its_field_once_per_run():
     again = pl.streamify(Twice(), stream_listeners=[StreamListener("answer", allow_reuse=True)])
     texts = [i.chunk for i in again(q="x") if hasattr(i, "chunk")]
     assert "".join(texts) == "firstsecond"
+
+
+def test_a_stream_without_usage_counts_one_token_a_piece():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return sse(piece("a"), piece("b"), piece("c"), "[DONE]")
+
+    usage = client(handler).stream_complete(REQUEST, lambda text: None).usage
+    assert usage.completion_tokens == 3 and usage.prompt_tokens == 0

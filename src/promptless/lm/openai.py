@@ -842,6 +842,7 @@ class OpenAILM(LM):
         parts: list[str] = []
         finish = ""
         usage = Usage(calls=1)
+        counted = False
         model = self.model
         for raw in response.iter_lines():
             line = raw.strip()
@@ -878,10 +879,13 @@ class OpenAILM(LM):
                     finish = choice["finish_reason"]
             raw_usage = event.get("usage")
             if isinstance(raw_usage, dict):
+                counted = True
                 usage.prompt_tokens = _int(raw_usage.get("prompt_tokens"))
                 usage.completion_tokens = _int(raw_usage.get("completion_tokens"))
             if isinstance(event.get("model"), str) and event["model"]:
                 model = event["model"]
+        if not counted:  # a server that sends no usage when streaming (llama-cpp-python's): one token a piece
+            usage.completion_tokens = len(parts)
         if self.price is not None:
             usage.cost = (usage.prompt_tokens * self.price[0] + usage.completion_tokens * self.price[1]) / 1e6
         return LMResponse(texts=["".join(parts)], usage=usage, model=model, finish_reasons=[finish or "stop"])
