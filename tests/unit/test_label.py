@@ -255,7 +255,8 @@ def test_cli_labels_a_jsonl_file(workspace, capsys):
 
 def test_cli_budget_stop_and_resume(workspace, capsys):
     tmp, name = workspace
-    args = ["label", f"{name}:teacher", "events.jsonl", "--out", "l.jsonl", "--run-dir", "run", "--no-progress"]
+    args = ["label", f"{name}:teacher", "events.jsonl", "--out", "l.jsonl", "--run-dir", "run", "--no-progress",
+            "--threads", "1"]  # one at a time: which inputs a tight budget reaches is then fixed
     assert main([*args, "--max-lm-calls", "2", "--limit", "4"]) == 0
     captured = capsys.readouterr()
     assert "stopped: budget (2 inputs not labelled)" in captured.out and "--run-dir run" in captured.err
