@@ -35,7 +35,7 @@ PROPOSALS = [
     "Name the category that fits the event best.",
     "Think about the event, then pick one category.",
 ]
-OPTIMIZERS = ("labeled", "bootstrap", "random", "mipro", "label")  # label: pl.label, not an optimizer
+OPTIMIZERS = ("labeled", "bootstrap", "random", "mipro", "gepa", "label")  # label: pl.label, not an optimizer
 
 
 class Classify(pl.Signature):
@@ -99,6 +99,9 @@ def _models(log: _Log, gold: dict[str, str]) -> tuple[pl.ScriptedLM, pl.Scripted
     state: dict[str, Any] = {}
 
     def propose(messages: Any) -> str:
+        if "new_instruction" in messages[0].content:  # GEPA's reflection: the reply a function of the prompt
+            i = _h(messages[-1].content)
+            return f"[[ ## new_instruction ## ]]\n{PROPOSALS[i % len(PROPOSALS)]}\n\n[[ ## completed ## ]]"
         i = int(str(state["rollout"]).rsplit("/", 1)[-1])
         return f"[[ ## proposed_instruction ## ]]\n{PROPOSALS[i % len(PROPOSALS)]}\n\n[[ ## completed ## ]]"
 
@@ -128,6 +131,12 @@ def make_optimizer(name: str, task: Any, prompt: Any, run_dir: str, max_calls: i
         return MIPROv2(_metric, prompt_model=prompt, task_model=task, auto=None, num_candidates=6, num_trials=14,
                        minibatch_size=8, minibatch_full_eval_steps=4, max_bootstrapped_demos=1,
                        max_labeled_demos=1, seed=3, **common)
+    if name == "gepa":
+        from promptless.optimize.gepa import GEPA
+
+        # holdout=None: the pick by validation score, so the resumed run must also reach the evolved instruction
+        return GEPA(_metric, reflection_lm=prompt, task_model=task, max_metric_calls=220, reflection_minibatch_size=3,
+                    holdout=None, seed=5, **common)
     raise SystemExit(f"unknown optimizer {name!r}; one of {', '.join(OPTIMIZERS)}")
 
 

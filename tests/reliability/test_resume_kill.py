@@ -106,6 +106,7 @@ def _kill_and_resume(runs: _Runs, tmp_path: Path, name: str, fraction: float, th
 
 @pytest.mark.parametrize(("name", "fraction"), [
     ("labeled", 0.5), ("bootstrap", 0.5), ("random", 0.5), ("mipro", 0.7), ("mipro", 0.9), ("label", 0.5),
+    ("gepa", 0.3), ("gepa", 0.8),
 ])
 def test_a_killed_run_resumes_to_the_uninterrupted_result(runs, tmp_path, name, fraction):
     _kill_and_resume(runs, tmp_path, name, fraction)
@@ -114,7 +115,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(runs, tmp_path, name, 
 @pytest.mark.slow
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("fraction", [0.03, 0.25, 0.5, 0.75, 0.95])
-@pytest.mark.parametrize("name", ["labeled", "bootstrap", "random", "mipro", "label"])
+@pytest.mark.parametrize("name", ["labeled", "bootstrap", "random", "mipro", "gepa", "label"])
 def test_kills_at_every_point_resume_to_the_uninterrupted_result(runs, tmp_path, name, fraction, threads):
     _kill_and_resume(runs, tmp_path, name, fraction, threads)
 
