@@ -12,9 +12,10 @@ import importlib
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
+from . import settings as settings
 from ._version import __version__ as __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter
-from .data import Example, Prediction
+from .data import Completions, Example, Prediction
 from .errors import (
     BudgetExceededError,
     ConfigurationError,
@@ -26,6 +27,7 @@ from .errors import (
     ScoringNotSupportedError,
     SignatureError,
     ToolError,
+    TypeMismatchWarning,
 )
 from .history import History
 from .lm import LM, BaseLM, ScriptedLM
@@ -55,6 +57,10 @@ _LAZY = {
     "OptimizationResult": "promptless.optimize",
     "GEPA": "promptless.optimize.gepa",
     "Calibrate": "promptless.optimize.calibrate",
+    "KNNFewShot": "promptless.optimize",
+    "BootstrapRS": "promptless.optimize",
+    "label": "promptless.optimize.label",
+    "LabelResult": "promptless.optimize.label",
     "Evaluate": "promptless.evaluate",
     "EvaluationResult": "promptless.evaluate",
     "Tool": "promptless.tools",
@@ -63,6 +69,19 @@ _LAZY = {
     "ThreadExecutor": "promptless.executors",
     "AsyncExecutor": "promptless.executors",
     "RayExecutor": "promptless.executors.ray_executor",
+    "streamify": "promptless.streaming",
+    "Image": "promptless.media",
+    "Audio": "promptless.media",
+    "File": "promptless.media",
+    "Code": "promptless.media",
+    "ToolCalls": "promptless.media",
+    "Reasoning": "promptless.media",
+    "Citations": "promptless.media",
+    "Document": "promptless.media",
+    "Type": "promptless.media",
+    "configure_cache": "promptless.lm.cache",
+    "asyncify": "promptless.modules.convert",
+    "syncify": "promptless.modules.convert",
 }
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
@@ -70,16 +89,23 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .evaluate import Evaluate, EvaluationResult
     from .executors import AsyncExecutor, ThreadExecutor
     from .executors.ray_executor import RayExecutor
+    from .lm.cache import configure_cache
+    from .media import Audio, Citations, Code, Document, File, Image, Reasoning, ToolCalls, Type
+    from .modules.convert import asyncify, syncify
     from .optimize import (
         BootstrapFewShot,
         BootstrapFewShotWithRandomSearch,
+        BootstrapRS,
+        KNNFewShot,
         LabeledFewShot,
         MIPROv2,
         OptimizationResult,
     )
     from .optimize.calibrate import Calibrate
     from .optimize.gepa import GEPA
+    from .optimize.label import LabelResult, label
     from .retrieve import Retriever
+    from .streaming import streamify
     from .tools import Tool
 
 
@@ -104,25 +130,35 @@ __all__ = [
     "LM",
     "Adapter",
     "AsyncExecutor",
+    "Audio",
     "BaseLM",
     "BestOfN",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
+    "BootstrapRS",
     "BudgetExceededError",
     "Calibrate",
     "ChainOfThought",
     "ChatAdapter",
+    "Citations",
     "Classify",
+    "Code",
+    "Completions",
     "ConfigurationError",
+    "Document",
     "Embedder",
     "Evaluate",
     "EvaluationError",
     "EvaluationResult",
     "Example",
+    "File",
     "History",
+    "Image",
     "InputField",
     "JSONAdapter",
+    "KNNFewShot",
     "LMError",
+    "LabelResult",
     "LabeledFewShot",
     "MIPROv2",
     "Module",
@@ -138,6 +174,7 @@ __all__ = [
     "PromptlessError",
     "RayExecutor",
     "ReAct",
+    "Reasoning",
     "Refine",
     "Retriever",
     "ScoringNotSupportedError",
@@ -146,10 +183,19 @@ __all__ = [
     "SignatureError",
     "ThreadExecutor",
     "Tool",
+    "ToolCalls",
     "ToolError",
+    "Type",
+    "TypeMismatchWarning",
+    "asyncify",
     "configure",
+    "configure_cache",
     "context",
     "inspect_history",
+    "label",
     "make_signature",
+    "settings",
+    "streamify",
+    "syncify",
     "track_usage",
 ]

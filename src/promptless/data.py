@@ -100,6 +100,7 @@ class Example:
         if isinstance(self, Prediction):
             object.__setattr__(self, "_completions", None)
             object.__setattr__(self, "_usage", None)
+            object.__setattr__(self, "_lm_usage", None)
 
     def keys(self) -> list[str]:
         return list(self._store)
@@ -154,15 +155,42 @@ class Example:
     toDict = to_dict  # noqa: N815 - the name users of this family of tools know
 
 
+class Completions(list):  # type: ignore[type-arg]
+    """Every completion of a call (``n > 1``), one dict per completion, plus column access:
+    ``pred.completions.answer`` (or ``pred.completions["answer"]``) is the list of every completion's answer."""
+
+    def __getattr__(self, name: str) -> list[Any]:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self and all(name in c for c in self):
+            return [c[name] for c in self]
+        fields = ", ".join(self[0]) if self else "none"
+        raise AttributeError(f"the completions have no field {name!r}; their fields: {fields}")
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            try:
+                return self.__getattr__(key)
+            except AttributeError as exc:
+                raise KeyError(str(exc)) from None
+        return super().__getitem__(key)
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, str):
+            return bool(self) and all(item in c for c in self)
+        return super().__contains__(item)
+
+
 class Prediction(Example):
     """What a module returns: the output fields, plus every completion when n > 1."""
 
-    __slots__ = ("_completions", "_usage")
+    __slots__ = ("_completions", "_lm_usage", "_usage")
 
     def __init__(self, base: Example | dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(base, **kwargs)
         object.__setattr__(self, "_completions", None)
         object.__setattr__(self, "_usage", None)
+        object.__setattr__(self, "_lm_usage", None)
 
     @classmethod
     def from_completions(cls, completions: Sequence[dict[str, Any]]) -> Prediction:
@@ -171,8 +199,8 @@ class Prediction(Example):
         return pred
 
     @property
-    def completions(self) -> list[dict[str, Any]]:
-        return self._completions if self._completions is not None else [dict(self._store)]
+    def completions(self) -> Completions:
+        return Completions(self._completions if self._completions is not None else [dict(self._store)])
 
     @property
     def usage(self) -> Any:
@@ -181,13 +209,20 @@ class Prediction(Example):
     def set_usage(self, usage: Any) -> None:
         object.__setattr__(self, "_usage", usage)
 
-    def get_lm_usage(self) -> Any:
-        return self._usage
+    def get_lm_usage(self) -> dict[str, dict[str, Any]] | None:
+        """The LM usage of the call that made this prediction, by model (``{"openai/gpt-4o-mini":
+        {"prompt_tokens": ..., "completion_tokens": ..., "total_tokens": ..., ...}}``), when it was made
+        with ``pl.configure(track_usage=True)``; else None (``prediction.usage`` always has the totals)."""
+        return self._lm_usage
+
+    def set_lm_usage(self, value: dict[str, dict[str, Any]] | None) -> None:
+        object.__setattr__(self, "_lm_usage", value)
 
     def copy(self, **kwargs: Any) -> Prediction:
         new = super().copy(**kwargs)
         object.__setattr__(new, "_completions", self._completions)
         object.__setattr__(new, "_usage", self._usage)
+        object.__setattr__(new, "_lm_usage", self._lm_usage)
         return new  # type: ignore[return-value]
 
 

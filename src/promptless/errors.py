@@ -20,7 +20,9 @@
     ├── PersistError            a saved program that cannot be loaded into this one
     ├── BudgetExceededError     an optimizer or tracker ran out of its LM-call or cost budget
     ├── EvaluationError         an evaluation that gave no result: too many failures (.result: partial)
-    └── ToolError               a tool was called with bad arguments
+    └── ToolError               a tool was called with bad arguments (or a tool call could not run)
+
+    TypeMismatchWarning (a UserWarning)  an input value of another type than its field declares
 
 This module imports nothing from the package, so every layer may import it.
 """
@@ -77,9 +79,13 @@ class ParseError(PromptlessError):
 
 
 class LMError(PromptlessError):
-    """A language-model backend failed."""
+    """A language-model backend failed.
+
+    ``refused`` names a request feature the server refused (``"tools"``: it takes no native tool calls), so
+    that the caller can ask again without it."""
 
     retryable: bool = False
+    refused: str | None = None
 
     def __init__(self, message: str, *, status: int | None = None, model: str | None = None) -> None:
         self.status = status
@@ -172,4 +178,10 @@ class ToolError(PromptlessError):
     """A tool was given arguments it cannot take."""
 
 
-__all__ = [name for name in dir() if name.endswith("Error")]
+class TypeMismatchWarning(UserWarning):
+    """An input value does not have the type its signature field declares (it is still written into the prompt).
+
+    Turn these off with ``pl.configure(warn_on_type_mismatch=False)``, or filter them with ``warnings``."""
+
+
+__all__ = [name for name in dir() if name.endswith(("Error", "Warning")) and name not in ("Warning", "UserWarning")]

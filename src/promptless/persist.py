@@ -140,8 +140,17 @@ def save(program: Program, path: str | Path, *, save_program: bool = False,
     return p
 
 
+_NO_PICKLE = ("promptless never unpickles (a pickle can run any code when it is loaded). In DSPy, save the "
+              "program's state as JSON instead: program.save(\"program.json\") (save_program=False), and load "
+              "that file here into the same program built in code.")
+
+
 def read_state(path: str | Path) -> dict[str, Any]:
+    """The saved state in a file: one ``save`` wrote (checked), or one DSPy's ``Module.save`` wrote as JSON
+    (returned as read, with ``"format": "dspy"``, for ``apply_state``)."""
     p = Path(path)
+    if p.suffix.lower() in (".pkl", ".pickle") or (p.is_dir() and (p / "program.pkl").exists()):
+        raise PersistError(f"{p} is a pickle. {_NO_PICKLE}")
     if not p.exists():
         raise PersistError(f"no saved program at {p}")
     if p.is_dir():
@@ -156,8 +165,11 @@ def read_state(path: str | Path) -> dict[str, Any]:
         data = load_json(text, _FILE_DEPTH)
     except ValueError as exc:  # JSONDecodeError, nesting too deep, an integer too long
         raise PersistError(f"{p} is not valid JSON ({exc}); was it written by program.save()?") from None
+    if isinstance(data, dict) and "format" not in data and looks_like_dspy(data):
+        return {**data, "format": DSPY_FORMAT}
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise PersistError(f"{p} is not a saved promptless program (no \"format\": \"{FORMAT}\")")
+        raise PersistError(f"{p} is not a saved promptless program (no \"format\": \"{FORMAT}\") nor a DSPy "
+                           "program's state saved as JSON")
     version = data.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise PersistError(f"{p}: format_version is missing or not a positive integer")
@@ -178,6 +190,9 @@ def apply_state(program: Program, data: dict[str, Any], source: str = "state") -
     """
     if not isinstance(data, dict):
         raise PersistError(f"{source}: the state must be an object, got {type(data).__name__}")
+    if data.get("format") == DSPY_FORMAT or (
+            "predictors" not in data and "format" not in data and looks_like_dspy(data)):
+        data = {"predictors": dspy_predictors(program, data, source)}
     saved = data.get("predictors")
     if not isinstance(saved, dict):
         raise PersistError(f"{source}: \"predictors\" must be an object")
@@ -295,6 +310,155 @@ def _check_config(config: Any, where: str) -> dict[str, Any]:
         if value is not None and not ok(value):
             raise PersistError(f"{where}: config option {key!r} must be {what}, got {value!r}")
     return dict(config)
+
+
+# -- DSPy's saved state ----------------------------------------------------------------------------------------
+#
+# DSPy's ``Module.save("x.json")`` writes {predictor name: state, ..., "metadata": {"dependency_versions": ...}},
+# one predictor's state being {"traces", "train", "demos", "signature": {"instructions", "fields": [{"prefix",
+# "description"}, ...]}, "lm": null or the LM's settings} (and "fields" in recent versions). The fields are listed
+# by position, in the signature's order. ``dspy_predictors`` turns that into this module's "predictors" entries
+# for the same program written with promptless, so that ``apply_state`` checks and applies it like any other.
+
+DSPY_FORMAT = "dspy"
+_DSPY_KEYS = frozenset({"traces", "train", "demos", "signature", "lm", "fields", "extended_signature"})
+# DSPy's ChainOfThought holds its Predict as ``.predict``; promptless's ChainOfThought is the predictor itself.
+# And promptless's ProgramOfThought names its steps differently.
+_DSPY_RENAMES = {"code_generate": "generate", "code_regenerate": "regenerate", "generate_output": "answer"}
+# LM settings DSPy saves that mean the same here: the per-call options sent with every call.
+_DSPY_LM_OPTIONS = {"temperature": "temperature", "max_tokens": "max_tokens", "max_completion_tokens": "max_tokens",
+                    "n": "n", "stop": "stop", "seed": "seed", "rollout_id": "rollout_id"}
+
+
+def _single(data: dict[str, Any]) -> bool:
+    """Whether a state is DSPy's state of one ``Predict`` saved on its own (its keys at the top)."""
+    return "signature" in data and set(data) <= _DSPY_KEYS | {"metadata", "format"} and (
+        "traces" in data or "train" in data or "lm" in data)
+
+
+def looks_like_dspy(data: dict[str, Any]) -> bool:
+    """Whether a state is DSPy's: one Predict's, or every entry but "metadata" an object with a "signature"
+    and only DSPy's keys of a predictor's state."""
+    if _single(data):
+        return True
+    entries = [v for k, v in data.items() if k != "metadata"]
+    return bool(entries) and all(
+        isinstance(v, dict) and "signature" in v and set(v) <= _DSPY_KEYS for v in entries
+    ) and ("metadata" in data or any("traces" in v or "train" in v for v in entries))
+
+
+def _our_name(dspy_name: str, ours: dict[str, Any]) -> str:
+    """The promptless predictor name a DSPy predictor name stands for in the same program."""
+    if dspy_name in ours:
+        return dspy_name
+    parts = dspy_name.split(".")
+    if parts[-1] == "predict":
+        parts = parts[:-1] or ["self"]
+    parts = [_DSPY_RENAMES.get(part, part) for part in parts]
+    return ".".join(parts)
+
+
+def default_prefix(name: str) -> str:
+    """The prefix DSPy gives a field it was not given one for: its name in words, title-cased, and a colon
+    (``question_text`` -> ``Question Text:``, ``userID`` -> ``User ID:``)."""
+    import re
+
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name))
+    words = re.sub(r"(\d)([a-zA-Z])", r"\1_\2", re.sub(r"([a-zA-Z])(\d)", r"\1_\2", words))
+    return " ".join(w if w.isupper() else w.capitalize() for w in words.split("_")) + ":"
+
+
+def dspy_predictors(program: Program, data: dict[str, Any], source: str) -> dict[str, Any]:
+    """DSPy's saved state as this module's "predictors" entries for ``program``, or PersistError naming what
+    does not carry over (another program's predictors, a field count that differs, state promptless has no
+    place for)."""
+    metadata = data.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise PersistError(f"{source}: DSPy's \"metadata\" must be an object, got {type(metadata).__name__}")
+    if _single(data):
+        data = {"self": {k: v for k, v in data.items() if k not in ("metadata", "format")}}
+    ours = dict(program.named_predictors())
+    mapped: dict[str, tuple[str, Any]] = {}
+    for dspy_name, entry in data.items():
+        if dspy_name in ("metadata", "format"):
+            continue
+        name = _our_name(dspy_name, ours)
+        if name in mapped:
+            raise PersistError(f"{source}: DSPy predictors {mapped[name][0]!r} and {dspy_name!r} both map to "
+                               f"this program's {name!r}")
+        mapped[name] = (dspy_name, entry)
+    extra = sorted(d for n, (d, _) in mapped.items() if n not in ours)
+    lacking = sorted(set(ours) - set(mapped))
+    if extra or lacking:
+        parts = []
+        if extra:
+            parts.append(f"the file has predictor(s) {', '.join(map(repr, extra))} that this program lacks")
+        if lacking:
+            parts.append(f"this program's predictor(s) {', '.join(map(repr, lacking))} are not in the file")
+        raise PersistError(
+            f"{source} is DSPy's saved state of another program shape: {'; '.join(parts)}. The program must be "
+            f"built like the one DSPy saved (its predictors here: {sorted(ours)}; in the file: "
+            f"{sorted(d for d, _ in mapped.values())})"
+        )
+    return {name: _dspy_entry(ours[name], dspy_name, entry, f"{source}: DSPy predictor {dspy_name!r}")
+            for name, (dspy_name, entry) in mapped.items()}
+
+
+def _dspy_entry(pred: Predictor, dspy_name: str, entry: Any, where: str) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise PersistError(f"{where}: its state must be an object, got {type(entry).__name__}")
+    if "extended_signature" in entry:
+        raise PersistError(f"{where} was saved by DSPy 2.5 or older (\"extended_signature\"); load it in a newer "
+                           "DSPy and save it again")
+    for key in ("traces", "train"):
+        if entry.get(key):
+            raise PersistError(f"{where} holds {key!r} records, which promptless has no place for; save the "
+                               f"program in DSPy with {key} emptied (predictor.{key} = [])")
+    if entry.get("fields"):
+        raise PersistError(f"{where} holds per-field decision settings (\"fields\"), which promptless does not "
+                           "have; save the program in DSPy without them")
+    sig = entry.get("signature")
+    if not isinstance(sig, dict) or not isinstance(sig.get("fields"), list):
+        raise PersistError(f"{where}: \"signature\" must be an object with \"instructions\" and \"fields\"")
+    saved_fields = sig["fields"]
+    current = list(pred.signature.fields.values())
+    if len(saved_fields) != len(current):
+        raise PersistError(
+            f"{where} was saved with {len(saved_fields)} fields, but this program's predictor has {len(current)} "
+            f"({', '.join(f.name for f in current)}); it is the state of another signature"
+        )
+    fields = []
+    for i, (f, saved) in enumerate(zip(current, saved_fields, strict=True)):
+        if not isinstance(saved, dict):
+            raise PersistError(f"{where}: field entry {i} must be an object, got {type(saved).__name__}")
+        desc, prefix = saved.get("description"), saved.get("prefix")
+        if desc is None or desc == f"${{{f.name}}}":  # DSPy's placeholder for "no description"
+            desc = f.desc
+        if prefix is None or prefix == default_prefix(f.name):
+            prefix = f.prefix
+        fields.append({"name": f.name, "kind": f.kind, "type": f.type_name, "desc": desc, "prefix": prefix})
+    demos = entry.get("demos", [])
+    if not isinstance(demos, list):
+        raise PersistError(f"{where}: \"demos\" must be a list")
+    config = dict(pred.config)
+    lm = entry.get("lm")
+    if lm is not None:
+        if not isinstance(lm, dict):
+            raise PersistError(f"{where}: \"lm\" must be an object or null, got {type(lm).__name__}")
+        for key, ours in _DSPY_LM_OPTIONS.items():
+            if lm.get(key) is not None:
+                config[ours] = lm[key]
+        if lm.get("model"):
+            import logging
+
+            logging.getLogger("promptless").warning(
+                "%s was saved with its own LM (%s); its sampling settings are loaded, the model is not: it "
+                "uses the LM set here (pl.configure(lm=...), or predictor.lm)", where, lm["model"])
+    return {
+        "signature": {"instructions": sig.get("instructions"), "fields": fields},
+        "demos": [{k: v for k, v in d.items() if k != "augmented"} if isinstance(d, dict) else d for d in demos],
+        "config": config,
+    }
 
 
 def load(program: Program, path: str | Path) -> None:

@@ -35,15 +35,47 @@ RESERVED_NAMES = frozenset({"completed", "instructions", "fields", "input_fields
 CALL_KEYWORDS = frozenset({"signature", "config", "lm", "self"})
 
 
+class _NoDefault:
+    """The ``default`` of a field declared without one."""
+
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+    def __reduce__(self) -> str:
+        return "NO_DEFAULT"
+
+
+NO_DEFAULT: Any = _NoDefault()
+
+# The value rules a field may declare (pydantic's names, as DSPy users write them), in the words the model reads.
+_RULE_WORDS = {
+    "gt": "greater than {}",
+    "ge": "at least {}",
+    "lt": "less than {}",
+    "le": "at most {}",
+    "multiple_of": "a multiple of {}",
+    "min_length": "at least {} long",
+    "max_length": "at most {} long",
+    "pattern": "matching the regular expression {}",
+}
+# Keywords DSPy takes and documents as having no effect; taken here too, and likewise ignored.
+_NO_EFFECT = frozenset({"format", "parser"})
+
+
 @dataclass(frozen=True)
 class Field:
-    """One field of a signature."""
+    """One field of a signature.
+
+    ``constraints`` are value rules (``(("ge", 1), ("le", 5))``): the model is told them and a reply that breaks
+    one is not accepted. ``default`` is used when an input is not passed, or an output is missing from a reply."""
 
     name: str
     kind: str  # "input" or "output"
     annotation: Any = str
     desc: str = ""
     prefix: str | None = None
+    constraints: tuple[tuple[str, Any], ...] = ()
+    default: Any = NO_DEFAULT
 
     @property
     def is_input(self) -> bool:
@@ -53,28 +85,135 @@ class Field:
     def type_name(self) -> str:
         return type_name(self.annotation)
 
+    @property
+    def has_default(self) -> bool:
+        return self.default is not NO_DEFAULT
+
+    def rules_text(self) -> str:
+        """The value rules in words (``"at least 1, at most 5"``), or ``""`` when there are none."""
+        return ", ".join(_RULE_WORDS[k].format(repr(v) if k == "pattern" else v) for k, v in self.constraints)
+
+    def described(self) -> str:
+        """The description as the model reads it: ``desc`` and then the value rules, if any."""
+        rules = self.rules_text()
+        if not rules:
+            return self.desc
+        return f"{self.desc} (must be {rules})" if self.desc else f"must be {rules}"
+
+    def rule_problem(self, value: Any) -> str | None:
+        """Which value rule ``value`` breaks, in words, or None when it keeps them all (or there are none)."""
+        for key, limit in self.constraints:
+            problem = _rule_problem(key, limit, value)
+            if problem is not None:
+                rule = _RULE_WORDS[key].format(repr(limit) if key == "pattern" else limit)
+                return f"{_short(value)} breaks a rule of this field: it must be {rule}{problem}"
+        return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_multiple(value: float, step: float) -> bool:
+    import math
+
+    rest = math.fmod(value, step)
+    return math.isclose(rest, 0.0, abs_tol=1e-9) or math.isclose(abs(rest), abs(step), rel_tol=1e-9)
+
+
+def _rule_problem(key: str, limit: Any, value: Any) -> str | None:
+    if value is None:
+        return None  # an Optional field left empty keeps its rules
+    if key in ("gt", "ge", "lt", "le", "multiple_of"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        ok = {"gt": lambda: value > limit, "ge": lambda: value >= limit, "lt": lambda: value < limit,
+              "le": lambda: value <= limit,
+              "multiple_of": lambda: _is_multiple(value, limit)}[key]()
+        return None if ok else ""
+    if key in ("min_length", "max_length"):
+        try:
+            n = len(value)
+        except TypeError:
+            return None
+        ok = n >= limit if key == "min_length" else n <= limit
+        return None if ok else f" (its length is {n})"
+    if key == "pattern":
+        import re
+
+        return None if isinstance(value, str) and re.search(limit, value) else ""
+    return None
+
 
 @dataclass(frozen=True)
 class _FieldMarker:
     kind: str
     desc: str = ""
     prefix: str | None = None
+    constraints: tuple[tuple[str, Any], ...] = ()
+    default: Any = NO_DEFAULT
 
 
-def InputField(*, desc: str = "", prefix: str | None = None, **_ignored: Any) -> Any:  # noqa: N802
-    """Declare an input field in a class-based signature."""
-    return _FieldMarker("input", desc, prefix)
+def _marker(kind: str, desc: str | None, prefix: str | None, options: dict[str, Any]) -> _FieldMarker:
+    what = "InputField" if kind == "input" else "OutputField"
+    description = options.pop("description", None)
+    if desc is None:
+        desc = description if description is not None else ""
+    default = options.pop("default", NO_DEFAULT)
+    for key in _NO_EFFECT & set(options):
+        options.pop(key)
+    unknown = sorted(set(options) - set(_RULE_WORDS))
+    if unknown:
+        raise SignatureError(
+            f"{what}() does not take {', '.join(unknown)}; it takes desc=, prefix=, default= and the value rules "
+            f"{', '.join(_RULE_WORDS)} (for other checks, validate the value in your module's forward)"
+        )
+    constraints: list[tuple[str, Any]] = []
+    for key in _RULE_WORDS:
+        if key not in options:
+            continue
+        value = options[key]
+        if key == "pattern":
+            import re
+
+            try:
+                re.compile(value)
+            except (re.error, TypeError) as exc:
+                raise SignatureError(f"{what}(pattern={value!r}): not a regular expression ({exc})") from None
+        elif key in ("min_length", "max_length"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise SignatureError(f"{what}({key}={value!r}): a whole number >= 0 is expected")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or (key == "multiple_of" and not value):
+            raise SignatureError(f"{what}({key}={value!r}): a number is expected" +
+                                 (" other than 0" if key == "multiple_of" else ""))
+        constraints.append((key, value))
+    return _FieldMarker(kind, desc, prefix, tuple(constraints), default)
 
 
-def OutputField(*, desc: str = "", prefix: str | None = None, **_ignored: Any) -> Any:  # noqa: N802
-    """Declare an output field in a class-based signature."""
-    return _FieldMarker("output", desc, prefix)
+def InputField(*, desc: str | None = None, prefix: str | None = None, **options: Any) -> Any:  # noqa: N802
+    """Declare an input field in a class-based signature. ``default=`` fills the input when a call leaves it
+    out; the value rules (``ge=``, ``max_length=`` ...) are shown to the model."""
+    return _marker("input", desc, prefix, options)
+
+
+def OutputField(*, desc: str | None = None, prefix: str | None = None, **options: Any) -> Any:  # noqa: N802
+    """Declare an output field in a class-based signature. Value rules (``gt=``, ``ge=``, ``lt=``, ``le=``,
+    ``multiple_of=``, ``min_length=``, ``max_length=``, ``pattern=``) are shown to the model and a reply that
+    breaks one is asked again once, then refused; ``default=`` is used when the reply leaves the field out."""
+    return _marker("output", desc, prefix, options)
+
+
+def _from_marker(name: str, annotation: Any, marker: _FieldMarker) -> Field:
+    return Field(name=name, kind=marker.kind, annotation=annotation, desc=marker.desc, prefix=marker.prefix,
+                 constraints=marker.constraints, default=marker.default)
 
 
 def field_dict(fields: collections.abc.Iterable[Field]) -> dict[str, tuple[Any, Any]]:
     """Fields in ``make_signature``'s dict form, ``{name: (type, InputField(...) or OutputField(...))}``: for
     building a new signature from some of another's fields (ReAct's and ProgramOfThought's inner steps)."""
-    return {f.name: (f.annotation, _FieldMarker(f.kind, f.desc, f.prefix)) for f in fields}
+    return {f.name: (f.annotation, _FieldMarker(f.kind, f.desc, f.prefix, f.constraints, f.default))
+            for f in fields}
 
 
 def type_name(annotation: Any) -> str:
@@ -146,10 +285,28 @@ def _split_top(text: str) -> list[str]:
     return parts
 
 
+# The typed values of promptless.media, known by name in a signature string without custom_types (as
+# "Image", or "pl.Image" / "dspy.Image"); the module is imported only when a signature names one.
+_TYPED_NAMES = frozenset({"Image", "Audio", "File", "Code", "ToolCalls", "Reasoning", "Citations", "Document"})
+_TYPED_PREFIXES = frozenset({"pl", "promptless", "dspy"})
+
+
+def _typed_name(dotted: str) -> Any:
+    prefix, _, last = dotted.rpartition(".")
+    if last in _TYPED_NAMES and (not prefix or prefix in _TYPED_PREFIXES):
+        from . import media
+
+        return getattr(media, last)
+    return None
+
+
 def _eval_type(node: ast.AST, names: dict[str, Any], where: str, inside_tuple: bool = False) -> Any:
     if isinstance(node, ast.Name):
         if node.id in names:
             return names[node.id]
+        typed = _typed_name(node.id)
+        if typed is not None:
+            return typed
         known = ", ".join(sorted(k for k in names if k[0].islower() or k in ("Optional", "Literal", "Union")))
         raise SignatureError(
             f"{where}: unknown type name {node.id!r}. Known types: {known}; "
@@ -168,6 +325,9 @@ def _eval_type(node: ast.AST, names: dict[str, Any], where: str, inside_tuple: b
         dotted = ast.unparse(node)
         if dotted in names:
             return names[dotted]
+        typed = _typed_name(dotted)
+        if typed is not None:
+            return typed
         raise SignatureError(f"{where}: unknown type name {dotted!r}")
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
         left, right = _eval_type(node.left, names, where), _eval_type(node.right, names, where)
@@ -183,6 +343,10 @@ def _eval_type(node: ast.AST, names: dict[str, Any], where: str, inside_tuple: b
             raise SignatureError(f"{where}: {ast.unparse(node)!r} has empty brackets; name the type(s) inside them")
         if base is Literal:
             return Literal.__getitem__(tuple(_literal_value(it, where) for it in items))
+        if getattr(base, "__module__", "") == "promptless.media" and getattr(base, "__name__", "") == "Code":
+            if len(items) != 1 or not isinstance(items[0], ast.Constant) or not isinstance(items[0].value, str):
+                raise SignatureError(f"{where}: Code[...] takes a language name in quotes, e.g. Code['python']")
+            return base[items[0].value]
         args = tuple(_eval_type(it, names, where, inside_tuple=base is tuple) for it in items)
         try:
             return base[args if len(args) > 1 else args[0]]
@@ -426,7 +590,7 @@ def _check_field(f: Field, where: str) -> None:
     check_type(f.annotation, f.kind, f"{where}, field {f.name!r}")
 
 
-def _check_unique(fields: list[Field], where: str) -> None:
+def _check_unique(fields: list[Field], where: str, need_output: bool = True) -> None:
     seen: dict[str, str] = {}
     for f in fields:
         if f.name in seen:
@@ -434,7 +598,7 @@ def _check_unique(fields: list[Field], where: str) -> None:
                 raise SignatureError(f"{where}: field {f.name!r} is on both sides; a field is an input or an output")
             raise SignatureError(f"{where}: field {f.name!r} is declared twice")
         seen[f.name] = f.kind
-    if not any(f.kind == "output" for f in fields):
+    if need_output and not any(f.kind == "output" for f in fields):
         raise SignatureError(f"{where}: a signature needs at least one output field")
 
 
@@ -468,7 +632,7 @@ class Signature:
         where = f"signature class {cls.__name__}"
         for f in fields:
             _check_field(f, where)
-        _check_unique(fields, where)
+        _check_unique(fields, where, need_output=not cls.__dict__.get("_promptless_render_only", False))
         cls.fields = {f.name: f for f in fields}
         cls.input_fields = {f.name: f for f in fields if f.is_input}
         cls.output_fields = {f.name: f for f in fields if not f.is_input}
@@ -505,6 +669,20 @@ class Signature:
         return cls._rebuild(list(cls.fields.values()), instructions)
 
     @classmethod
+    def append_instructions(cls, instructions: str) -> type[Signature]:
+        """A new signature with ``instructions`` added after the current ones (a blank line between)."""
+        if not isinstance(instructions, str):
+            raise SignatureError(f"instructions must be a string, got {type(instructions).__name__}")
+        return cls.with_instructions(f"{cls.instructions}\n\n{instructions}" if cls.instructions else instructions)
+
+    @classmethod
+    def prepend_instructions(cls, instructions: str) -> type[Signature]:
+        """A new signature with ``instructions`` put before the current ones (a blank line between)."""
+        if not isinstance(instructions, str):
+            raise SignatureError(f"instructions must be a string, got {type(instructions).__name__}")
+        return cls.with_instructions(f"{instructions}\n\n{cls.instructions}" if cls.instructions else instructions)
+
+    @classmethod
     def insert(
         cls, index: int, name: str, field: Any = None, type_: Any = str, *, kind: str | None = None
     ) -> type[Signature]:
@@ -512,8 +690,7 @@ class Signature:
         k = kind or (marker.kind if marker else None)
         if k not in ("input", "output"):
             raise SignatureError(f"insert {name!r}: say whether it is an input or an output (pl.InputField() / pl.OutputField())")
-        new = Field(name=name, kind=k, annotation=type_, desc=marker.desc if marker else "",
-                    prefix=marker.prefix if marker else None)
+        new = _from_marker(name, type_, replace(marker, kind=k) if marker else _FieldMarker(k))
         same = [f for f in cls.fields.values() if f.kind == k]
         other = [f for f in cls.fields.values() if f.kind != k]
         if index < 0:
@@ -585,16 +762,14 @@ def _fields_from_class(cls: type) -> list[Field]:
             inherited = list(base.fields.values())
             break
     fields: dict[str, Field] = {f.name: f for f in inherited}
-    for name in list(own) + [m for m in markers if m not in own]:
-        marker = markers.get(name)
-        if marker is None:
-            if name.startswith("_"):
-                continue
+    for name in own:
+        if name not in markers and not name.startswith("_"):
             raise SignatureError(
                 f"signature class {cls.__name__}: field {name!r} needs a value of pl.InputField() or pl.OutputField()"
             )
-        fields[name] = Field(name=name, kind=marker.kind, annotation=hints.get(name, str), desc=marker.desc,
-                             prefix=marker.prefix)
+    # In the order of declaration, annotated or not: the class namespace keeps it for every field with a value.
+    for name, marker in markers.items():
+        fields[name] = _from_marker(name, hints.get(name, str), marker)
         try:
             delattr(cls, name)
         except AttributeError:
@@ -605,6 +780,25 @@ def _fields_from_class(cls: type) -> list[Field]:
 def _build(name: str, fields: list[Field], instructions: str) -> type[Signature]:
     ns = {"_promptless_fields": tuple(fields), "_promptless_instructions": instructions, "__doc__": instructions}
     return type(name, (Signature,), ns)
+
+
+_render_only: dict[tuple[Any, ...], type[Signature]] = {}
+
+
+def render_signature(signature: type[Signature], drop: frozenset[str]) -> type[Signature]:
+    """``signature`` without the fields in ``drop``, for writing a prompt only: it may be left with no output
+    (a call whose one output, its tool calls, the server returns natively)."""
+    key = (signature, signature.instructions, drop)
+    made = _render_only.get(key)
+    if made is None:
+        fields = [f for f in signature.fields.values() if f.name not in drop]
+        ns = {"_promptless_fields": tuple(fields), "_promptless_instructions": signature.instructions,
+              "__doc__": signature.instructions, "_promptless_render_only": True}
+        made = type(signature.__name__, (Signature,), ns)
+        if len(_render_only) > 1024:
+            _render_only.clear()
+        _render_only[key] = made
+    return made
 
 
 def make_signature(
@@ -630,7 +824,7 @@ def make_signature(
                 ann, marker = str, value
             else:
                 raise SignatureError(f"field {fname!r}: expected pl.InputField()/pl.OutputField() or (type, field)")
-            fields.append(Field(fname, marker.kind, ann, marker.desc, marker.prefix))
+            fields.append(_from_marker(fname, ann, marker))
         for f in fields:
             _check_field(f, "signature")
         _check_unique(fields, "signature")
@@ -639,3 +833,87 @@ def make_signature(
             f"a signature is a string like 'question -> answer' or a pl.Signature subclass, got {type(spec).__name__}"
         )
     return _build(name, fields, instructions if instructions is not None else default_instructions(fields))
+
+
+# -- does an input value have its field's type ---------------------------------------------------------------
+
+_MAX_ITEMS_CHECKED = 1000
+
+
+def value_fits(value: Any, annotation: Any, _depth: int = 0) -> bool:
+    """Whether an input value has the type its field declares, as far as a quick look can tell (what the
+    type-mismatch warnings are given by). Lenient where a value reads the same in a prompt: an int for a
+    float, a list of strings for a str, an enum's value or name for the enum, a dict for a pydantic model.
+    A typed field (``pl.Image``...) is not checked here: the adapter reads the value as its type (a URL for an
+    image) or refuses it with a ``ConfigurationError`` saying why."""
+    if value is None or annotation is Any or _depth > _MAX_TYPE_DEPTH:
+        return True
+    if annotation is str:
+        return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return value_fits(value, args[0], _depth + 1)
+    if origin is Union or origin is types.UnionType:
+        return any(value_fits(value, a, _depth + 1) for a in args)
+    if origin is Literal:
+        return any((value == a and isinstance(value, bool) == isinstance(a, bool))
+                   or (isinstance(a, enum.Enum) and value == a.value) for a in args)
+    if origin in (list, set, frozenset, collections.abc.Sequence, collections.abc.Set):
+        if not isinstance(value, (list, set, frozenset, tuple) if origin is not list else (list, tuple)):
+            return False
+        item = args[0] if args else Any
+        return all(value_fits(v, item, _depth + 1) for v in list(value)[:_MAX_ITEMS_CHECKED])
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            return False
+        if not args:
+            return True
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(value_fits(v, args[0], _depth + 1) for v in list(value)[:_MAX_ITEMS_CHECKED])
+        return len(value) == len(args) and all(value_fits(v, a, _depth + 1) for v, a in zip(value, args, strict=True))
+    if origin in (dict, collections.abc.Mapping):
+        if not isinstance(value, collections.abc.Mapping):
+            return False
+        if len(args) != 2:
+            return True
+        items = list(value.items())[:_MAX_ITEMS_CHECKED]
+        return all(value_fits(k, args[0], _depth + 1) and value_fits(v, args[1], _depth + 1) for k, v in items)
+    if not isinstance(annotation, type):
+        return True  # another kind of annotation (a TypeVar, a generic of a class...): not checked
+    if isinstance(value, annotation):
+        return True
+    if issubclass(annotation, enum.Enum):
+        return any(value == m.value or value == m.name for m in annotation)
+    if getattr(annotation, "__module__", "") == "promptless.media":
+        return True  # a typed value (pl.Image...): the adapter reads it as its type, or says why it cannot
+    if annotation.__name__ == "History" and annotation.__module__ == "promptless.history":
+        return isinstance(value, list) and all(isinstance(m, dict) for m in value)
+    # a dict for a pydantic model reads as the same JSON
+    return isinstance(value, collections.abc.Mapping) and hasattr(annotation, "model_validate")
+
+
+def type_mismatches(signature: type[Signature], inputs: collections.abc.Mapping[str, Any]) -> list[str]:
+    """One line per input whose value does not have its field's declared type (``value_fits``)."""
+    out = []
+    for name, f in signature.input_fields.items():
+        if name not in inputs:
+            continue
+        value = inputs[name]
+        if type(value) is str and f.annotation is str:  # the common case, at once
+            continue
+        if not value_fits(value, f.annotation):
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            declared = type_name(f.annotation)
+            out.append(f"input {name!r} of {signature.__name__} is declared {declared} but was given "
+                       f"{shown} ({type(value).__name__}); it goes into the prompt as it is. Pass a value of type "
+                       f"{declared}, or change the field's type (pl.configure(warn_on_type_mismatch=False) turns "
+                       "this warning off)")
+    return out

@@ -8,6 +8,11 @@
   the argument's description taken from an ``Args:`` section
   (``name: text``) or ``:param name: text`` lines of the docstring.
 
+``args=`` (a JSON schema per argument) and ``arg_types=`` replace what is read
+from the function, as in DSPy; ``format_as_litellm_function_call()`` (DSPy's
+name) is the tool as the OpenAI API's function schema, which is what an
+adapter sends for native tool calls (a ``pl.ToolCalls`` output).
+
 Calling a tool validates the arguments first (``"3"`` becomes ``3`` for an
 ``int``, unknown and missing arguments are refused) and raises ``ToolError``
 with a message an LM can act on. Exceptions raised by the function itself
@@ -26,6 +31,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .callbacks import with_callbacks
 from .errors import ToolError
 
 _SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Params|Returns?|Raises|Yields|Examples?|Notes?)\s*:\s*$", re.I)
@@ -72,12 +78,21 @@ class Tool:
 
     def __init__(
         self,
-        fn: Callable[..., Any],
+        fn: Callable[..., Any] | None = None,
         name: str | None = None,
         desc: str | None = None,
-        *,
+        args: Mapping[str, Any] | None = None,
+        arg_types: Mapping[str, Any] | None = None,
         arg_desc: Mapping[str, str] | None = None,
+        *,
+        func: Callable[..., Any] | None = None,
     ) -> None:
+        if func is not None:  # DSPy's keyword
+            if fn is not None:
+                raise ToolError("Tool() takes the function once: Tool(fn) or Tool(func=fn)")
+            fn = func
+        if fn is None:
+            raise ToolError("Tool() needs a function: Tool(fn)")
         if isinstance(fn, Tool):
             fn = fn.fn
         if not callable(fn):
@@ -91,6 +106,8 @@ class Tool:
         self.desc = desc if desc is not None else summary
         self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
         self._build_schema(target, {**doc_args, **dict(arg_desc or {})})
+        if arg_types is not None or args is not None:
+            self._override(args, arg_types, dict(arg_desc or {}))
 
     # -- schema -------------------------------------------------------------
     def _build_schema(self, target: Callable[..., Any], descs: dict[str, str]) -> None:
@@ -144,16 +161,72 @@ class Tool:
         self._model = create_model(f"{self.name.replace('-', '_').replace('.', '_')}_args", __config__=config,
                                    **fields)
 
+    def _override(self, args: Mapping[str, Any] | None, arg_types: Mapping[str, Any] | None,
+                  descs: dict[str, str]) -> None:
+        """Arguments given by the caller (``args=``: a JSON schema each; ``arg_types=``: a type each) in place
+        of those read from the function: a function of ``**kwargs`` wrapping a remote tool, say."""
+        from pydantic import ConfigDict, TypeAdapter, create_model
+
+        if args is not None and not (isinstance(args, Mapping) and all(isinstance(v, Mapping) for v in args.values())):
+            raise ToolError("Tool(args=...) takes a JSON schema per argument: {'query': {'type': 'string'}}")
+        names = list(args) if args is not None else list(arg_types or {})
+        types_ = dict(arg_types or {})
+        schemas: dict[str, dict[str, Any]] = {}
+        for n in names:
+            if args is not None:
+                schemas[n] = dict(args[n])
+            else:
+                try:
+                    schemas[n] = TypeAdapter(types_[n]).json_schema()
+                except Exception:
+                    schemas[n] = {}
+                schemas[n].pop("title", None)
+            if n in descs:
+                schemas[n]["description"] = descs[n]
+            if n not in types_:
+                types_[n] = _SCHEMA_TYPES.get(str(schemas[n].get("type")), Any)
+        self.args = schemas
+        self.arg_types = {n: types_[n] for n in names}
+        self.required = [n for n in names if "default" not in schemas[n]]
+        self._positional_only = [n for n in self._positional_only if n in names]
+        fields: dict[str, Any] = {n: (self.arg_types[n], ... if n in self.required else schemas[n].get("default"))
+                                  for n in names}
+        config = ConfigDict(extra="allow" if self.accepts_extra else "forbid", arbitrary_types_allowed=True)
+        self._model = create_model(f"{self.name.replace('-', '_').replace('.', '_')}_args", __config__=config,
+                                   **fields)
+
     @property
     def schema(self) -> dict[str, Any]:
         """The arguments as one JSON schema object (what function-calling APIs expect)."""
         return {"type": "object", "properties": self.args, "required": list(self.required)}
+
+    @property
+    def func(self) -> Callable[..., Any]:
+        """The wrapped function (DSPy's name for ``fn``)."""
+        return self.fn
+
+    @property
+    def has_kwargs(self) -> bool:
+        """Whether the function takes ``**kwargs`` (arguments beyond ``args`` are then passed on)."""
+        return self.accepts_extra
+
+    def format_as_litellm_function_call(self) -> dict[str, Any]:
+        """The tool as the OpenAI chat API's function schema (``{"type": "function", "function": {...}}``)."""
+        function: dict[str, Any] = {"name": self.name, "parameters": self.schema}
+        if self.desc:
+            function["description"] = self.desc
+        return {"type": "function", "function": function}
 
     def describe(self) -> str:
         """One line for a prompt: name, description and arguments."""
         args = json.dumps(self.args, ensure_ascii=False) if self.args else "{}"
         desc = f", whose description is <desc>{self.desc}</desc>" if self.desc else ""
         return f"{self.name}{desc}. It takes arguments {args}."
+
+    prompt_text = describe  # how a tool given as an input value reads in a prompt
+
+    def __str__(self) -> str:
+        return self.describe()
 
     # -- validation ---------------------------------------------------------
     def validate(self, args: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -200,6 +273,7 @@ class Tool:
         return pos, values
 
     # -- calling ----------------------------------------------------------------
+    @with_callbacks("tool")
     def __call__(self, **kwargs: Any) -> Any:
         values = self.validate(kwargs)
         pos, kw = self._split(values)
@@ -213,6 +287,7 @@ class Tool:
             raise ToolError(f"tool {self.name!r} is async and an event loop is running: use `await tool.acall(...)`")
         return self.fn(*pos, **kw)
 
+    @with_callbacks("tool")
     async def acall(self, **kwargs: Any) -> Any:
         values = self.validate(kwargs)
         pos, kw = self._split(values)
@@ -245,6 +320,10 @@ class Tool:
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r}, args={list(self.args)})"
+
+
+_SCHEMA_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list,
+                                 "object": dict}
 
 
 def _as_kwargs(tool: Tool, args: Any) -> dict[str, Any]:

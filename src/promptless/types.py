@@ -8,11 +8,25 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """One chat message. ``content`` is its text; a message that also carries media (an image, audio, a file)
+    has ``parts``: the whole content as OpenAI content parts (``{"type": "text", ...}``,
+    ``{"type": "image_url", ...}``), while ``content`` holds the text with a short placeholder per media part,
+    for readers that take text only (logs, a scripted LM)."""
+
     role: str
     content: str
+    parts: tuple[dict[str, Any], ...] | None = None
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
+        """The message as the OpenAI chat API takes it (content parts when it has media)."""
+        if self.parts:
+            return {"role": self.role, "content": [dict(p) for p in self.parts]}
         return {"role": self.role, "content": self.content}
+
+    @property
+    def media(self) -> list[dict[str, Any]]:
+        """The parts that are not text."""
+        return [p for p in self.parts or () if p.get("type") != "text"]
 
 
 @dataclass(slots=True)
@@ -22,6 +36,9 @@ class LMRequest:
     ``response_format`` is a JSON schema (a dict) for servers that support
     structured output; ``grammar`` a GBNF grammar for llama.cpp backends.
     ``rollout_id`` makes otherwise-identical requests distinct cache entries.
+    ``tools`` are function schemas in the OpenAI shape (``{"type": "function",
+    "function": {...}}``) for native function calling, ``tool_choice`` as that
+    API takes it.
     """
 
     messages: list[Message]
@@ -33,6 +50,8 @@ class LMRequest:
     response_format: dict[str, Any] | None = None
     grammar: str | None = None
     rollout_id: int | str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def sampling(self) -> dict[str, Any]:
@@ -86,13 +105,22 @@ class Usage:
 
 @dataclass(slots=True)
 class LMResponse:
-    """What a backend returns: one text per completion, and what it cost."""
+    """What a backend returns: one text per completion, and what it cost.
+
+    ``tool_calls`` holds, per completion, the functions the model called through native function calling
+    (``{"id", "name", "args"}`` each); empty when it called none, or when the request had no tools.
+    """
 
     texts: list[str]
     usage: Usage = field(default_factory=Usage)
     model: str = ""
     finish_reasons: list[str] = field(default_factory=list)
     cached: bool = False
+    tool_calls: list[list[dict[str, Any]]] = field(default_factory=list)
+
+    def calls(self, i: int) -> list[dict[str, Any]]:
+        """The tool calls of completion ``i`` (none when it made none)."""
+        return self.tool_calls[i] if i < len(self.tool_calls) else []
 
     @property
     def text(self) -> str:
@@ -103,12 +131,15 @@ class LMResponse:
         return any(r == "length" for r in self.finish_reasons)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "texts": list(self.texts),
             "usage": self.usage.to_dict(),
             "model": self.model,
             "finish_reasons": list(self.finish_reasons),
         }
+        if any(self.tool_calls):
+            out["tool_calls"] = [list(calls) for calls in self.tool_calls]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LMResponse:
@@ -123,4 +154,5 @@ class LMResponse:
             ),
             model=data.get("model", ""),
             finish_reasons=list(data.get("finish_reasons", [])),
+            tool_calls=[list(calls) for calls in data.get("tool_calls") or []],
         )

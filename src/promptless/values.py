@@ -35,6 +35,9 @@ def render_value(value: Any) -> str:
         return repr(value)
     if value is None:
         return "None"
+    prompt_text = getattr(value, "prompt_text", None)  # a typed value (pl.Image, pl.Code...) or a pl.Tool
+    if callable(prompt_text) and not isinstance(value, type):
+        return str(prompt_text())
     try:
         from pydantic import BaseModel
 

@@ -2,6 +2,8 @@
 
     python resume_child.py OPTIMIZER RUN_DIR LOG OUT [--stall-from N] [--max-calls N] [--threads N] [--again]
 
+OPTIMIZER ``label`` runs ``pl.label`` instead: the task LM, as a teacher, labels the 52 examples' inputs.
+
 Every LM call appends one line to LOG *before* its reply is made. With ``--stall-from N`` the N-th call and every
 later one hang (for a minute) after logging, so a test that waits for line N and then kills this process kills
 it with those calls in flight. OUT receives the result as JSON when the run ends. ``--again`` runs the same
@@ -33,7 +35,7 @@ PROPOSALS = [
     "Name the category that fits the event best.",
     "Think about the event, then pick one category.",
 ]
-OPTIMIZERS = ("labeled", "bootstrap", "random", "mipro")
+OPTIMIZERS = ("labeled", "bootstrap", "random", "mipro", "gepa", "label")  # label: pl.label, not an optimizer
 
 
 class Classify(pl.Signature):
@@ -97,6 +99,9 @@ def _models(log: _Log, gold: dict[str, str]) -> tuple[pl.ScriptedLM, pl.Scripted
     state: dict[str, Any] = {}
 
     def propose(messages: Any) -> str:
+        if "new_instruction" in messages[0].content:  # GEPA's reflection: the reply a function of the prompt
+            i = _h(messages[-1].content)
+            return f"[[ ## new_instruction ## ]]\n{PROPOSALS[i % len(PROPOSALS)]}\n\n[[ ## completed ## ]]"
         i = int(str(state["rollout"]).rsplit("/", 1)[-1])
         return f"[[ ## proposed_instruction ## ]]\n{PROPOSALS[i % len(PROPOSALS)]}\n\n[[ ## completed ## ]]"
 
@@ -126,6 +131,12 @@ def make_optimizer(name: str, task: Any, prompt: Any, run_dir: str, max_calls: i
         return MIPROv2(_metric, prompt_model=prompt, task_model=task, auto=None, num_candidates=6, num_trials=14,
                        minibatch_size=8, minibatch_full_eval_steps=4, max_bootstrapped_demos=1,
                        max_labeled_demos=1, seed=3, **common)
+    if name == "gepa":
+        from promptless.optimize.gepa import GEPA
+
+        # holdout=None: the pick by validation score, so the resumed run must also reach the evolved instruction
+        return GEPA(_metric, reflection_lm=prompt, task_model=task, max_metric_calls=220, reflection_minibatch_size=3,
+                    holdout=None, seed=5, **common)
     raise SystemExit(f"unknown optimizer {name!r}; one of {', '.join(OPTIMIZERS)}")
 
 
@@ -134,6 +145,16 @@ def run(name: str, run_dir: str | Path, log_path: str | Path, *, stall_from: int
     train, val = _data()
     gold = {ex.event: ex.category for ex in train + val}
     log = _Log(log_path, stall_from)
+    if name == "label":
+        try:
+            task, _ = _models(log, gold)
+            labelled = pl.label(pl.Predict(Classify, lm=task), train + val, max_lm_calls=max_calls,
+                                run_dir=str(run_dir), num_threads=threads, progress=False)
+        finally:
+            log.file.close()
+        return {"labels": [ex.to_dict() for ex in labelled], "failed": [f.to_dict() for f in labelled.failed],
+                "pending": labelled.pending, "calls": labelled.calls, "stopped": labelled.stopped,
+                "resumed": labelled.resumed, "replayed": labelled.replayed_calls}
     try:
         task, prompt = _models(log, gold)
         opt = make_optimizer(name, task, prompt, str(run_dir), max_calls, threads)

@@ -6,7 +6,7 @@ LM call is logged before its reply is made; to kill a run at call N the child is
 on, the test waits for line N of the log and sends SIGKILL, so the kill always lands with calls in flight. The
 same ``compile`` call with the same run directory then resumes it.
 
-The fast tier kills each optimizer once (MIPROv2 late in the run, at 70 % and 90 % of its calls, where a resumed
+The fast tier kills each optimizer (and a `pl.label` run) once (MIPROv2 late in the run, at 70 % and 90 % of its calls, where a resumed
 search used to see scores the killed process stored later and steer elsewhere) and checks the bound with one
 and two threads; the ``slow`` tier kills every optimizer at five points with one and two threads.
 """
@@ -26,6 +26,7 @@ import pytest
 
 CHILD = Path(__file__).with_name("resume_child.py")
 SAME = ("trials", "instructions", "demos", "final", "baseline", "stopped")
+SAME_LABELS = ("labels", "failed", "pending", "stopped")  # pl.label's run (the "label" mode)
 
 
 def _lines(path: Path) -> int:
@@ -94,7 +95,7 @@ def _kill_and_resume(runs: _Runs, tmp_path: Path, name: str, fraction: float, th
     resumed = _finish(_spawn(name, run_dir, second, tmp_path / "out.json", *opts), tmp_path / "out.json")
 
     assert resumed["resumed"] is True
-    for key in SAME:
+    for key in SAME_LABELS if name == "label" else SAME:
         assert resumed[key] == expected[key], f"{key} differs after a kill at call {n} of {total}"
     # together the two processes made the uninterrupted run's calls, plus at most the ones in flight at the
     # kill (made again), and every one of them is counted
@@ -104,7 +105,8 @@ def _kill_and_resume(runs: _Runs, tmp_path: Path, name: str, fraction: float, th
 
 
 @pytest.mark.parametrize(("name", "fraction"), [
-    ("labeled", 0.5), ("bootstrap", 0.5), ("random", 0.5), ("mipro", 0.7), ("mipro", 0.9),
+    ("labeled", 0.5), ("bootstrap", 0.5), ("random", 0.5), ("mipro", 0.7), ("mipro", 0.9), ("label", 0.5),
+    ("gepa", 0.3), ("gepa", 0.8),
 ])
 def test_a_killed_run_resumes_to_the_uninterrupted_result(runs, tmp_path, name, fraction):
     _kill_and_resume(runs, tmp_path, name, fraction)
@@ -113,7 +115,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(runs, tmp_path, name, 
 @pytest.mark.slow
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("fraction", [0.03, 0.25, 0.5, 0.75, 0.95])
-@pytest.mark.parametrize("name", ["labeled", "bootstrap", "random", "mipro"])
+@pytest.mark.parametrize("name", ["labeled", "bootstrap", "random", "mipro", "gepa", "label"])
 def test_kills_at_every_point_resume_to_the_uninterrupted_result(runs, tmp_path, name, fraction, threads):
     _kill_and_resume(runs, tmp_path, name, fraction, threads)
 
@@ -146,3 +148,31 @@ def test_max_lm_calls_bounds_the_calls_of_a_killed_and_resumed_run(runs, tmp_pat
     assert resumed["stopped"] == "budget"
     assert made <= limit, f"{made} calls made for max_lm_calls={limit}"
     assert made <= resumed["calls"] <= limit
+
+
+def test_labelling_stopped_by_its_budget_resumes_paying_for_nothing_twice(runs, tmp_path):
+    expected, total = runs.reference("label")
+    limit = total // 3
+    out = _finish(_spawn("label", tmp_path / "run", tmp_path / "log", tmp_path / "out.json",
+                         "--max-calls", str(limit), "--again"), tmp_path / "out.json")
+    first, again = out["first"], out["again"]
+    assert first["stopped"] == "budget" and first["calls"] == limit == len(first["labels"])
+    assert again["resumed"] is True and again["replayed"] == limit
+    for key in SAME_LABELS:
+        assert again[key] == expected[key], f"{key} differs after a budget stop at {limit} of {total} calls"
+    assert again["calls"] == total == _lines(tmp_path / "log")  # nothing paid twice
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_max_lm_calls_bounds_the_calls_of_a_killed_and_resumed_labelling(runs, tmp_path, threads):
+    _, total = runs.reference("label")
+    limit = round(0.6 * total)
+    opts = ("--max-calls", str(limit), "--threads", str(threads))
+    run_dir, first, second = tmp_path / "run", tmp_path / "first.log", tmp_path / "second.log"
+    _killed_at("label", run_dir, first, limit // 2, *opts)
+    resumed = _finish(_spawn("label", run_dir, second, tmp_path / "out.json", *opts), tmp_path / "out.json")
+    made = _lines(first) + _lines(second)
+    assert resumed["stopped"] == "budget"
+    assert made <= limit, f"{made} calls made for max_lm_calls={limit}"
+    assert made <= resumed["calls"] <= limit
+    assert len(resumed["labels"]) + resumed["pending"] == 52

@@ -20,17 +20,17 @@ DOC = ROOT / "docs" / "architecture.md"
 # its longest entry. "__init__" is the package's own __init__.py (the public names).
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("types", "data", "values", "_version"),
+    ("types", "data", "values", "media", "_version"),
     ("signature", "history"),
-    ("settings", "persist"),
+    ("settings", "persist", "callbacks"),
     ("adapters",),
     ("lm",),
     ("tools", "sandbox", "retrieve", "embeddings", "minilm"),
     ("executors",),
-    ("modules",),
+    ("modules", "streaming"),
     ("evaluate",),
     ("optimize",),
-    ("datasets", "tasks"),
+    ("datasets", "tasks", "otel", "utils"),
     ("__init__",),
     ("cli", "__main__"),
 ]

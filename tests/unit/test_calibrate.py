@@ -216,3 +216,18 @@ def test_needs_a_classify():
                                                  trainset=dataset(5, 7))
     with pytest.raises(ConfigurationError, match="method"):
         Calibrate(match, method="magic")
+
+
+@pytest.mark.parametrize("limit", [7, 23])
+def test_other_optimizers_count_label_scoring_against_max_lm_calls(lm, limit):
+    """A Classify inside MIPROv2 or random search scores labels instead of generating: those scoring calls are
+    LM calls too, and max_lm_calls holds them exactly."""
+    train, val = dataset(12, 7), dataset(30, 8)
+    opt = pl.BootstrapFewShotWithRandomSearch(match, num_candidate_programs=3, max_bootstrapped_demos=2,
+                                              max_labeled_demos=2, max_lm_calls=limit, progress=False, seed=1)
+    before = len(lm.score_requests) + len(lm.requests)
+    result = opt.compile(Classify(Pick, lm=lm), trainset=train, valset=val)
+    spent = len(lm.score_requests) + len(lm.requests) - before
+    assert spent == limit
+    assert result.optimization.calls == limit
+    assert result.optimization.stopped == "budget"

@@ -29,12 +29,12 @@ def test_public_names_resolve():
 
 # What `import promptless` may load: the core only. The rest loads on first use of one of its names.
 CORE = ("promptless", "promptless._version", "promptless.errors", "promptless.types", "promptless.data",
-        "promptless.values", "promptless.signature", "promptless.settings", "promptless.history",
+        "promptless.values", "promptless.signature", "promptless.settings", "promptless.callbacks", "promptless.history",
         "promptless.lm", "promptless.adapters", "promptless.modules")
 ON_FIRST_USE = ("promptless.optimize", "promptless.evaluate", "promptless.cli", "promptless.tools",
                 "promptless.retrieve", "promptless.embeddings", "promptless.sandbox", "promptless.persist",
                 "promptless.datasets", "promptless.tasks", "promptless.lm.openai", "promptless.lm.local",
-                "promptless.lm.cache")
+                "promptless.lm.cache", "promptless.media")
 
 
 def _loaded_after(code: str) -> list[str]:

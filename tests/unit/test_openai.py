@@ -879,7 +879,6 @@ def test_dspy_api_base_and_num_retries() -> None:
         ({"num_retries": "3"}, "whole number"),
         ({"model_type": "text"}, "chat models only"),
         ({"model_type": "responses"}, "chat models only"),
-        ({"callbacks": []}, r"configure\(callbacks"),
         ({"provider": object()}, "prefix"),
         ({"finetuning_model": "x"}, "fine-tune"),
         ({"train_kwargs": {}}, "fine-tune"),

@@ -102,3 +102,36 @@ def test_budget_and_errors_on_the_command_line(project, capsys):
     assert "--prompt-model applies to --optimizer mipro and gepa only" in capsys.readouterr().err
     assert main(["optimize", "app.py:build", "train.jsonl", "--inputs", "question"]) == 1
     assert "no field(s) question" in capsys.readouterr().err
+
+
+def test_holdout_and_alpha_reach_the_optimizer(project, capsys):
+    code = main(["optimize", "app.py:build", "train.jsonl", "--valset", "dev.jsonl", "--field", "category",
+                 "--optimizer", "random", "--num-candidates", "2", "--max-labeled-demos", "2", "--holdout", "0.4",
+                 "--alpha", "0.2", "--result", "run.json", "--quiet", "--no-progress", "--out", "o.json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    selection = json.loads((project / "run.json").read_text())["selection"]
+    assert selection["n_holdout"] == 10  # 0.4 of the 25 validation examples
+    assert selection["alpha"] == 0.2
+    code = main(["optimize", "app.py:build", "train.jsonl", "--valset", "dev.jsonl", "--field", "category",
+                 "--optimizer", "random", "--num-candidates", "2", "--holdout", "none", "--result", "off.json",
+                 "--quiet", "--no-progress", "--out", "o2.json"])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((project / "off.json").read_text())["selection"]["mode"] == "off"
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--holdout", "1.5"], "expected auto, none, a fraction"),
+    (["--holdout", "lots"], "expected auto, none, a fraction"),
+    (["--alpha", "2"], "expected a level between 0 and 1"),
+    (["--optimizer", "labeled", "--holdout", "auto"], "labeled picks demos without scoring"),
+    (["--optimizer", "calibrate"], "no pl.Classify"),
+])
+def test_bad_selection_options_say_what_to_write(project, capsys, args, words):
+    try:
+        code = main(["optimize", "app.py:build", "train.jsonl", "--field", "category", "--quiet", "--no-progress",
+                     *args])
+    except SystemExit as exc:  # argparse refuses the value itself
+        code = exc.code
+    assert code not in (0, None)
+    assert words in capsys.readouterr().err

@@ -9,18 +9,25 @@ from promptless import settings
 from promptless.errors import ConfigurationError
 
 
-def test_callbacks_are_refused_with_what_to_use_instead():
-    for call in (lambda: pl.configure(callbacks=[print]), lambda: pl.context(callbacks=[]).__enter__()):
-        with pytest.raises(ConfigurationError, match="callbacks are not supported yet") as info:
-            call()
-        assert "pl.track_usage()" in str(info.value)
-    assert "callbacks" not in settings.snapshot()
+def test_callbacks_are_taken_and_checked():
+    class Seen(pl.utils.callback.BaseCallback):
+        pass
+
+    pl.configure(callbacks=[Seen()])
+    assert isinstance(settings.get("callbacks")[0], Seen)
+    with pytest.raises(ConfigurationError, match=r"callbacks must be a list.*callbacks=\[MyCallback\(\)\]"):
+        pl.configure(callbacks=Seen())
 
 
 def test_an_unknown_setting_names_the_ones_there_are():
-    with pytest.raises(ConfigurationError, match=r"unknown setting\(s\) max_history; the settings are: lm, adapter, "
-                                                 r"trace"):
-        pl.configure(max_history=10)
+    with pytest.raises(ConfigurationError, match=r"unknown setting\(s\) max_histroy; the settings are: lm, adapter, "
+                                                 r"trace, callbacks"):
+        pl.configure(max_histroy=10)
+
+
+def test_dspy_settings_that_mean_nothing_here_say_what_to_write():
+    with pytest.raises(ConfigurationError, match=r"pass num_threads= to pl\.Evaluate"):
+        pl.configure(num_threads=4)
 
 
 def test_the_settings_there_are_take_effect_in_a_context():

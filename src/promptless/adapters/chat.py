@@ -20,11 +20,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, ParseError
-from ..values import render_value
-from .base import NOT_SUPPLIED, Adapter, LanguageModel, demo_shows_missing
+from .base import NOT_SUPPLIED, Adapter, LanguageModel, RuleError, checked, demo_shows_missing, rule_error
 from .grammar import marker_grammar
-from .json import JSONAdapter
+from .json import NO_TEXT_OUTPUTS, JSONAdapter
 from .parsing import coercer, literal_choices, short_type, type_note
+from .parts import render_input
 from .protocol import COMPLETED, HEADER, field_spec, header, label_key
 
 if TYPE_CHECKING:
@@ -41,18 +41,19 @@ def _plan(signature: type[Signature]) -> tuple[dict[str, str], dict[str, Any]]:
         keyed.setdefault(label_key(n), []).append(n)
     wanted = {k: names[0] for k, names in keyed.items() if len(names) == 1}
     wanted.update({n: n for n in outputs})
-    return wanted, {n: coercer(f.annotation) for n, f in outputs.items()}
+    return wanted, {n: checked(f, coercer(f.annotation)) for n, f in outputs.items()}
 
 
 class ChatAdapter(Adapter):
     name = "chat"
 
-    def __init__(self, fallback: Adapter | bool | None = True, use_grammar: bool | str = "fallback") -> None:
+    def __init__(self, fallback: Adapter | bool | None = True, use_grammar: bool | str = "fallback",
+                 use_native_function_calling: bool | None = None, callbacks: list[Any] | None = None) -> None:
         if use_grammar not in (True, False, "fallback"):
             raise ConfigurationError(f"use_grammar must be True, False or 'fallback', got {use_grammar!r}")
         if fallback is True:
-            fallback = JSONAdapter()
-        super().__init__(fallback or None)
+            fallback = JSONAdapter(use_native_function_calling=use_native_function_calling)
+        super().__init__(fallback or None, use_native_function_calling, callbacks=callbacks)
         self.use_grammar = use_grammar
         self._system_cache: dict[tuple[Any, ...], str] = {}
 
@@ -68,16 +69,19 @@ class ChatAdapter(Adapter):
         lines.append("Output fields:")
         lines += [_describe(f) for f in signature.output_fields.values()]
         lines.append("")
-        lines.append(
-            "Reply with each output field under its header, in this order, and end with the completed marker:"
-        )
-        lines.append("")
-        for f in signature.output_fields.values():
-            lines.append(header(f.name))
-            note = type_note(f.annotation)
-            lines.append(f"<{f.name}: {note}>" if note else f"<{f.name}>")
+        if signature.output_fields:
+            lines.append(
+                "Reply with each output field under its header, in this order, and end with the completed marker:"
+            )
             lines.append("")
-        lines.append(header(COMPLETED))
+            for f in signature.output_fields.values():
+                lines.append(header(f.name))
+                note = type_note(f.annotation)
+                lines.append(f"<{f.name}: {note}>" if note else f"<{f.name}>")
+                lines.append("")
+            lines.append(header(COMPLETED))
+        else:  # the outputs come back another way: the server's native tool calls
+            lines.append(NO_TEXT_OUTPUTS)
         lines.append("")
         lines.append("Task:")
         lines.append(signature.instructions.strip())
@@ -89,9 +93,9 @@ class ChatAdapter(Adapter):
 
     def format_inputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
         parts = []
-        for name in signature.input_fields:
-            value = values.get(name, NOT_SUPPLIED)
-            parts.append(f"{header(name)}\n{render_value(value)}")
+        for name, f in signature.input_fields.items():
+            text = render_input(values[name], f.annotation, name) if name in values else NOT_SUPPLIED
+            parts.append(f"{header(name)}\n{text}")
         return "\n\n".join(parts)
 
     def format_outputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
@@ -99,7 +103,8 @@ class ChatAdapter(Adapter):
         for name, f in signature.output_fields.items():
             if name not in values and not demo_shows_missing(f.annotation):
                 continue
-            parts.append(f"{header(name)}\n{render_value(values.get(name, NOT_SUPPLIED))}")
+            text = render_input(values[name], f.annotation, name) if name in values else NOT_SUPPLIED
+            parts.append(f"{header(name)}\n{text}")
         parts.append(header(COMPLETED))
         return "\n\n".join(parts)
 
@@ -110,6 +115,8 @@ class ChatAdapter(Adapter):
         historic-events dev split qwen2.5-coder-1.5b scored 50.0 % on the first 40 events with the choices in
         the system message only, 67.5 % with them repeated here (docs/guide.md, "Small models").
         """
+        if not signature.output_fields:
+            return NO_TEXT_OUTPUTS
         names = []
         for name, f in signature.output_fields.items():
             choices = literal_choices(f.annotation)
@@ -142,19 +149,22 @@ class ChatAdapter(Adapter):
             # No headers at all: a single output field may be the whole reply.
             (only,) = outputs
             found[only] = text
-        values: dict[str, Any] = {}
-        missing = [n for n in outputs if n not in found]
+        values: dict[str, Any] = {n: f.default for n, f in outputs.items() if n not in found and f.has_default}
+        missing = [n for n in outputs if n not in found and n not in values]
         invalid: dict[str, str] = {}
+        rules: dict[str, str] = {}
         for name, raw in found.items():
             try:
                 values[name] = coercers[name](raw)
+            except RuleError as exc:
+                invalid[name] = rules[name] = str(exc)
             except ValueError as exc:
                 invalid[name] = str(exc)
             except RecursionError:
                 invalid[name] = "the value is nested too deeply to read"
         if missing or invalid:
-            raise ParseError("could not read the reply in the chat marker format", raw=text, missing=missing,
-                             invalid=invalid, adapter=self.name)
+            raise rule_error(ParseError("could not read the reply in the chat marker format", raw=text,
+                                        missing=missing, invalid=invalid, adapter=self.name), rules)
         return {n: values[n] for n in outputs}
 
     # -- grammar ---------------------------------------------------------------
@@ -178,7 +188,8 @@ class ChatAdapter(Adapter):
 
 def _describe(f: Field) -> str:
     text = f"- {f.name} ({short_type(f.annotation)})"
-    if f.desc:
-        text += f": {f.desc}"
+    desc = f.described()
+    if desc:
+        text += f": {desc}"
     return text
 

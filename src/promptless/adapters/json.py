@@ -12,38 +12,45 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParseError
-from ..values import render_value, to_jsonable
-from .base import NOT_SUPPLIED, Adapter, LanguageModel, demo_shows_missing
+from ..values import to_jsonable
+from .base import NOT_SUPPLIED, Adapter, LanguageModel, RuleError, demo_shows_missing, rule_error
 from .grammar import json_grammar
 from .parsing import coerce, json_schema, parse_json_text, short_type, type_note
+from .parts import render_input
 from .protocol import field_spec
 
 if TYPE_CHECKING:
     from ..signature import Signature
 
 
+#: What the prompt says when no output is to be written as text (a call whose tool calls come back natively).
+NO_TEXT_OUTPUTS = "There are no fields to write in the reply: answer by calling the functions you are given."
+
+
 class JSONAdapter(Adapter):
     name = "json"
 
-    def __init__(self, use_schema: bool = True) -> None:
-        super().__init__(None)
+    def __init__(self, use_schema: bool = True, use_native_function_calling: bool | None = None,
+                 callbacks: list[Any] | None = None) -> None:
+        super().__init__(None, use_native_function_calling, callbacks=callbacks)
         self.use_schema = use_schema
 
     def system_message(self, signature: type[Signature]) -> str:
         lines = ["Input fields:"]
         for f in signature.input_fields.values():
-            lines.append(f"- {f.name} ({short_type(f.annotation)})" + (f": {f.desc}" if f.desc else ""))
+            lines.append(f"- {f.name} ({short_type(f.annotation)})" + (f": {f.described()}" if f.described() else ""))
         lines += ["", "Output fields:"]
         for f in signature.output_fields.values():
             note = type_note(f.annotation)
-            text = f"- {f.name} ({short_type(f.annotation)})" + (f": {f.desc}" if f.desc else "")
+            text = f"- {f.name} ({short_type(f.annotation)})" + (f": {f.described()}" if f.described() else "")
             if note:
                 text += f" [{note}]"
             lines.append(text)
         keys = ", ".join(f'"{n}"' for n in signature.output_fields)
         lines += [
             "",
-            f"Reply with a single JSON object with the keys {keys}, in that order, and nothing else.",
+            f"Reply with a single JSON object with the keys {keys}, in that order, and nothing else."
+            if signature.output_fields else NO_TEXT_OUTPUTS,
             "",
             "Task:",
             signature.instructions.strip(),
@@ -52,8 +59,8 @@ class JSONAdapter(Adapter):
 
     def format_inputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
         return "\n".join(
-            f"{name}: {render_value(values[name]) if name in values else NOT_SUPPLIED}"
-            for name in signature.input_fields
+            f"{name}: {render_input(values[name], f.annotation, name) if name in values else NOT_SUPPLIED}"
+            for name, f in signature.input_fields.items()
         )
 
     def format_outputs(self, signature: type[Signature], values: Mapping[str, Any]) -> str:
@@ -62,7 +69,8 @@ class JSONAdapter(Adapter):
         return json.dumps(obj, ensure_ascii=False)
 
     def final_user(self, signature: type[Signature], inputs: Mapping[str, Any]) -> str:
-        return self.format_inputs(signature, inputs) + "\n\nReply with the JSON object."
+        ask = "Reply with the JSON object." if signature.output_fields else NO_TEXT_OUTPUTS
+        return self.format_inputs(signature, inputs) + "\n\n" + ask
 
     def parse(self, signature: type[Signature], text: str) -> dict[str, Any]:
         outputs = signature.output_fields
@@ -78,24 +86,34 @@ class JSONAdapter(Adapter):
         values: dict[str, Any] = {}
         missing: list[str] = []
         invalid: dict[str, str] = {}
+        rules: dict[str, str] = {}
         for name, f in outputs.items():
             if name in data:
                 raw = data[name]
             elif name.casefold() in lowered:
                 raw = lowered[name.casefold()]
+            elif f.has_default:
+                values[name] = f.default
+                continue
             else:
                 missing.append(name)
                 continue
             try:
                 text_value = raw if isinstance(raw, str) else json.dumps(raw)
-                values[name] = coerce(text_value, f.annotation)
+                value = coerce(text_value, f.annotation)
+                problem = f.rule_problem(value)
+                if problem:
+                    raise RuleError(problem)
+                values[name] = value
+            except RuleError as exc:
+                invalid[name] = rules[name] = str(exc)
             except ValueError as exc:
                 invalid[name] = str(exc)
             except RecursionError:
                 invalid[name] = "the value is nested too deeply to read"
         if missing or invalid:
-            raise ParseError("could not read the JSON reply", raw=text, missing=missing, invalid=invalid,
-                             adapter=self.name)
+            raise rule_error(ParseError("could not read the JSON reply", raw=text, missing=missing, invalid=invalid,
+                                        adapter=self.name), rules)
         return values
 
     def output_schema(self, signature: type[Signature]) -> dict[str, Any]:
@@ -109,7 +127,7 @@ class JSONAdapter(Adapter):
                 "additionalProperties": False}
 
     def request_params(self, signature: type[Signature], lm: LanguageModel) -> dict[str, Any]:
-        if not self.use_schema:
+        if not self.use_schema or not signature.output_fields:
             return {}
         if getattr(lm, "supports_grammar", False):
             return {"grammar": json_grammar([field_spec(f) for f in signature.output_fields.values()])}

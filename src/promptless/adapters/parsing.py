@@ -28,6 +28,7 @@ import functools
 import json
 import math
 import re
+import sys
 import types
 import typing
 from typing import Any, Literal, Union
@@ -58,10 +59,19 @@ def is_optional(annotation: Any) -> tuple[bool, Any]:
     return False, annotation
 
 
+def _typed(annotation: Any) -> bool:
+    """Whether ``annotation`` is one of ``promptless.media``'s types (``Type`` subclasses): each says how it is
+    written and read. Without that module loaded no annotation can be one."""
+    media = sys.modules.get("promptless.media")
+    return media is not None and media.is_typed(annotation)
+
+
 def is_structured(annotation: Any) -> bool:
     """True for types whose values are written as JSON (lists, dicts, models, ...)."""
     _, inner = is_optional(annotation)
     if inner in (str, int, float, bool) or inner is Any:
+        return False
+    if _typed(inner) and inner.__promptless_text__:  # Code, Reasoning: text
         return False
     origin = typing.get_origin(inner)
     if origin is Literal:
@@ -141,6 +151,10 @@ def type_note(annotation: Any) -> str:
     choices = literal_choices(inner)
     if choices is not None:
         return "exactly one of: " + "; ".join(str(c) for c in choices) + suffix
+    if _typed(inner):
+        note = inner.type_note()
+        if note is not None:
+            return note + suffix if note else ""
     schema = json.dumps(json_schema(inner), separators=(",", ":"))
     return "JSON matching this schema: " + schema + suffix
 
@@ -196,6 +210,34 @@ def match_literal(text: str, choices: list[Any]) -> Any:
     raise ValueError(f"{first_line!r} is not one of the allowed values: {allowed}")
 
 
+def match_enum(text: str, enum_type: type[enum.Enum]) -> Any:
+    """The member of ``enum_type`` a reply names: by its value (the rule above), else by its name
+    (``HIGH`` for ``Priority.HIGH = 3``)."""
+    members = list(enum_type)
+    try:
+        return enum_type(match_literal(text, [m.value for m in members]))
+    except ValueError as by_value:
+        raw = text.strip().splitlines()[0] if text.strip() else ""
+        names = {m.name: m for m in members}
+        if raw.split(".")[-1] in names:  # HIGH, or Priority.HIGH
+            return names[raw.split(".")[-1]]
+        try:
+            return names[match_literal(raw.split(".")[-1], list(names))]
+        except ValueError:
+            allowed = "; ".join(f"{m.value} ({m.name})" if str(m.value) != m.name else str(m.value)
+                                for m in members)
+            raise ValueError(f"{raw!r} is not one of the allowed values: {allowed}") from by_value
+
+
+@_per_annotation(maxsize=256)
+def _text_schema(annotation: Any) -> bool:
+    """Whether values of this type are written as one JSON string (a date, a time, a UUID, a path...)."""
+    try:
+        return json_schema(annotation).get("type") == "string"
+    except Exception:  # no schema: not a text type
+        return False
+
+
 def parse_bool(text: str) -> bool:
     t = normalise_label(text)
     t = t.split()[0] if t else t
@@ -231,6 +273,11 @@ _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 def parse_json_text(text: str) -> Any:
     """Read JSON from a reply: code fences removed, common damage repaired. Raises ValueError."""
     t = text.strip()
+    if t[:1] in ("{", "["):  # JSON as it is (a fence inside one of its strings is text, say code)
+        try:
+            return load_json(t)
+        except json.JSONDecodeError:
+            pass
     m = _FENCE.search(t)
     if m:
         t = m.group(1).strip()
@@ -291,12 +338,13 @@ def coerce(text: str, annotation: Any) -> Any:
         return parse_bool(stripped)
     if inner is int or inner is float:
         return parse_number(stripped, inner)
+    if _typed(inner):  # Code, ToolCalls, ...: each reads its own replies
+        return inner.from_reply(text)
+    if isinstance(inner, type) and issubclass(inner, enum.Enum):
+        return match_enum(stripped, inner)
     choices = literal_choices(inner)
     if choices is not None:
-        value = match_literal(stripped, choices)
-        if isinstance(inner, type) and issubclass(inner, enum.Enum):
-            return inner(value)
-        return value
+        return match_literal(stripped, choices)
     if _is_union(typing.get_origin(inner)):
         errors = []
         for arg in typing.get_args(inner):
@@ -305,12 +353,22 @@ def coerce(text: str, annotation: Any) -> Any:
             except ValueError as exc:
                 errors.append(str(exc))
         raise ValueError("; ".join(errors))
-    data = parse_json_text(stripped)
     from pydantic import ValidationError
 
     try:
+        data = parse_json_text(stripped)
+    except ValueError:
+        if not _text_schema(inner):
+            raise
+        data = stripped  # a bare date, time or id the reply wrote without JSON quotes
+    try:
         return _adapter(inner).validate_python(data)
     except ValidationError as exc:
+        if data != stripped and _text_schema(inner):
+            try:  # "2024-05-01T10:00:00" can read as JSON damage; as the text itself it is a datetime
+                return _adapter(inner).validate_python(stripped)
+            except ValidationError:
+                pass
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "value"
         raise ValueError(f"does not match {getattr(inner, '__name__', inner)}: {where}: {first.get('msg')}") from None

@@ -8,7 +8,7 @@ import argparse
 import importlib
 import sys
 
-_COMMANDS = ("models", "demo", "eval", "optimize", "cache", "doctor")
+_COMMANDS = ("models", "demo", "eval", "optimize", "label", "cache", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

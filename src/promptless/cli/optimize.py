@@ -23,7 +23,7 @@ from typing import Any
 
 from promptless.cli import common
 
-OPTIMIZERS = ("mipro", "bootstrap", "random", "labeled", "gepa")
+OPTIMIZERS = ("mipro", "bootstrap", "random", "labeled", "gepa", "calibrate")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -50,6 +50,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the optimizer's)")
     parser.add_argument("--max-metric-calls", type=common.positive_int, default=None, metavar="N",
                         help="gepa: examples scored in all (instead of --auto)")
+    parser.add_argument("--holdout", type=_holdout, default=None, metavar="auto|none|F|N",
+                        help="the part of the validation set the search does not see, on which its pick must beat "
+                        "the starting program: auto (a third, at least 20; the default), a fraction such as 0.5, a "
+                        "count, or none (pick on the whole validation set, no check). bootstrap and calibrate "
+                        "take auto or none")
+    parser.add_argument("--alpha", type=_alpha, default=None, metavar="A",
+                        help="level of the paired test that lets a pick replace the starting program (default 0.1)")
     parser.add_argument("--max-calls", type=common.positive_int, default=None, metavar="N",
                         help="LM-call budget over every model; stops and keeps the best so far")
     parser.add_argument("--max-cost", type=common.positive_float, default=None, metavar="X",
@@ -68,6 +75,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.set_defaults(func=run_optimize)
 
 
+def _holdout(text: str) -> Any:
+    t = text.strip().lower()
+    if t == "auto":
+        return "auto"
+    if t in ("none", "off", "0"):
+        return "none"
+    try:
+        value = float(t)
+    except ValueError:
+        value = -1.0
+    if 0 < value < 1:
+        return value
+    if value >= 1 and value.is_integer():
+        return int(value)
+    raise argparse.ArgumentTypeError(f"expected auto, none, a fraction between 0 and 1 or a count, got {text!r}")
+
+
+def _alpha(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a level between 0 and 1 such as 0.1, got {text!r}")
+    return value
+
+
 def build_optimizer(args: argparse.Namespace, metric: Any, *, prompt_model: Any = None, threads: int = 1) -> Any:
     """The optimizer the options name, with the options that apply to it."""
     from promptless.errors import ConfigurationError
@@ -82,6 +116,16 @@ def build_optimizer(args: argparse.Namespace, metric: Any, *, prompt_model: Any 
     common: dict[str, Any] = {"max_lm_calls": args.max_calls, "max_cost": args.max_cost, "run_dir": args.run_dir,
                               "num_threads": threads, "progress": False if args.no_progress else None}
     seed = {} if args.seed is None else {"seed": args.seed}
+    holdout, alpha = getattr(args, "holdout", None), getattr(args, "alpha", None)
+    selection: dict[str, Any] = {}
+    if holdout is not None:
+        selection["holdout"] = None if holdout == "none" else holdout
+    if alpha is not None:
+        selection["alpha"] = alpha
+    if selection and args.optimizer == "labeled":
+        raise ConfigurationError("--holdout/--alpha: labeled picks demos without scoring anything, so there is "
+                                 "nothing to check; use --optimizer bootstrap or random for checked demos")
+    common.update(selection)
     max_metric_calls = getattr(args, "max_metric_calls", None)
     if args.optimizer == "gepa":
         budget: dict[str, Any] = ({"max_metric_calls": max_metric_calls} if max_metric_calls
@@ -89,6 +133,10 @@ def build_optimizer(args: argparse.Namespace, metric: Any, *, prompt_model: Any 
         return GEPA(metric, reflection_lm=prompt_model, **budget, **seed, **common)
     if max_metric_calls:
         raise ConfigurationError("--max-metric-calls applies to --optimizer gepa only")
+    if args.optimizer == "calibrate":
+        from promptless.optimize.calibrate import Calibrate
+
+        return Calibrate(metric, **seed, **common)
     if args.optimizer == "mipro":
         auto = None if args.auto == "none" else args.auto
         return MIPROv2(

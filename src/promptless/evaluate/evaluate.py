@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..callbacks import with_callbacks
 from ..data import Example
 from ..errors import (
     ConfigurationError,
@@ -72,6 +73,15 @@ _OVERRIDABLE = (
     "save_as_csv",
     "executor",
 )
+
+
+def _sort_out(devset: Any, metric: Any) -> tuple[Any, Any]:
+    """``(devset, metric)`` from the two positions after the program, in either order: promptless's
+    ``(program, devset, metric)`` or DSPy's ``(program, metric, devset)``. A metric is callable; a devset (a
+    list of examples) is not."""
+    if callable(devset) and not isinstance(devset, (list, tuple)) and not callable(metric):
+        return metric, devset
+    return devset, metric
 
 
 class Evaluate:
@@ -205,9 +215,12 @@ class Evaluate:
         raise EvaluationError(text, result=result)
 
     # -- running ----------------------------------------------------------------------------
+    @with_callbacks("evaluate")
     def __call__(self, program: Callable[..., Any], devset: Iterable[Example] | None = None,
                  metric: Callable[..., Any] | None = None, **overrides: Any) -> EvaluationResult:
-        """Run ``program`` on every example and score it; see the module docstring."""
+        """Run ``program`` on every example and score it; see the module docstring. DSPy's order,
+        ``evaluate(program, metric, devset)``, works too: a metric is callable and a devset is not."""
+        devset, metric = _sort_out(devset, metric)
         examples, metric, opts = self._options(devset, metric, overrides)
 
         executor = resolve_executor(opts["executor"], opts["num_threads"])
@@ -221,9 +234,11 @@ class Evaluate:
             display.done(result)
         return self._finish(result, opts, display, watch)
 
+    @with_callbacks("evaluate")
     async def acall(self, program: Any, devset: Iterable[Example] | None = None,
                     metric: Callable[..., Any] | None = None, **overrides: Any) -> EvaluationResult:
         """The asyncio form: awaits ``program.acall(**inputs)``, at most ``num_threads`` at a time."""
+        devset, metric = _sort_out(devset, metric)
         examples, metric, opts = self._options(devset, metric, overrides)
         executor = resolve_executor(opts["executor"], opts["num_threads"])
         one, aone = self._workers(executor.bind(program), metric)

@@ -1,5 +1,8 @@
 """LM backends behind one seam. ``LM("provider/model", ...)`` picks the backend.
 
+``LM`` is a class (``lm/base.py``): calling it makes the backend below, itself an ``LM``;
+subclassing it makes an LM of your own (see ``lm/base.py``).
+
 - ``openai/<model>``: OpenAI or any OpenAI-compatible server (``base_url=...``)
 - ``ollama_chat/<model>`` or ``ollama/<model>``: Ollama's OpenAI-compatible endpoint
   (``http://localhost:11434/v1`` unless ``base_url=`` says otherwise)
@@ -21,7 +24,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
-from .base import BaseLM
+from . import base as _base
+from .base import LM, BaseLM
 from .fake import ScriptedLM
 
 OLLAMA_BASE_URL = "http://localhost:11434/v1"
@@ -39,8 +43,6 @@ LITELLM_PROVIDERS = frozenset({
 
 # DSPy ``dspy.LM`` options that promptless does not take, and what to do instead.
 _DSPY_ONLY = {
-    "callbacks": "callbacks are not supported yet, neither here nor as pl.configure(callbacks=...); "
-                 "pl.track_usage(), lm.history and pl.inspect_history() show the calls made",
     "provider": "the provider is the model string's prefix ('openai/...', 'local/...', 'litellm/...')",
     "finetuning_model": "promptless does not fine-tune models",
     "launch_kwargs": "promptless does not launch or fine-tune models",
@@ -51,8 +53,17 @@ _DSPY_ONLY = {
 }
 
 
-def LM(model: str, **kwargs: Any) -> BaseLM:  # noqa: N802 - a factory named like the class users expect
-    """Create an LM from a ``provider/model`` string (see the module docstring)."""
+def make_lm(model: str | None = None, **kwargs: Any) -> BaseLM:
+    """The backend for a ``provider/model`` string (see the module docstring): what ``LM(...)`` returns."""
+    if model is None:
+        raise ConfigurationError("LM() needs a model string, e.g. LM('openai/gpt-4o-mini') or LM('local/smollm2-135m')")
+    lm = _make(model, **kwargs)
+    if lm.model_id is None:
+        lm.model_id = model
+    return lm
+
+
+def _make(model: str, **kwargs: Any) -> BaseLM:
     if not isinstance(model, str) or "/" not in model:
         raise ConfigurationError(
             f"model {model!r} needs a provider prefix: 'openai/gpt-4o-mini', "
@@ -176,4 +187,6 @@ def _other_provider(model: str, provider: str, kwargs: dict[str, Any]) -> BaseLM
     )
 
 
-__all__ = ["LITELLM_PROVIDERS", "LM", "OLLAMA_BASE_URL", "BaseLM", "ScriptedLM", "litellm_installed"]
+_base._DISPATCH[:] = [make_lm]
+
+__all__ = ["LITELLM_PROVIDERS", "LM", "OLLAMA_BASE_URL", "BaseLM", "ScriptedLM", "litellm_installed", "make_lm"]

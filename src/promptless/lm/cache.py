@@ -143,7 +143,9 @@ def cache_key(identity: str | Mapping[str, Any], request: LMRequest) -> str:
     payload = {
         "v": _KEY_VERSION,
         "lm": identity,  # plain JSON values (anything else is written as its repr)
-        "messages": [[m.role, m.content] for m in request.messages],
+        # A message with media adds its content parts (the text alone names an image, it does not hold it).
+        "messages": [[m.role, m.content, list(m.parts)] if m.parts else [m.role, m.content]
+                     for m in request.messages],
         "sampling": _canonical(request.sampling()),
     }
     return hashlib.sha256(_KEY_ENCODER.encode(payload).encode("utf-8")).hexdigest()
@@ -157,7 +159,8 @@ def entry_problem(value: Any) -> str | None:
     """What makes ``value`` unfit to be served as a cached reply, or ``None`` if it is well formed.
 
     A well-formed value is an ``LMResponse.to_dict()``: ``texts``, a non-empty
-    list of non-blank strings; ``usage``, an object whose counts are whole
+    list of non-blank strings (blank only where ``tool_calls`` has that
+    completion's calls); ``usage``, an object whose counts are whole
     numbers >= 0 and whose ``seconds``/``cost`` are finite numbers >= 0 (or
     null); ``model``, a string; ``finish_reasons``, a list of strings, none
     of them ``"length"`` (a truncated reply).
@@ -167,10 +170,14 @@ def entry_problem(value: Any) -> str | None:
     texts = value.get("texts")
     if not isinstance(texts, list) or not texts:
         return "no completions"
-    for text in texts:
+    calls = value.get("tool_calls", [])
+    if not isinstance(calls, list) or not all(isinstance(c, list) and all(isinstance(x, dict) for x in c)
+                                              for c in calls):
+        return "tool_calls is not a list of lists of calls"
+    for i, text in enumerate(texts):
         if not isinstance(text, str):
             return "a completion that is not text"
-        if not text.strip():
+        if not text.strip() and not (i < len(calls) and calls[i]):  # a reply of tool calls only has no text
             return "an empty completion"
     usage = value.get("usage")
     if not isinstance(usage, dict):
@@ -656,6 +663,7 @@ __all__ = [
     "Cache",
     "cache_key",
     "clear_file",
+    "configure_cache",
     "default_cache",
     "default_cache_path",
     "disk_enabled",
@@ -665,3 +673,40 @@ __all__ = [
     "reset_default_cache",
     "resolve_max_bytes",
 ]
+
+
+def configure_cache(
+    enable_disk_cache: bool = True,
+    enable_memory_cache: bool = True,
+    disk_cache_dir: str | Path | None = None,
+    disk_size_limit_bytes: int | str | None = None,
+    memory_max_entries: int = 1024,
+    restrict_pickle: bool | None = None,
+    safe_types: Any = None,
+) -> Cache:
+    """Replace the process-wide cache, with DSPy's ``configure_cache`` arguments.
+
+    ``disk_cache_dir``: the folder of the file (default as in the module docstring); ``disk_size_limit_bytes``:
+    the file's bound (a count or ``"2G"``); ``memory_max_entries``: the in-memory LRU's size. With both kinds
+    off, nothing is kept. LMs that have not made a call yet use the new cache; an LM keeps the cache it
+    already used (make the LM after this call, or give it ``cache=`` itself). ``restrict_pickle`` is taken
+    and has nothing to do: this cache stores JSON and never unpickles.
+    """
+    global _default
+    if safe_types:
+        raise ConfigurationError(
+            "configure_cache(safe_types=...) has nothing to allow: the promptless cache stores replies as JSON "
+            "and never unpickles; leave safe_types out"
+        )
+    if memory_max_entries is None or memory_max_entries == math.inf:
+        memory_max_entries = 1 << 62
+    if not isinstance(memory_max_entries, int) or memory_max_entries < 0:
+        raise ConfigurationError(f"memory_max_entries must be a whole number >= 0, got {memory_max_entries!r}")
+    path: Path | None = None
+    max_bytes = disk_size_limit_bytes
+    if enable_disk_cache:
+        path = Path(disk_cache_dir).expanduser() / "cache.sqlite3" if disk_cache_dir else default_cache_path()
+    new = Cache(path, memory_size=memory_max_entries if enable_memory_cache else 0, max_bytes=max_bytes)
+    with _default_lock:  # the old cache is not closed: an LM that used it keeps it
+        _default = new
+    return new

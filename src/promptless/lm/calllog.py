@@ -10,17 +10,45 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections import deque
-from collections.abc import MutableSequence
+from collections.abc import Iterator, MutableSequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
+
+from .. import settings
 
 # Process-wide ring of recent calls across all LMs, for pl.inspect_history().
 GLOBAL_HISTORY: deque[dict[str, Any]] = deque(maxlen=200)
 
+# The predictor making the LM calls here (its id), recorded in each entry as "caller" so that a program's own
+# calls can be picked out of the log (``Module.inspect_history``).
+_caller: ContextVar[int | None] = ContextVar("promptless_caller", default=None)
+
+
+@contextmanager
+def calls_by(owner: object) -> Iterator[None]:
+    """Record the LM calls made inside the block as made by ``owner`` (a predictor)."""
+    token = _caller.set(id(owner))
+    try:
+        yield
+    finally:
+        _caller.reset(token)
+
 
 def record(own: MutableSequence[dict[str, Any]], entry: dict[str, Any]) -> None:
-    """Append ``entry`` to an LM's own log ``own`` and to the process-wide one."""
+    """Append ``entry`` to an LM's own log ``own`` and to the process-wide one (neither with
+    ``disable_history=True`` in the settings)."""
+    if settings.get("disable_history"):
+        return
+    entry.setdefault("caller", _caller.get())
     own.append(entry)
     GLOBAL_HISTORY.append(entry)
+
+
+def calls_of(owners: list[object], n: int) -> list[dict[str, Any]]:
+    """The last ``n`` logged calls made by any of ``owners`` (still in the process-wide log)."""
+    ids = {id(o) for o in owners}
+    return [e for e in GLOBAL_HISTORY if e.get("caller") in ids][-n:] if n > 0 else []
 
 
 def format_calls(entries: list[dict[str, Any]]) -> str:
@@ -54,4 +82,4 @@ def inspect_history(n: int = 1) -> str:
     return text
 
 
-__all__ = ["GLOBAL_HISTORY", "format_calls", "inspect_history", "record"]
+__all__ = ["GLOBAL_HISTORY", "calls_by", "calls_of", "format_calls", "inspect_history", "record"]

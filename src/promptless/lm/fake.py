@@ -23,14 +23,14 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from ..types import LMRequest, LMResponse, Message, Usage
-from .base import BaseLM, not_supported
+from .base import LM, not_supported
 
 Replier = Callable[[list[Message]], "str | list[str]"]
 Scores = Mapping[str, "float | Sequence[float]"]
 Scorer = Callable[[list[Message], str, list[str]], Any]
 
 
-class ScriptedLM(BaseLM):
+class ScriptedLM(LM):
     provider = "scripted"
 
     def __init__(
@@ -40,10 +40,14 @@ class ScriptedLM(BaseLM):
         model: str = "scripted",
         cycle: bool = True,
         logprobs: Scores | Scorer | None = None,
+        stream_chunk_size: int = 4,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("cache", False)
         super().__init__(model, **kwargs)
+        if isinstance(stream_chunk_size, bool) or not isinstance(stream_chunk_size, int) or stream_chunk_size < 1:
+            raise ConfigurationError(f"stream_chunk_size must be a whole number >= 1, got {stream_chunk_size!r}")
+        self.stream_chunk_size = stream_chunk_size
         self._logprobs = logprobs
         self.score_requests: list[tuple[list[Message], str, list[str]]] = []
         if callable(replies):
@@ -90,6 +94,13 @@ class ScriptedLM(BaseLM):
             model=self.model,
             finish_reasons=["stop"] * len(texts),
         )
+
+    def stream_complete(self, request: LMRequest, on_chunk: Callable[[str], None]) -> LMResponse:
+        resp = self.complete(request)
+        text = resp.texts[0] if resp.texts else ""
+        for i in range(0, len(text), self.stream_chunk_size):
+            on_chunk(text[i:i + self.stream_chunk_size])
+        return resp
 
     # -- scripted log-probabilities --------------------------------------------------------------------
     def score_continuations(self, messages: Any, prefix: str, candidates: Sequence[str], **options: Any) -> Any:

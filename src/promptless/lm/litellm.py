@@ -25,7 +25,7 @@ from ..errors import (
     LMTimeoutError,
 )
 from ..types import LMRequest, LMResponse, Usage
-from .base import BaseLM
+from .base import LM
 from .retry import RetryPolicy
 
 INSTALL_HINT = "LiteLLM models need the litellm extra: pip install 'promptless[litellm]'"
@@ -53,7 +53,7 @@ def _import_litellm() -> Any:
         raise ConfigurationError(INSTALL_HINT) from exc
 
 
-class LiteLLMLM(BaseLM):
+class LiteLLMLM(LM):
     """A model called through ``litellm.completion``.
 
     ``api_key``, ``base_url`` and ``timeout`` are passed to LiteLLM; the
@@ -61,6 +61,7 @@ class LiteLLMLM(BaseLM):
     """
 
     provider = "litellm"
+    supports_function_calling = True  # LiteLLM passes tools to every provider that takes them
 
     def __init__(
         self,
@@ -111,6 +112,10 @@ class LiteLLMLM(BaseLM):
                 args[name] = value
         if request.n != 1:
             args["n"] = request.n
+        if request.tools:
+            args["tools"] = [dict(t) for t in request.tools]
+            if request.tool_choice is not None:
+                args["tool_choice"] = request.tool_choice
         if request.response_format is not None:
             args["response_format"] = {
                 "type": "json_schema",
@@ -147,11 +152,13 @@ class LiteLLMLM(BaseLM):
             raise LMResponseError(f"LiteLLM reply for model {self.model!r} has no choices", model=self.model)
         texts: list[str] = []
         finish: list[str] = []
+        calls: list[list[dict[str, Any]]] = []
         for choice in choices:
             message = _get(choice, "message")
             content = _get(message, "content") if message is not None else None
             texts.append(content if isinstance(content, str) else "")
             finish.append(str(_get(choice, "finish_reason") or ""))
+            calls.append(_tool_calls(_get(message, "tool_calls") if message is not None else None))
         usage = Usage(calls=1)
         raw = _get(reply, "usage")
         if raw is not None:
@@ -163,7 +170,8 @@ class LiteLLMLM(BaseLM):
         except Exception:  # unknown price: leave cost unset
             usage.cost = None
         model = str(_get(reply, "model") or self.model)
-        return LMResponse(texts=texts, usage=usage, model=model, finish_reasons=finish)
+        return LMResponse(texts=texts, usage=usage, model=model, finish_reasons=finish,
+                          tool_calls=calls if any(calls) else [])
 
     def complete(self, request: LMRequest) -> LMResponse:
         litellm = _import_litellm()
@@ -200,6 +208,29 @@ class LiteLLMLM(BaseLM):
             return self._to_response(reply, litellm)
 
         return await self.retry.arun(once)
+
+
+def _tool_calls(raw: Any) -> list[dict[str, Any]]:
+    """LiteLLM's tool calls (objects or dicts in OpenAI's shape) as ``{"id", "name", "args"}``."""
+    import json
+
+    out = []
+    for call in raw or []:
+        fn = _get(call, "function")
+        name = _get(fn, "name") if fn is not None else None
+        if not isinstance(name, str) or not name:
+            continue
+        args: Any = _get(fn, "arguments")
+        if isinstance(args, str):
+            try:
+                decoded = json.loads(args) if args.strip() else {}
+            except ValueError:
+                decoded = None
+            args = decoded if isinstance(decoded, dict) else args
+        call_id = _get(call, "id")
+        out.append({"id": call_id if isinstance(call_id, str) else None, "name": name,
+                    "args": args if args is not None else {}})
+    return out
 
 
 def _get(obj: Any, name: str) -> Any:

@@ -47,7 +47,7 @@ from ..errors import ConfigurationError, ContextWindowError, LMError, ModelFetch
 from ..types import LMRequest, LMResponse, Usage
 from . import models as _models
 from . import preflight as _preflight
-from .base import BaseLM
+from .base import LM
 
 INSTALL_HINT = "pip install 'promptless[local]'"
 DEFAULT_N_CTX = 4096
@@ -160,7 +160,7 @@ def _schema_of(response_format: dict[str, Any]) -> dict[str, Any] | None:
     return response_format
 
 
-class LocalLM(BaseLM):
+class LocalLM(LM):
     """A GGUF model run by llama.cpp in this process."""
 
     provider = "local"
@@ -232,8 +232,9 @@ class LocalLM(BaseLM):
             except OSError:
                 identity["weights"] = {"path": str(path)}
         identity.update(n_ctx=self.n_ctx, n_batch=self.n_batch, grammar=self.use_grammar, prefix_reuse=self.prefix_reuse)
-        if self.n_gpu_layers != 0:  # GPU kernels round differently: their replies are kept apart (CPU keys unchanged)
-            identity["n_gpu_layers"] = self.n_gpu_layers
+        gpu = getattr(self, "n_gpu_layers", 0)
+        if gpu != 0:  # GPU kernels round differently: their replies are kept apart (CPU keys unchanged)
+            identity["n_gpu_layers"] = gpu
         return identity
 
     def load(self) -> Any:
@@ -287,7 +288,27 @@ class LocalLM(BaseLM):
         return None
 
     # -- the call ------------------------------------------------------------
+    def _refuse_what_it_cannot_take(self, request: LMRequest) -> None:
+        """Media and native tool calls need a model and server that take them: say which, before loading."""
+        kinds = sorted({str(p.get("type")) for m in request.messages for p in m.media})
+        if kinds:
+            named = {"image_url": "an image (pl.Image)", "input_audio": "audio (pl.Audio)", "file": "a file (pl.File)"}
+            what = ", ".join(named.get(k, f"a {k} part") for k in kinds)
+            raise ConfigurationError(
+                f"LM('local/{self.model}') runs a text-only llama.cpp model in this process and cannot take {what}. "
+                "Send media to a model that reads it over the OpenAI-compatible API: pl.LM('openai/<model>', "
+                "base_url=...) for a vision or audio model served by llama.cpp's llama-server (with its --mmproj "
+                "projector), vLLM or Ollama, or by a hosted provider."
+            )
+        if request.tools:
+            raise ConfigurationError(
+                f"LM('local/{self.model}') has no native tool calling: leave tools= out of the request (a "
+                "pl.ToolCalls output is read from the reply text with this LM), or serve the model with "
+                "llama.cpp's llama-server --jinja and use pl.LM('openai/<model>', base_url=...)."
+            )
+
     def complete(self, request: LMRequest) -> LMResponse:
+        self._refuse_what_it_cannot_take(request)
         self.load()
         loaded = self._loaded
         assert loaded is not None
@@ -332,6 +353,55 @@ class LocalLM(BaseLM):
                 usage.completion_tokens += int(counts.get("completion_tokens", 0))
         return LMResponse(texts=texts, usage=usage, model=self.model, finish_reasons=reasons)
 
+    def stream_complete(self, request: LMRequest, on_chunk: Any) -> LMResponse:
+        """One completion generated with ``create_chat_completion(stream=True)``, each piece of text handed to
+        ``on_chunk`` as llama.cpp produces it. llama.cpp reports no token counts when streaming: the completion
+        is counted one token a piece, the prompt as the context's length less the completion."""
+        if request.n != 1:
+            return self.complete(request)
+        self.load()
+        loaded = self._loaded
+        assert loaded is not None
+        parts: list[str] = []
+        finish = "stop"
+        with loaded.lock:
+            grammar = self._grammar_for(loaded, request)
+            llama_cpp = _import_llama_cpp()
+            if not self.prefix_reuse:
+                loaded.llama.reset()
+            try:
+                pieces = loaded.llama.create_chat_completion(
+                    messages=[m.to_dict() for m in request.messages],
+                    temperature=0.0 if request.temperature is None else float(request.temperature),
+                    max_tokens=DEFAULT_MAX_TOKENS if request.max_tokens is None else int(request.max_tokens),
+                    stop=list(request.stop or []),
+                    seed=request.seed if request.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED,
+                    grammar=grammar,
+                    stream=True,
+                )
+                for piece in pieces:
+                    choice = piece["choices"][0]
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        parts.append(text)
+                        on_chunk(text)
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+            except ValueError as exc:
+                if "exceed context window" in str(exc):
+                    raise ContextWindowError(
+                        f"{exc}; shorten the prompt (fewer demos) or load the model with a larger n_ctx "
+                        f"(LocalLM({self.model!r}, n_ctx=...), now {self.n_ctx})",
+                        model=self.model,
+                    ) from exc
+                raise LMError(f"llama.cpp failed: {exc}", model=self.model) from exc
+            except RuntimeError as exc:
+                raise LMError(f"llama.cpp failed: {exc}", model=self.model) from exc
+            completion = len(parts)
+            prompt = max(0, int(getattr(loaded.llama, "n_tokens", 0)) - completion)
+        usage = Usage(calls=1, prompt_tokens=prompt, completion_tokens=completion)
+        return LMResponse(texts=["".join(parts)], usage=usage, model=self.model, finish_reasons=[finish])
+
     def score_continuations(self, messages: Any, prefix: str, candidates: Any, **options: Any) -> Any:
         """Every token of every candidate scored after the prompt, which is evaluated once (``lm/logprobs.py``)."""
         from .logprobs import run_scoring, score_llama
@@ -346,7 +416,8 @@ class LocalLM(BaseLM):
         return run_scoring(self, messages, prefix, candidates, backend, **options)
 
     def __repr__(self) -> str:
-        gpu = f", n_gpu_layers={self.n_gpu_layers!r}" if self.n_gpu_layers != 0 else ""
+        layers = getattr(self, "n_gpu_layers", 0)
+        gpu = f", n_gpu_layers={layers!r}" if layers != 0 else ""
         return f"LocalLM({self.model!r}, n_ctx={self.n_ctx}, n_threads={self.n_threads}{gpu})"
 
 

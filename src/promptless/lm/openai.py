@@ -65,7 +65,7 @@ from ._http import (
     server_param,
     status_error,
 )
-from .base import BaseLM
+from .base import LM
 from .retry import RetryPolicy
 
 logger = logging.getLogger("promptless.lm")
@@ -82,6 +82,8 @@ _REFUSAL_RE = {
         re.IGNORECASE,
     ),
     "grammar": re.compile(r"(?<![a-z])grammar", re.IGNORECASE),
+    # llama.cpp's server without --jinja, vLLM without --enable-auto-tool-choice, models without a tool template
+    "tools": re.compile(r"(?<![a-z])tools?(?![a-z])|tool[_ ]choice|function[_ ]call|--jinja", re.IGNORECASE),
 }
 
 
@@ -249,7 +251,7 @@ def _grammar_kind(prop: Any) -> tuple[str, list[str] | None]:
     return (kind, None) if kind and enum is None else ("json", None)
 
 
-class OpenAILM(BaseLM):
+class OpenAILM(LM):
     """A chat model behind an OpenAI-compatible ``/chat/completions`` endpoint.
 
     Options besides the ``BaseLM`` ones (``temperature``, ``max_tokens``,
@@ -268,6 +270,10 @@ class OpenAILM(BaseLM):
     - ``supports_grammar``: the server takes a GBNF ``grammar`` field (llama.cpp's
       servers do); adapters then send one built from the signature, so even a
       tiny model can only reply in the expected format (default False).
+    - ``supports_function_calling``: a ``pl.ToolCalls`` output is filled through
+      the server's native function calling (``tools`` in the request,
+      ``tool_calls`` in the reply; default True). A server that refuses
+      ``tools`` is remembered, and the adapters use the text protocol for it.
     - ``headers``: extra HTTP headers.
     - ``transport``: an httpx transport (e.g. ``httpx.MockTransport``) for
       tests; used by the async client too when it supports async.
@@ -286,6 +292,7 @@ class OpenAILM(BaseLM):
         price: tuple[float, float] | None = None,
         supports_structured_output: bool | str = True,
         supports_grammar: bool = False,
+        supports_function_calling: bool = True,
         headers: dict[str, str] | None = None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         **kwargs: Any,
@@ -329,11 +336,18 @@ class OpenAILM(BaseLM):
         self._no_grammar: set[str] = set()
         self._learn_lock = threading.Lock()
         self.supports_grammar = supports_grammar
+        self._function_calling = bool(supports_function_calling)
+        self._no_tools: set[str] = set()  # models at this base_url that refused a tools field
         self.extra_headers = _check_headers(dict(headers or {}))
         self._transport = transport
         self._client: httpx.Client | None = None
         self._aclients: dict[int, tuple[weakref.ref[asyncio.AbstractEventLoop], httpx.AsyncClient]] = {}
         self._client_lock = threading.Lock()
+
+    @property
+    def supports_function_calling(self) -> bool:
+        """Whether adapters may ask this LM for native tool calls (off once its server refused ``tools``)."""
+        return self._function_calling and self.model not in self._no_tools
 
     # -- plumbing ---------------------------------------------------------------
     @property
@@ -487,6 +501,10 @@ class OpenAILM(BaseLM):
                 grammar = schema_grammar(schema)
                 if grammar is not None:
                     body["grammar"] = grammar
+        if request.tools:
+            body["tools"] = [dict(t) for t in request.tools]
+            if request.tool_choice is not None:
+                body["tool_choice"] = request.tool_choice
         body.update(request.extra)
         return body
 
@@ -500,7 +518,7 @@ class OpenAILM(BaseLM):
         """The request field this error reply refuses (``"response_format"`` or ``"grammar"``), if any."""
         if response.status_code not in _REFUSAL_STATUSES:
             return None
-        sent = [f for f in ("response_format", "grammar") if f in body]
+        sent = [f for f in ("response_format", "grammar", "tools") if f in body]
         if not sent:
             return None
         message, code = server_message(response)
@@ -516,6 +534,15 @@ class OpenAILM(BaseLM):
     def _learn(self, body: dict[str, Any], refused: _RefusedError) -> None:
         """Remember what the server refused, so that neither this request nor a later one asks it again."""
         model = str(body.get("model"))
+        if refused.feature == "tools":
+            with self._learn_lock:
+                self._no_tools.add(model)
+            logger.info("%s refused native tool calls for model %r (%s); the adapters use their text protocol "
+                        "for it from now on", display_url(self.base_url), model, _first_line(str(refused.error)))
+            error = refused.error
+            error.retryable = False
+            error.refused = "tools"
+            raise error
         with self._learn_lock:
             before = self.structured_output_mode(model)
             if refused.feature == "grammar":
@@ -602,6 +629,7 @@ class OpenAILM(BaseLM):
             keyed.append((index, position, choice))
         texts: list[str] = []
         finish: list[str] = []
+        calls: list[list[dict[str, Any]]] = []
         for _, _, choice in sorted(keyed, key=lambda item: (item[0], item[1])):
             message = choice.get("message")
             if not isinstance(message, dict):
@@ -612,6 +640,7 @@ class OpenAILM(BaseLM):
                 )
             content = message.get("content")
             texts.append(content if isinstance(content, str) else "")
+            calls.append(self._tool_calls(message.get("tool_calls"), status))
             reason = choice.get("finish_reason")
             finish.append(reason if isinstance(reason, str) else "")
         usage = Usage(calls=1)
@@ -624,8 +653,39 @@ class OpenAILM(BaseLM):
         model = data.get("model")
         return LMResponse(
             texts=texts, usage=usage, model=model if isinstance(model, str) and model else self.model,
-            finish_reasons=finish,
+            finish_reasons=finish, tool_calls=calls if any(calls) else [],
         )
+
+    def _tool_calls(self, raw: Any, status: int) -> list[dict[str, Any]]:
+        """A reply message's ``tool_calls`` as ``{"id", "name", "args"}``; ``args`` is the decoded JSON object
+        (the arguments text as it came when it is not one: reading it is the adapter's to refuse)."""
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise self._bad_reply(status, f"tool_calls is a {type(raw).__name__}, not a list")
+        out = []
+        for i, call in enumerate(raw):
+            fn = call.get("function") if isinstance(call, dict) else None
+            name = fn.get("name") if isinstance(fn, dict) else None
+            if not isinstance(name, str) or not name:
+                raise self._bad_reply(status, f"tool call {i} has no function name")
+            args: Any = fn.get("arguments") if isinstance(fn, dict) else None
+            if isinstance(args, str):
+                try:
+                    decoded = json.loads(args) if args.strip() else {}
+                except (ValueError, RecursionError):
+                    from ..adapters.parsing import parse_json_text
+
+                    try:
+                        decoded = parse_json_text(args)
+                    except (ValueError, RecursionError):
+                        decoded = None
+                args = decoded if isinstance(decoded, dict) else args
+            elif args is None:
+                args = {}
+            call_id = call.get("id")
+            out.append({"id": call_id if isinstance(call_id, str) else None, "name": name, "args": args})
+        return out
 
     def _transport_error(self, exc: httpx.TransportError) -> LMError:
         what = self.redact(str(exc)) or type(exc).__name__
@@ -679,7 +739,9 @@ class OpenAILM(BaseLM):
 
     def _send(self, request: LMRequest) -> LMResponse:
         """The request in the best form the server takes; a refusal is learned and the call sent again at once,
-        in the next form. The identical request is never sent twice for a refusal."""
+        in the next form. The identical request is never sent twice for a refusal. A refused ``tools`` field
+        is learned and raised: the prompt was written for native tool calls, so the adapter asks again in its
+        text protocol."""
         refused: list[_RefusedError] = []
         while True:
             body = self._next_body(request, refused)
@@ -712,6 +774,121 @@ class OpenAILM(BaseLM):
 
     async def acomplete(self, request: LMRequest) -> LMResponse:
         return await self.retry.arun(lambda: self._asend(request))
+
+    # -- streaming (server-sent events) -----------------------------------------------
+    def stream_complete(self, request: LMRequest, on_chunk: Any) -> LMResponse:
+        """The call with ``"stream": true``: each piece of the reply's text goes to ``on_chunk`` as the server
+        sends it. Failures are retried as for ``complete`` until the first piece has gone out, not after."""
+        sent = [False]
+
+        def chunk(text: str) -> None:
+            sent[0] = True
+            on_chunk(text)
+
+        def attempt() -> LMResponse:
+            try:
+                return self._stream_send(request, chunk)
+            except LMError as exc:
+                if sent[0]:
+                    exc.retryable = False  # the caller has seen part of this reply: asking again would repeat it
+                raise
+
+        return self.retry.run(attempt)
+
+    def _stream_send(self, request: LMRequest, chunk: Any) -> LMResponse:
+        refused: list[_RefusedError] = []
+        while True:
+            body = self._next_body(request, refused)
+            try:
+                return self._stream_once(body, chunk)
+            except _RefusedError as exc:
+                refused.append(exc)
+            self._learn(body, refused[-1])
+
+    def _stream_once(self, body: dict[str, Any], chunk: Any) -> LMResponse:
+        sent = {**body, "stream": True}
+        if not self.__dict__.get("_no_stream_options"):
+            sent["stream_options"] = {"include_usage": True}
+        token = _DEADLINE.set(time.monotonic() + self.timeout)
+        failure: httpx.TransportError | None = None
+        try:
+            with self.client.stream("POST", CHAT_PATH, json=sent) as response:
+                if not 200 <= response.status_code < 300:
+                    response.read()
+                    if "stream_options" in sent and response.status_code in (400, 422) and \
+                            "stream_options" in response.text:
+                        self._no_stream_options = True  # a server that refuses it: usage is then not counted
+                        return self._stream_once(body, chunk)
+                    feature = self._refusal(body, response)
+                    if feature is not None:
+                        raise _RefusedError(feature, self._error(response), body)
+                    raise self._error(response)
+                if "text/event-stream" not in response.headers.get("content-type", ""):
+                    response.read()  # a server that answers in one piece
+                    resp = self._parse(response)
+                    if resp.texts:
+                        chunk(resp.texts[0])
+                    return resp
+                return self._read_events(response, chunk)
+        except httpx.TransportError as exc:
+            failure = exc
+        finally:
+            _DEADLINE.reset(token)
+        assert failure is not None
+        raise self._transport_error(failure)
+
+    def _read_events(self, response: httpx.Response, chunk: Any) -> LMResponse:
+        """The reply from a stream of ``data: {...}`` events (chat completion chunks), ending at ``[DONE]``."""
+        parts: list[str] = []
+        finish = ""
+        usage = Usage(calls=1)
+        counted = False
+        model = self.model
+        for raw in response.iter_lines():
+            line = raw.strip()
+            if not line.startswith("data:"):
+                continue  # blank lines between events, comments (":"), event names
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            problem = None
+            try:
+                event = json.loads(data)
+            except (ValueError, RecursionError) as exc:
+                problem = f"{type(exc).__name__}: {str(exc)[:100]}"
+            if problem is not None:
+                raise LMResponseError(
+                    f"a streamed event from {self._where()} for model {self.model!r} was not valid JSON ({problem}); "
+                    f"it starts: {self.redact(data[:200])!r}", status=response.status_code, model=self.model)
+            if not isinstance(event, dict):
+                continue
+            if "error" in event:
+                shown = json.dumps(event["error"])[:300]
+                raise LMResponseError(
+                    f"{self._where()} reported an error in the middle of a streamed reply for model "
+                    f"{self.model!r}: {self.redact(shown)}", status=response.status_code, model=self.model)
+            for choice in event.get("choices") or ():
+                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                    continue
+                delta = choice.get("delta") or {}
+                content = delta.get("content") if isinstance(delta, dict) else None
+                if isinstance(content, str) and content:
+                    parts.append(content)
+                    chunk(content)
+                if isinstance(choice.get("finish_reason"), str):
+                    finish = choice["finish_reason"]
+            raw_usage = event.get("usage")
+            if isinstance(raw_usage, dict):
+                counted = True
+                usage.prompt_tokens = _int(raw_usage.get("prompt_tokens"))
+                usage.completion_tokens = _int(raw_usage.get("completion_tokens"))
+            if isinstance(event.get("model"), str) and event["model"]:
+                model = event["model"]
+        if not counted:  # a server that sends no usage when streaming (llama-cpp-python's): one token a piece
+            usage.completion_tokens = len(parts)
+        if self.price is not None:
+            usage.cost = (usage.prompt_tokens * self.price[0] + usage.completion_tokens * self.price[1]) / 1e6
+        return LMResponse(texts=["".join(parts)], usage=usage, model=model, finish_reasons=[finish or "stop"])
 
     def score_continuations(self, messages: Any, prefix: str, candidates: Any, **options: Any) -> Any:
         """Candidates scored from the reply's ``top_logprobs`` at the first token that tells them apart, or

@@ -8,28 +8,101 @@ from __future__ import annotations
 
 import contextvars
 import copy
-from collections.abc import Iterator
+import functools
+import inspect
+from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .. import settings
+from ..callbacks import with_callbacks
+from ..lm.usage import track_usage
 
 if TYPE_CHECKING:
     from ..data import Example
     from ..signature import Signature
 
 
+# Set while a module call counts LM usage for its prediction (``track_usage=True``): inner calls leave it be.
+_USAGE_SCOPE: contextvars.ContextVar[bool] = contextvars.ContextVar("promptless_usage_scope", default=False)
+
+
+def _usage_by_model(tracker: Any) -> dict[str, dict[str, Any]]:
+    return {model: {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                    "total_tokens": u.total_tokens, "calls": u.calls, "cost": u.cost}
+            for model, u in tracker.by_model.items()}
+
+
+def _attach_usage(out: Any, tracker: Any) -> None:
+    if hasattr(out, "set_lm_usage"):
+        out.set_lm_usage(_usage_by_model(tracker))
+
+
+def _reporting(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (a module's ``__call__`` or ``acall``) reporting to the callbacks as a module call and, with
+    ``track_usage=True``, giving the prediction of an outermost call its LM usage (``get_lm_usage()``)."""
+    if getattr(fn, "__promptless_callbacks__", None) == "module":
+        return fn
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def counted_async(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if _USAGE_SCOPE.get() or not settings.get("track_usage"):
+                return await fn(self, *args, **kwargs)
+            token = _USAGE_SCOPE.set(True)
+            try:
+                with track_usage() as tracker:
+                    out = await fn(self, *args, **kwargs)
+            finally:
+                _USAGE_SCOPE.reset(token)
+            _attach_usage(out, tracker)
+            return out
+
+        return with_callbacks("module")(counted_async)
+
+    @functools.wraps(fn)
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _USAGE_SCOPE.get() or not settings.get("track_usage"):
+            return fn(self, *args, **kwargs)
+        token = _USAGE_SCOPE.set(True)
+        try:
+            with track_usage() as tracker:
+                out = fn(self, *args, **kwargs)
+        finally:
+            _USAGE_SCOPE.reset(token)
+        _attach_usage(out, tracker)
+        return out
+
+    return with_callbacks("module")(counted)
+
+
 class Module:
-    """Base class of programs: ``__call__`` runs ``forward``; ``acall`` runs ``aforward`` (or ``forward`` in a thread)."""
+    """Base class of programs: ``__call__`` runs ``forward``; ``acall`` runs ``aforward`` (or ``forward`` in a thread).
+
+    Every call reports to the callbacks (``callbacks=`` here, or ``pl.configure(callbacks=...)``), including
+    those of subclasses that define their own ``__call__`` or ``acall``."""
 
     #: The record of the optimizer run that made this program (an ``OptimizationResult``: trials, scores, the
     #: evidence for the pick), set on the program an optimizer's ``compile`` returns; None on any other program.
     optimization: Any = None
 
+    def __init__(self, callbacks: list[Any] | None = None) -> None:
+        self.callbacks: list[Any] = list(callbacks or [])
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("__call__", "acall"):
+            if name in cls.__dict__:
+                setattr(cls, name, _reporting(cls.__dict__[name]))
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define forward(self, ...)")
 
+    @_reporting
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
+    @_reporting
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         aforward = getattr(self, "aforward", None)
         if aforward is not None:
@@ -73,15 +146,61 @@ class Module:
                 continue
             yield from _walk_value(f"{prefix}{key}", value, seen)
 
-    def named_sub_modules(self) -> list[tuple[str, Module]]:
+    def _sub_modules(self) -> list[tuple[str, Module]]:
+        """Every module under this one, depth first, named by its path from here (``"qa"``, ``"steps[0]"``)."""
         seen: set[int] = {id(self)}
-        return [(n, m) for n, m in self._walk("", seen)]
+        return list(self._walk("", seen))
+
+    def named_sub_modules(self, type_: type | None = None, skip_compiled: bool = False) -> Iterator[tuple[str, Any]]:
+        """This module and every module under it, breadth first, named as DSPy names them: ``"self"``,
+        ``"self.qa"``, ``"self.steps[0]"``, ``"self.by_name[key]"``. ``type_`` keeps those of one class;
+        ``skip_compiled`` does not look inside modules an optimizer returned."""
+        want = Module if type_ is None else type_
+        queue: deque[tuple[str, Any]] = deque([("self", self)])
+        seen = {id(self)}
+        while queue:
+            name, item = queue.popleft()
+            if isinstance(item, want):
+                yield name, item
+            if isinstance(item, Module):
+                if skip_compiled and item is not self and getattr(item, "optimization", None) is not None:
+                    continue
+                children = [(f"{name}.{k}", v) for k, v in vars(item).items() if not k.startswith("_")]
+            elif isinstance(item, (list, tuple)):
+                children = [(f"{name}[{i}]", v) for i, v in enumerate(item)]
+            elif isinstance(item, dict):
+                children = [(f"{name}[{k}]", v) for k, v in item.items()]
+            else:
+                continue
+            for child_name, child in children:
+                if isinstance(child, (Module, list, tuple, dict)) and id(child) not in seen:
+                    seen.add(id(child))
+                    queue.append((child_name, child))
 
     def named_predictors(self) -> list[tuple[str, Predictor]]:
-        return [(n, m) for n, m in self.named_sub_modules() if isinstance(m, Predictor)]
+        """The predictors of this program by their path (``"qa"``, ``"steps[0]"``, ``"by_name['key']"``); a
+        predictor on its own is ``"self"``. These names key ``dump_state``, ``save`` and the optimizers."""
+        return [(n, m) for n, m in self._sub_modules() if isinstance(m, Predictor)]
 
     def predictors(self) -> list[Predictor]:
         return [p for _, p in self.named_predictors()]
+
+    def named_parameters(self) -> list[tuple[str, Predictor]]:
+        """DSPy's name for ``named_predictors``: the learnable parts are the predictors."""
+        return self.named_predictors()
+
+    def parameters(self) -> list[Predictor]:
+        """DSPy's name for ``predictors``."""
+        return self.predictors()
+
+    def inspect_history(self, n: int = 1) -> str:
+        """Print the last ``n`` LM calls this program's predictors made (from the process-wide log of the last
+        200 calls), and return the text. ``pl.inspect_history(n)`` shows every LM's."""
+        from ..lm.calllog import calls_of, format_calls
+
+        text = format_calls(calls_of(list(self.predictors()), n))
+        print(text)
+        return text
 
     def set_lm(self, lm: Any) -> None:
         for p in self.predictors():
@@ -110,9 +229,11 @@ class Module:
         return {name: p.dump_state() for name, p in self.named_predictors()}
 
     def load_state(self, state: dict[str, Any]) -> Module:
-        from ..persist import apply_state
+        """Load what ``dump_state`` gave, or the state DSPy's ``dump_state`` gives for the same program."""
+        from ..persist import apply_state, looks_like_dspy
 
-        apply_state(self, {"predictors": state})
+        apply_state(self, {**state, "format": "dspy"} if isinstance(state, dict) and looks_like_dspy(state)
+                    else {"predictors": state})
         return self
 
     def save(self, path: str | Path, *, save_program: bool = False, metadata: dict[str, Any] | None = None) -> Path:
@@ -122,7 +243,9 @@ class Module:
         return save(self, path, save_program=save_program, metadata=metadata)
 
     def load(self, path: str | Path) -> Module:
-        """Load state saved by ``save``; on any problem the program is left unchanged."""
+        """Load state saved by ``save``, or the JSON state DSPy's ``save`` wrote for the same program (its
+        instructions, field descriptions and prefixes, demos, and its LMs' sampling settings); on any problem
+        the program is left unchanged. A pickle is refused, never loaded."""
         from ..persist import load
 
         load(self, path)

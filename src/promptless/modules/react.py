@@ -195,10 +195,10 @@ class ReAct(Module):
         return i
 
     def forward(self, **kwargs: Any) -> Prediction:
-        inputs, call_opts = self._split(kwargs)
+        inputs, call_opts, max_iters = self._split(kwargs)
         trajectory: dict[str, Any] = {}
         with track_usage() as usage:
-            for _ in range(self.max_iters):
+            for _ in range(max_iters):
                 try:
                     step = _fit(trajectory, lambda: self.react(**self._step_inputs(inputs, trajectory), **call_opts))
                     thought, name, args = step.next_thought, step.next_tool_name, step.next_tool_args
@@ -215,10 +215,10 @@ class ReAct(Module):
         return _result(out, trajectory, usage.total)
 
     async def aforward(self, **kwargs: Any) -> Prediction:
-        inputs, call_opts = self._split(kwargs)
+        inputs, call_opts, max_iters = self._split(kwargs)
         trajectory: dict[str, Any] = {}
         with track_usage() as usage:
-            for _ in range(self.max_iters):
+            for _ in range(max_iters):
                 try:
                     step = await _afit(
                         trajectory, lambda: self.react.acall(**self._step_inputs(inputs, trajectory), **call_opts))
@@ -236,8 +236,14 @@ class ReAct(Module):
                 trajectory, lambda: self.extract.acall(**self._step_inputs(inputs, trajectory), **call_opts))
         return _result(out, trajectory, usage.total)
 
-    def _split(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The signature's inputs, and per-call options (lm=, config=, temperature= ...) for every step."""
+    def _split(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int]:
+        """The signature's inputs, per-call options (lm=, config=, temperature= ...) for every step, and the
+        most steps this call may take (``max_iters=`` for this call only, else the module's)."""
+        max_iters = self.max_iters
+        if "max_iters" in kwargs and "max_iters" not in self.signature.input_fields:
+            max_iters = kwargs.pop("max_iters")
+            if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
+                raise ConfigurationError(f"ReAct: max_iters must be a whole number >= 1, got {max_iters!r}")
         inputs = {k: v for k, v in kwargs.items() if k in self.signature.input_fields}
         missing = [k for k in self.signature.input_fields if k not in inputs]
         if missing:
@@ -245,7 +251,7 @@ class ReAct(Module):
                 f"ReAct({self.signature.signature_string()}): missing input(s) {', '.join(missing)}. "
                 f"Call it with {', '.join(f'{n}=...' for n in self.signature.input_fields)}"
             )
-        return inputs, {k: v for k, v in kwargs.items() if k not in inputs}
+        return inputs, {k: v for k, v in kwargs.items() if k not in inputs}, max_iters
 
     def __repr__(self) -> str:
         return (f"ReAct({self.signature.signature_string()}, tools={list(self.tools)}, max_iters={self.max_iters})\n"

@@ -23,10 +23,12 @@ from .report import write_report
 from .result import OptimizationResult, Trial
 
 Teleprompter = Optimizer
+BootstrapRS = BootstrapFewShotWithRandomSearch  # DSPy's short name
 
 __all__ = [
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
+    "BootstrapRS",
     "Budget",
     "KNNFewShot",
     "LabeledFewShot",

@@ -236,6 +236,24 @@ class GuardedLM:
         self._budget.settle(self._role, *_cost_of(resp), ticket)
         return resp
 
+    def score_continuations(self, *args: Any, **kwargs: Any) -> Any:
+        """Label scoring (``pl.Classify``) counts against the budget like a request: one call, none from the cache."""
+        from ..errors import ScoringNotSupportedError
+
+        ticket = self._budget.reserve(self._role)
+        try:
+            result = self._lm.score_continuations(*args, **kwargs)
+        except ScoringNotSupportedError:
+            self._budget.settle(self._role, 0, 0.0, ticket)  # refused before anything was asked
+            raise
+        except BaseException:
+            self._budget.settle(self._role, 1, 0.0, ticket)  # it may have reached the backend: count it
+            raise
+        usage = getattr(result, "usage", None)
+        self._budget.settle(self._role, int(getattr(usage, "calls", 1)), float(getattr(usage, "cost", None) or 0.0),
+                            ticket)
+        return result
+
     def __call__(self, prompt: str | None = None, messages: Any = None, **params: Any) -> list[str]:
         return list(self.request(messages, prompt=prompt, **params).texts)
 

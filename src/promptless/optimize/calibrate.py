@@ -58,7 +58,6 @@ from ..modules.module import Module
 from ..modules.scored import Classify, ScoredPrediction, softmax
 from ..values import render_value, to_jsonable
 from .base import Optimizer
-from .budget import unwrap_lm
 from .fingerprint import example_key, program_fingerprint
 from .result import Trial
 from .run import Run
@@ -182,31 +181,6 @@ def content_free_offsets(scores: Sequence[Sequence[float]]) -> list[float]:
 # -- the optimizer -----------------------------------------------------------------------------------------
 
 
-class _ScoringBudget:
-    """A predictor's budgeted task LM that also counts ``score_continuations`` calls against the run's budget."""
-
-    def __init__(self, guarded: Any, run: Run) -> None:
-        self._lm = guarded
-        self._run = run
-
-    def score_continuations(self, *args: Any, **kwargs: Any) -> Any:
-        budget = self._run.budget
-        budget.reserve()
-        try:
-            result = unwrap_lm(self._lm).score_continuations(*args, **kwargs)
-        except BaseException:
-            budget.settle("task", 1, 0.0)  # it may have reached the backend: count it
-            raise
-        budget.settle("task", result.usage.calls, result.usage.cost or 0.0)
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._lm, name)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _ScoringBudget:
-        return self
-
-
 class Calibrate(Optimizer):
     """Learn per-label offsets for every ``pl.Classify`` in a program (see the module docstring).
 
@@ -283,7 +257,7 @@ class Calibrate(Optimizer):
             )
         bound = student.deepcopy()
         for p in bound.predictors():
-            p.lm = _ScoringBudget(run.guard(run.task_lm(p), "task"), run)
+            p.lm = run.guard(run.task_lm(p), "task")
         bound_named = dict(bound.named_predictors())
         names = {id(bound_named[n]): n for n, _ in classifiers}
 

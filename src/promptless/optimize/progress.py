@@ -1,4 +1,5 @@
-"""The live progress line of an optimizer: trial, best score and LM calls, on stderr when it is a terminal.
+"""The live progress line of an optimizer (trial, best score, LM calls) or of a labelling run (inputs done, LM
+calls), on stderr when it is a terminal.
 
 rich is imported only when the display is shown.
 """
@@ -11,13 +12,15 @@ from typing import Any
 
 class Progress:
     def __init__(self, name: str, *, enabled: bool | None = None, max_calls: int | None = None,
-                 total: int | None = None) -> None:
+                 total: int | None = None, unit: str = "trial", show_best: bool = True) -> None:
         if enabled is None:
             enabled = bool(getattr(sys.stderr, "isatty", lambda: False)())
         self.enabled = enabled
         self.name = name
         self.max_calls = max_calls
         self.total = total
+        self.unit = unit  # what the count counts: trials of an optimizer, inputs of a labelling run
+        self.show_best = show_best
         self.trial: int | None = None
         self.best: float | None = None
         self.calls = 0
@@ -48,7 +51,8 @@ class Progress:
             trial += f"/{self.total}"
         best = "-" if self.best is None else f"{self.best:.1f}"
         calls = f"{self.calls}" + (f"/{self.max_calls}" if self.max_calls is not None else "")
-        return f"{self.name}  {self.stage}  trial {trial}  best {best}  LM calls {calls}"
+        best_part = f"  best {best}" if self.show_best else ""
+        return f"{self.name}  {self.stage}  {self.unit} {trial}{best_part}  LM calls {calls}"
 
     def _render(self) -> Any:
         from rich.text import Text

@@ -103,7 +103,8 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
         return self.num_candidate_programs + 4
 
     def _compile(self, run: Run, student: Module, trainset: list[Example], valset: list[Example],
-                 teacher: Module | None, **kwargs: Any) -> Module:
+                 teacher: Module | None, restrict: Any = None, **kwargs: Any) -> Module:
+        wanted = self._check_restrict(restrict)
         if kwargs:
             raise TypeError(
                 f"BootstrapFewShotWithRandomSearch.compile() got unexpected option(s): {', '.join(sorted(kwargs))}"
@@ -140,6 +141,8 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
                 break  # no new distinct candidate (or the budget ran out while bootstrapping)
             ds = sets[-1]
             candidate_sets.append(ds)
+            if wanted is not None and len(candidate_sets) - 1 - 3 not in wanted:
+                continue  # a candidate compile(restrict=...) left out
             program = ds.apply(student.deepcopy())
             params = {"candidate": len(candidate_sets) - 1, **ds.describe()}
             described.append(params)
@@ -163,6 +166,23 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
                         best_score, best_program, best_params = score, built, params
         run.notes.candidates = {"demo_sets": described, **({"knn": knn_note} if knn_note else {})}
         return sel.decide(student, best_program, best_params)
+
+    def _check_restrict(self, restrict: Any) -> set[int] | None:
+        """``compile(restrict=...)``: DSPy's candidate seeds to score, -3 (zero-shot), -2 (labelled demos only),
+        -1 (the unshuffled bootstrap), then 0, 1, ... (the shuffled bootstraps); None scores them all."""
+        if restrict is None:
+            return None
+        try:
+            wanted = set(restrict)
+        except TypeError:
+            raise ConfigurationError(f"restrict must be a list of candidate seeds, got {restrict!r}") from None
+        seeds = range(-3, self.num_candidate_programs)
+        if not wanted & set(seeds):
+            raise ConfigurationError(
+                f"restrict={sorted(wanted, key=str)!r} names no candidate: the seeds are -3 (zero-shot), "
+                f"-2 (labelled demos), -1 (unshuffled bootstrap) and 0 to {self.num_candidate_programs - 1}"
+            )
+        return wanted
 
     def _score(self, run: Run, program: Module, val: list[Example], params: dict[str, Any]) -> float | None:
         """A candidate's score on the search examples (a trial), or None when the budget ran out."""
