@@ -1,5 +1,18 @@
-"""DSPy's import paths for helpers: ``pl.utils.callback.BaseCallback``."""
+"""DSPy's import paths for helpers: ``pl.utils.callback.BaseCallback``, ``pl.utils.DummyLM``."""
+
+from __future__ import annotations
+
+from typing import Any
 
 from . import callback as callback
 
-__all__ = ["callback"]
+
+def __getattr__(name: str) -> Any:
+    if name in ("DummyLM", "DummyVectorizer", "dummies"):
+        from . import dummies
+
+        return dummies if name == "dummies" else getattr(dummies, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["DummyLM", "DummyVectorizer", "callback"]
