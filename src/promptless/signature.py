@@ -161,12 +161,18 @@ def _marker(kind: str, desc: str | None, prefix: str | None, options: dict[str, 
     if desc is None:
         desc = description if description is not None else ""
     default = options.pop("default", NO_DEFAULT)
+    factory = options.pop("default_factory", None)
+    if factory is not None:
+        if default is not NO_DEFAULT or not callable(factory):
+            raise SignatureError(f"{what}(default_factory=...) takes a function of no arguments (list, dict ...), "
+                                 "and not together with default=")
+        default = factory()  # made once here; every use takes a deep copy of it
     for key in _NO_EFFECT & set(options):
         options.pop(key)
     unknown = sorted(set(options) - set(_RULE_WORDS))
     if unknown:
         raise SignatureError(
-            f"{what}() does not take {', '.join(unknown)}; it takes desc=, prefix=, default= and the value rules "
+            f"{what}() does not take {', '.join(unknown)}; it takes desc=, prefix=, default=, default_factory= and the value rules "
             f"{', '.join(_RULE_WORDS)} (for other checks, validate the value in your module's forward)"
         )
     constraints: list[tuple[str, Any]] = []
@@ -192,15 +198,16 @@ def _marker(kind: str, desc: str | None, prefix: str | None, options: dict[str, 
 
 
 def InputField(*, desc: str | None = None, prefix: str | None = None, **options: Any) -> Any:  # noqa: N802
-    """Declare an input field in a class-based signature. ``default=`` fills the input when a call leaves it
-    out; the value rules (``ge=``, ``max_length=`` ...) are shown to the model."""
+    """Declare an input field in a class-based signature. ``default=`` (or ``default_factory=list``, a fresh
+    copy each time) fills the input when a call leaves it out; the value rules (``ge=``, ``max_length=`` ...) are shown to the model."""
     return _marker("input", desc, prefix, options)
 
 
 def OutputField(*, desc: str | None = None, prefix: str | None = None, **options: Any) -> Any:  # noqa: N802
     """Declare an output field in a class-based signature. Value rules (``gt=``, ``ge=``, ``lt=``, ``le=``,
     ``multiple_of=``, ``min_length=``, ``max_length=``, ``pattern=``) are shown to the model and a reply that
-    breaks one is asked again once, then refused; ``default=`` is used when the reply leaves the field out."""
+    breaks one is asked again once, then refused; ``default=`` (or ``default_factory=``, a fresh copy each time)
+    is used when the reply leaves the field out."""
     return _marker("output", desc, prefix, options)
 
 

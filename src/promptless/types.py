@@ -38,7 +38,8 @@ class LMRequest:
     ``rollout_id`` makes otherwise-identical requests distinct cache entries.
     ``tools`` are function schemas in the OpenAI shape (``{"type": "function",
     "function": {...}}``) for native function calling, ``tool_choice`` as that
-    API takes it.
+    API takes it; ``parallel_tool_calls`` whether the model may call several tools in one reply (sent only
+    with ``tools``; None: the server's default).
     """
 
     messages: list[Message]
@@ -52,6 +53,7 @@ class LMRequest:
     rollout_id: int | str | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def sampling(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ grammar when the LM takes one (``retry_params``), else through its fallback adap
 Typed values (``pl.Image`` and the rest of ``promptless.media``) are written by ``parts.render_input``: media
 become content parts of the message. A ``pl.ToolCalls`` output beside an input holding ``pl.Tool``s is asked
 of the server's native function calling when the LM has it (``parts.tool_plan``), and read from the reply
-text otherwise; ``use_native_function_calling`` (None: when the LM has it) says which.
+text otherwise; ``use_native_function_calling`` (None: when the LM has it) says which, and ``parallel_tool_calls=True``/``False`` asks the server to allow several calls in one reply or not.
 """
 
 from __future__ import annotations
@@ -114,9 +114,10 @@ class Adapter:
     name = "adapter"
 
     def __init__(self, fallback: Adapter | None = None, use_native_function_calling: bool | None = None,
-                 callbacks: list[Any] | None = None) -> None:
+                 callbacks: list[Any] | None = None, parallel_tool_calls: bool | None = None) -> None:
         self.fallback = fallback
         self.use_native_function_calling = use_native_function_calling
+        self.parallel_tool_calls = parallel_tool_calls
         self.callbacks: list[Any] = list(callbacks or [])
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -200,6 +201,11 @@ class Adapter:
             raise first_error or ParseError("the LM returned no completions", adapter=self.name)
         return parsed
 
+    def _tool_params(self) -> dict[str, Any]:
+        """What a native tool call sends besides the tools: ``parallel_tool_calls`` when it was set."""
+        value = getattr(self, "parallel_tool_calls", None)
+        return {} if value is None else {"parallel_tool_calls": value}
+
     def _plan(self, lm: LanguageModel, signature: type[Signature], inputs: Mapping[str, Any]) -> ToolPlan | None:
         return tool_plan(lm, signature, inputs, getattr(self, "use_native_function_calling", None))
 
@@ -228,7 +234,8 @@ class Adapter:
         plan = self._plan(lm, signature, inputs)
         if plan is not None:
             try:
-                resp = lm.request(self.format(plan.signature, demos, plan.inputs), tools=plan.tools, **params)
+                resp = lm.request(self.format(plan.signature, demos, plan.inputs), tools=plan.tools,
+                                  **self._tool_params(), **params)
             except LMError as exc:
                 if exc.refused != "tools":
                     raise
@@ -268,7 +275,7 @@ class Adapter:
         if plan is not None:
             try:
                 resp = await lm.arequest(self.format(plan.signature, demos, plan.inputs), tools=plan.tools,
-                                         **params)
+                                         **self._tool_params(), **params)
             except LMError as exc:
                 if exc.refused != "tools":
                     raise

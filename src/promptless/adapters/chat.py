@@ -15,6 +15,7 @@ raw reply.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -48,12 +49,15 @@ class ChatAdapter(Adapter):
     name = "chat"
 
     def __init__(self, fallback: Adapter | bool | None = True, use_grammar: bool | str = "fallback",
-                 use_native_function_calling: bool | None = None, callbacks: list[Any] | None = None) -> None:
+                 use_native_function_calling: bool | None = None, callbacks: list[Any] | None = None,
+                 parallel_tool_calls: bool | None = None) -> None:
         if use_grammar not in (True, False, "fallback"):
             raise ConfigurationError(f"use_grammar must be True, False or 'fallback', got {use_grammar!r}")
         if fallback is True:
-            fallback = JSONAdapter(use_native_function_calling=use_native_function_calling)
-        super().__init__(fallback or None, use_native_function_calling, callbacks=callbacks)
+            fallback = JSONAdapter(use_native_function_calling=use_native_function_calling,
+                                   parallel_tool_calls=parallel_tool_calls)
+        super().__init__(fallback or None, use_native_function_calling, callbacks=callbacks,
+                         parallel_tool_calls=parallel_tool_calls)
         self.use_grammar = use_grammar
         self._system_cache: dict[tuple[Any, ...], str] = {}
 
@@ -149,7 +153,8 @@ class ChatAdapter(Adapter):
             # No headers at all: a single output field may be the whole reply.
             (only,) = outputs
             found[only] = text
-        values: dict[str, Any] = {n: f.default for n, f in outputs.items() if n not in found and f.has_default}
+        values: dict[str, Any] = {n: copy.deepcopy(f.default) for n, f in outputs.items()
+                                  if n not in found and f.has_default}
         missing = [n for n in outputs if n not in found and n not in values]
         invalid: dict[str, str] = {}
         rules: dict[str, str] = {}

@@ -7,6 +7,7 @@ adapter falls back to this adapter once when its own parse fails.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -31,8 +32,9 @@ class JSONAdapter(Adapter):
     name = "json"
 
     def __init__(self, use_schema: bool = True, use_native_function_calling: bool | None = None,
-                 callbacks: list[Any] | None = None) -> None:
-        super().__init__(None, use_native_function_calling, callbacks=callbacks)
+                 callbacks: list[Any] | None = None, parallel_tool_calls: bool | None = None) -> None:
+        super().__init__(None, use_native_function_calling, callbacks=callbacks,
+                         parallel_tool_calls=parallel_tool_calls)
         self.use_schema = use_schema
 
     def system_message(self, signature: type[Signature]) -> str:
@@ -93,7 +95,7 @@ class JSONAdapter(Adapter):
             elif name.casefold() in lowered:
                 raw = lowered[name.casefold()]
             elif f.has_default:
-                values[name] = f.default
+                values[name] = copy.deepcopy(f.default)
                 continue
             else:
                 missing.append(name)

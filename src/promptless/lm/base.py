@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .cache import Cache
 
 _REQUEST_FIELDS = {"temperature", "max_tokens", "n", "stop", "seed", "response_format", "grammar", "rollout_id",
-                   "tools", "tool_choice"}
+                   "tools", "tool_choice", "parallel_tool_calls"}
 
 _cache_key_fn: Any = None  # cache.cache_key, once the first key is made
 

@@ -505,6 +505,8 @@ class OpenAILM(LM):
             body["tools"] = [dict(t) for t in request.tools]
             if request.tool_choice is not None:
                 body["tool_choice"] = request.tool_choice
+            if request.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = request.parallel_tool_calls
         body.update(request.extra)
         return body
 

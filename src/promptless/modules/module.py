@@ -119,6 +119,10 @@ class Module:
         max_errors: int | None = None,
         return_failed_examples: bool = False,
         executor: Any = None,
+        provide_traceback: bool = False,
+        disable_progress_bar: bool = True,
+        timeout: float | None = None,
+        straggler_limit: int = 3,
     ) -> Any:
         """Run this program on every example's inputs (``example.inputs()``), in parallel; results in input order.
 
@@ -126,7 +130,8 @@ class Module:
         ``pl.context(executor=...)`` setting when neither is given). Once more than ``max_errors`` examples have
         failed (None: never stop) no new one starts and ``PromptlessError`` is raised. A failed example's result
         is None; with ``return_failed_examples=True`` the call returns ``(results, failed_examples,
-        exceptions)`` instead, the failed examples' inputs with their exceptions, in input order."""
+        exceptions)`` instead, the failed examples' inputs with their exceptions, in input order. ``timeout``,
+        ``straggler_limit``, ``provide_traceback`` and ``disable_progress_bar`` mean what they mean to ``Parallel``."""
         from ..data import Example
         from ..errors import ConfigurationError
         from .parallel import Parallel
@@ -137,7 +142,9 @@ class Module:
                                          "items with pl.Example(...).with_inputs(...)")
         pairs = [(self, example.inputs() if example.input_keys is not None else example) for example in examples]
         return Parallel(num_threads=num_threads, max_errors=max_errors, return_failed_examples=return_failed_examples,
-                        executor=executor)(pairs)
+                        executor=executor, provide_traceback=provide_traceback,
+                        disable_progress_bar=disable_progress_bar, timeout=timeout,
+                        straggler_limit=straggler_limit)(pairs)
 
     # -- walking the program -------------------------------------------------
     def _walk(self, prefix: str, seen: set[int]) -> Iterator[tuple[str, Any]]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import settings
 from ..adapters.base import Adapter
+from ..adapters.parsing import is_optional
 from ..data import Example, Prediction
 from ..errors import ConfigurationError
 from ..lm.calllog import calls_by
@@ -159,6 +160,8 @@ class Predict(Predictor):
         for name, f in signature.input_fields.items():
             if name not in kwargs and f.has_default:
                 kwargs[name] = copy.deepcopy(f.default)
+            elif name not in kwargs and is_optional(f.annotation)[0]:
+                kwargs[name] = None  # an input typed "X | None" may be left out: it is None
         unknown = [k for k in kwargs if k not in signature.input_fields]
         missing = [k for k in signature.input_fields if k not in kwargs]
         if unknown or missing:
