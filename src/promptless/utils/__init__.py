@@ -9,8 +9,9 @@ from . import callback as callback
 
 def __getattr__(name: str) -> Any:
     if name in ("DummyLM", "DummyVectorizer", "dummies"):
-        from . import dummies
+        import importlib
 
+        dummies = importlib.import_module(f"{__name__}.dummies")
         return dummies if name == "dummies" else getattr(dummies, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
