@@ -85,21 +85,23 @@ def test_batch_takes_parallels_options():
         Double().batch(examples, timeout=-1)
 
 
+SEEN: list[LMRequest] = []  # what ToolLM was asked (a module list: the LM may be copied on the way)
+
+
 class ToolLM(dspy.LM):
     """An LM with native function calling that keeps each request and calls the first tool it is offered."""
 
     provider = "test"
 
     def __init__(self):
-        super().__init__("tool-test")
-        self.requests: list[LMRequest] = []
+        super().__init__("tool-test", cache=False)
 
     @property
     def supports_function_calling(self) -> bool:
         return True
 
     def complete(self, request: LMRequest) -> LMResponse:
-        self.requests.append(request)
+        SEEN.append(request)
         name = request.tools[0]["function"]["name"] if request.tools else ""
         return LMResponse(texts=[""], usage=Usage(calls=1), model=self.model,
                           tool_calls=[[{"id": "c1", "name": name, "args": {"query": "x"}}]])
@@ -119,12 +121,12 @@ class Route(dspy.Signature):
 @pytest.mark.parametrize("adapter", [dspy.ChatAdapter(parallel_tool_calls=False),
                                      dspy.JSONAdapter(parallel_tool_calls=False)])
 def test_parallel_tool_calls_goes_with_native_tools(adapter):
-    lm = ToolLM()
-    with dspy.context(lm=lm, adapter=adapter):
+    SEEN.clear()
+    with dspy.context(lm=ToolLM(), adapter=adapter):
         out = dspy.Predict(Route)(question="q", tools=[dspy.Tool(search)])
     assert out.calls.tool_calls[0].name == "search"
-    assert lm.requests[0].parallel_tool_calls is False
-    assert lm.requests[0].tools
+    assert SEEN[0].parallel_tool_calls is False
+    assert SEEN[0].tools
 
 
 def test_parallel_tool_calls_reaches_an_openai_compatible_body():
