@@ -155,3 +155,20 @@ def test_default_factory_gives_a_fresh_value_each_time():
     assert second.tags == []
     with pytest.raises(dspy.SignatureError, match="default_factory"):
         dspy.OutputField(default=[], default_factory=list)
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: dspy.Refine(m, N=4, reward_fn=lambda a, p: 1.0, threshold=0.0, fail_count=1),
+    lambda m: dspy.BestOfN(m, N=4, reward_fn=lambda a, p: 1.0, threshold=0.0, fail_count=1),
+])
+def test_fail_count_is_how_many_failures_are_tolerated(make):
+    calls = []
+
+    class Flaky(dspy.Module):
+        def forward(self, q):
+            calls.append(q)
+            raise ValueError("always")
+
+    with pytest.raises(ValueError):
+        make(Flaky())(q="x")
+    assert len(calls) == 2  # one failure tolerated, the second raises

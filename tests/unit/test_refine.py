@@ -70,7 +70,7 @@ def test_failing_attempts_count_towards_fail_count():
     always_bad = pl.Predict("q -> a, b", lm=pl.ScriptedLM(["nothing"]), adapter=pl.ChatAdapter(fallback=False))
     with pytest.raises(pl.ParseError):
         pl.Refine(always_bad, N=5, reward_fn=lambda a, p: 1.0, threshold=1.0, fail_count=2)(q="x")
-    assert len(always_bad.lm.requests) == 2  # stopped at fail_count
+    assert len(always_bad.lm.requests) == 3  # two failures tolerated, the third raised
 
 
 def test_all_attempts_failing_raises_the_last_error():

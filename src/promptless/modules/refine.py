@@ -17,8 +17,9 @@ function returned (or the error the attempt raised). The hint lives only in
 the copy; the module itself is never modified, so it is safe to use from
 several threads.
 
-Attempts that raise count as failures; after ``fail_count`` of them (``N`` by
-default) the last error is raised. Under an active trace (as when an
+Attempts that raise count as failures; ``fail_count`` of them (``N`` by
+default) are tolerated, and the next one raises (as in DSPy: ``fail_count=1``
+lets one attempt fail). When every attempt fails, the last error is raised. Under an active trace (as when an
 optimizer bootstraps demos) only the returned attempt's steps are added to
 it, recorded against the module's own predictors.
 """
@@ -113,7 +114,7 @@ class BestOfN(Module):
             except Exception as exc:
                 failures += 1
                 attempts.append(Attempt(index, None, float("-inf"), error=exc))
-                if failures >= self.fail_count:
+                if failures > self.fail_count:
                     raise
                 continue
             attempts.append(Attempt(index, pred, score, feedback))
@@ -122,7 +123,7 @@ class BestOfN(Module):
                 best = (score, pred, mapped)
             if score >= self.threshold:
                 break
-        if best is None:  # every attempt failed but fewer than fail_count: report the last error
+        if best is None:  # every attempt failed, within fail_count: report the last error
             last = attempts[-1].error
             assert last is not None
             raise last
