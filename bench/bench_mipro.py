@@ -351,6 +351,8 @@ LABELS = {
     "promptless/mipro2": "promptless MIPROv2 light, up to 2 demos",
     "promptless/mipro2_placeholder_demos": "promptless MIPROv2 light, up to 2 demos, before demos left out missing "
                                            "typed fields",
+    "promptless/calibrate": "promptless Calibrate (pl.Classify, fit on train, checked on the valset)",
+    "promptless/gepa": "promptless GEPA light",
     "promptless/labeled": "promptless LabeledFewShot(k=4)",
     "promptless/bootstrap": "promptless BootstrapFewShot(4 bootstrapped)",
     "promptless/random": "promptless BootstrapFewShotWithRandomSearch(3 candidates)",
