@@ -420,6 +420,16 @@ def main() -> None:
     messages = _promptless_messages(examples[:2])
     prefix = _shared_prefix(llama, messages[0], messages[1])
 
+    def busy(row: str) -> list[float]:
+        """The load average now, with a warning when other work is running: the figures would not be the
+        machine's own (llama.cpp's threads stall when they lose their cores)."""
+        load = _loadavg()
+        cores = meta["machine"]["usable_cores"] or 1
+        if load and load[0] > 0.5 * cores:
+            print(f"warning: load average {load[0]} on {cores} cores before {row}: the machine is not quiet",
+                  flush=True)
+        return load
+
     def record(row: str, body: dict[str, Any], before: list[float]) -> None:
         body.update(threads=args.threads, loadavg_before=before, loadavg_after=_loadavg(),
                     at=time.strftime("%Y-%m-%d %H:%M:%S"))
@@ -428,13 +438,13 @@ def main() -> None:
         print(f"{row}: {json.dumps(shown)}", flush=True)
 
     if "floor" in rows:
-        before = _loadavg()
+        before = busy("floor")
         probe = "\n\n".join(m[-1]["content"] for m in _promptless_messages(load_events("train", limit=40)))
         record("floor", {**measure_floor(llama, probe), "load_seconds": load_seconds}, before)
 
     if "embedded" in rows:
         llama.reset()  # start cold: the row pays for the shared prefix once, as its floor does
-        before = _loadavg()
+        before = busy("embedded")
         record("embedded", {**run_promptless(lm, examples), **prefix}, before)
 
     if "server" in rows or "dspy" in rows:
@@ -444,12 +454,12 @@ def main() -> None:
                 # greedy and the same reply limit as the embedded model (the server's own default is 0.8)
                 client = pl.LM(f"openai/{MODEL}", base_url=server.base, api_key="none", cache=False,
                                temperature=0.0, max_tokens=512)
-                before = _loadavg()
+                before = busy("server")
                 record("server", {**run_promptless(client, examples), **prefix}, before)
             if "dspy" in rows:
                 assert python is not None
                 child_out = out.with_name(out.stem + ".dspy_child.json")
-                before = _loadavg()
+                before = busy("dspy")
                 body = run_dspy(python, server.base, len(examples), child_out)
                 child_out.unlink(missing_ok=True)
                 msgs = body.pop("messages") or []
@@ -463,6 +473,10 @@ def main() -> None:
 
 LABELS = {"embedded": "promptless, embedded (`local/`)", "server": "promptless via llama_cpp.server",
           "dspy": f"DSPy {DSPY_VERSION} via llama_cpp.server"}
+
+
+def _num(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
 
 
 def table(data: dict[str, Any]) -> str:
@@ -480,7 +494,7 @@ def table(data: dict[str, Any]) -> str:
             continue
         n = r["n"]
         lines.append(
-            f"| {label} | {r['seconds_per_example']:.2f} | {r.get('floor_seconds_per_example') or '–'} | "
+            f"| {label} | {r['seconds_per_example']:.2f} | {_num(r.get('floor_seconds_per_example'))} | "
             f"{r.get('ratio') or '–'} | {r.get('ratio_vs_embedded') or '–'} | {r['calls']} | "
             f"{r['prompt_tokens'] / n:.0f} | {r['completion_tokens'] / n:.1f} | {r.get('shared_prefix_tokens')} | "
             f"{r['accuracy']:.2f} | {(r.get('loadavg_before') or ['–'])[0]} → {(r.get('loadavg_after') or ['–'])[0]} |")
