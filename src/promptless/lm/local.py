@@ -307,6 +307,16 @@ class LocalLM(LM):
                 "llama.cpp's llama-server --jinja and use pl.LM('openai/<model>', base_url=...)."
             )
 
+    def _llama_error(self, exc: Exception) -> LMError:
+        """What a llama.cpp failure means for the caller: a prompt too long for the context, or a failed call."""
+        if isinstance(exc, ValueError) and "exceed context window" in str(exc):
+            return ContextWindowError(
+                f"{exc}; shorten the prompt (fewer demos) or load the model with a larger n_ctx "
+                f"(LocalLM({self.model!r}, n_ctx=...), now {self.n_ctx})",
+                model=self.model,
+            )
+        return LMError(f"llama.cpp failed: {exc}", model=self.model)
+
     def complete(self, request: LMRequest) -> LMResponse:
         self._refuse_what_it_cannot_take(request)
         self.load()
@@ -334,16 +344,8 @@ class LocalLM(LM):
                         seed=seed,
                         grammar=grammar,
                     )
-                except ValueError as exc:
-                    if "exceed context window" in str(exc):
-                        raise ContextWindowError(
-                            f"{exc}; shorten the prompt (fewer demos) or load the model with a larger n_ctx "
-                            f"(LocalLM({self.model!r}, n_ctx=...), now {self.n_ctx})",
-                            model=self.model,
-                        ) from exc
-                    raise LMError(f"llama.cpp failed: {exc}", model=self.model) from exc
-                except RuntimeError as exc:
-                    raise LMError(f"llama.cpp failed: {exc}", model=self.model) from exc
+                except (ValueError, RuntimeError) as exc:
+                    raise self._llama_error(exc) from exc
                 choice = reply["choices"][0]
                 texts.append(choice["message"].get("content") or "")
                 reasons.append(choice.get("finish_reason") or "stop")
@@ -387,16 +389,8 @@ class LocalLM(LM):
                         on_chunk(text)
                     if choice.get("finish_reason"):
                         finish = choice["finish_reason"]
-            except ValueError as exc:
-                if "exceed context window" in str(exc):
-                    raise ContextWindowError(
-                        f"{exc}; shorten the prompt (fewer demos) or load the model with a larger n_ctx "
-                        f"(LocalLM({self.model!r}, n_ctx=...), now {self.n_ctx})",
-                        model=self.model,
-                    ) from exc
-                raise LMError(f"llama.cpp failed: {exc}", model=self.model) from exc
-            except RuntimeError as exc:
-                raise LMError(f"llama.cpp failed: {exc}", model=self.model) from exc
+            except (ValueError, RuntimeError) as exc:
+                raise self._llama_error(exc) from exc
             completion = len(parts)
             prompt = max(0, int(getattr(loaded.llama, "n_tokens", 0)) - completion)
         usage = Usage(calls=1, prompt_tokens=prompt, completion_tokens=completion)
