@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import settings as settings
 from ._version import __version__ as __version__
-from .adapters import Adapter, ChatAdapter, JSONAdapter
+from .adapters import Adapter, ChatAdapter, JSONAdapter, XMLAdapter
 from .data import Completions, Example, Prediction
 from .errors import (
     BudgetExceededError,
@@ -187,6 +187,7 @@ __all__ = [
     "ToolError",
     "Type",
     "TypeMismatchWarning",
+    "XMLAdapter",
     "asyncify",
     "configure",
     "configure_cache",

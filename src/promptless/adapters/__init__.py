@@ -3,5 +3,6 @@
 from .base import Adapter
 from .chat import ChatAdapter
 from .json import JSONAdapter
+from .xml import XMLAdapter
 
-__all__ = ["Adapter", "ChatAdapter", "JSONAdapter"]
+__all__ = ["Adapter", "ChatAdapter", "JSONAdapter", "XMLAdapter"]

@@ -24,7 +24,7 @@ from ..errors import ConfigurationError, ParseError
 from .base import NOT_SUPPLIED, Adapter, LanguageModel, RuleError, checked, demo_shows_missing, rule_error
 from .grammar import marker_grammar
 from .json import NO_TEXT_OUTPUTS, JSONAdapter
-from .parsing import coercer, literal_choices, short_type, type_note
+from .parsing import coercer, is_optional, literal_choices, short_type, type_note
 from .parts import render_input
 from .protocol import COMPLETED, HEADER, field_spec, header, label_key
 
@@ -153,8 +153,9 @@ class ChatAdapter(Adapter):
             # No headers at all: a single output field may be the whole reply.
             (only,) = outputs
             found[only] = text
-        values: dict[str, Any] = {n: copy.deepcopy(f.default) for n, f in outputs.items()
-                                  if n not in found and f.has_default}
+        values: dict[str, Any] = {n: copy.deepcopy(f.default) if f.has_default else None
+                                  for n, f in outputs.items()
+                                  if n not in found and (f.has_default or is_optional(f.annotation)[0])}
         missing = [n for n in outputs if n not in found and n not in values]
         invalid: dict[str, str] = {}
         rules: dict[str, str] = {}

@@ -16,7 +16,7 @@ from ..errors import ParseError
 from ..values import to_jsonable
 from .base import NOT_SUPPLIED, Adapter, LanguageModel, RuleError, demo_shows_missing, rule_error
 from .grammar import json_grammar
-from .parsing import coerce, json_schema, parse_json_text, short_type, type_note
+from .parsing import coerce, is_optional, json_schema, parse_json_text, short_type, type_note
 from .parts import render_input
 from .protocol import field_spec
 
@@ -96,6 +96,9 @@ class JSONAdapter(Adapter):
                 raw = lowered[name.casefold()]
             elif f.has_default:
                 values[name] = copy.deepcopy(f.default)
+                continue
+            elif is_optional(f.annotation)[0]:  # typed X | None and left out: None
+                values[name] = None
                 continue
             else:
                 missing.append(name)

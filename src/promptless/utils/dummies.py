@@ -1,8 +1,8 @@
 """``pl.utils.DummyLM`` and ``pl.utils.DummyVectorizer``: test doubles under the names DSPy users' tests import.
 
 ``DummyLM`` answers with field values instead of raw text, and writes them in the format of the adapter it is
-given (the chat markers by default, JSON for a ``JSONAdapter``), so a test says what each output field holds and
-not how a model would spell it:
+given (the chat markers by default, JSON for a ``JSONAdapter``, tags for an ``XMLAdapter``), so a test says
+what each output field holds and not how a model would spell it:
 
 - ``DummyLM([{"answer": "red"}, {"answer": "blue"}])`` answers from the list in turn; once the list is used up
   every call answers ``answer`` = "No more responses";
@@ -23,7 +23,7 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from ..adapters import JSONAdapter
+from ..adapters import JSONAdapter, XMLAdapter
 from ..adapters.parts import render_input
 from ..adapters.protocol import COMPLETED, header
 from ..errors import ConfigurationError
@@ -63,6 +63,8 @@ class DummyLM(ScriptedLM):
             adapter = settings.get("adapter")
         if isinstance(adapter, JSONAdapter):
             return json.dumps({k: to_jsonable(v) for k, v in values.items()}, ensure_ascii=False)
+        if isinstance(adapter, XMLAdapter):
+            return "\n\n".join(f"<{k}>\n{render_input(v, None, k)}\n</{k}>" for k, v in values.items())
         blocks = [f"{header(k)}\n{render_input(v, None, k)}" for k, v in values.items()]
         blocks.append(header(COMPLETED))
         return "\n\n".join(blocks)
