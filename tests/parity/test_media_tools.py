@@ -3,10 +3,8 @@
 
 import base64
 import json
-import threading
 import warnings
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,46 +19,15 @@ def marker_reply(**fields: object) -> str:
     return "\n\n".join([*(f"[[ ## {k} ## ]]\n{v}" for k, v in fields.items()), "[[ ## completed ## ]]"])
 
 
-class OpenAICompatible:
-    """A chat-completions server on 127.0.0.1 answering with ``answer(body)``; it keeps every request body."""
-
-    def __init__(self, answer: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                outer.bodies.append(body)
-                data = json.dumps(answer(body)).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.api_base = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
-def served() -> Iterator[Callable[..., OpenAICompatible]]:
-    servers: list[OpenAICompatible] = []
+def served(chat_server: Callable[..., Any]) -> Callable[..., Any]:
+    """A chat-completions server on 127.0.0.1 answering with ``answer(body)`` (tests/conftest.py's ChatServer);
+    it keeps every request body."""
 
-    def start(answer: Callable[[dict[str, Any]], dict[str, Any]]) -> OpenAICompatible:
-        servers.append(OpenAICompatible(answer))
-        return servers[-1]
+    def start(answer: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+        return chat_server(lambda body: (200, answer(body)))
 
-    yield start
-    for s in servers:
-        s.httpd.shutdown()
-        s.httpd.server_close()
+    return start
 
 
 @pytest.fixture(autouse=True)
@@ -86,10 +53,10 @@ def message(content: str | None, calls: list[dict[str, Any]] | None = None) -> d
 # -- images ---------------------------------------------------------------------------------------------------
 
 
-def test_a_picture_goes_to_a_vision_model_as_an_image_part(served: Callable[..., OpenAICompatible],
+def test_a_picture_goes_to_a_vision_model_as_an_image_part(served: Callable[..., Any],
                                                           tmp_path: Path) -> None:
     server = served(lambda body: message(marker_reply(description="A black square.")))
-    dspy.configure(lm=dspy.LM("openai/vision-model", api_base=server.api_base, api_key="", cache=False))
+    dspy.configure(lm=dspy.LM("openai/vision-model", api_base=server.base_url, api_key="", cache=False))
 
     class DescribeImage(dspy.Signature):
         """Describe the image in one sentence."""
@@ -128,7 +95,7 @@ def test_several_images_in_one_field() -> None:
     assert len(lm.requests[0].messages[-1].media) == 2
 
 
-def test_audio_and_documents_as_content_parts(served: Callable[..., OpenAICompatible]) -> None:
+def test_audio_and_documents_as_content_parts(served: Callable[..., Any]) -> None:
     server = served(lambda body: message(marker_reply(summary="A short talk.")))
 
     class Summarize(dspy.Signature):
@@ -136,7 +103,7 @@ def test_audio_and_documents_as_content_parts(served: Callable[..., OpenAICompat
         slides: dspy.File = dspy.InputField()
         summary: str = dspy.OutputField()
 
-    lm = dspy.LM("openai/audio-model", api_base=server.api_base, api_key="", cache=False)
+    lm = dspy.LM("openai/audio-model", api_base=server.base_url, api_key="", cache=False)
     pred = dspy.Predict(Summarize, lm=lm)(
         recording=dspy.Audio(data=base64.b64encode(b"RIFF").decode(), audio_format="wav"),
         slides=dspy.File.from_bytes(b"%PDF-1.7", filename="slides.pdf", mime_type="application/pdf"))
@@ -190,7 +157,7 @@ def test_reasoning_reads_like_a_string() -> None:
 # -- tool calls --------------------------------------------------------------------------------------------
 
 
-def test_native_tool_calls_and_running_them(served: Callable[..., OpenAICompatible]) -> None:
+def test_native_tool_calls_and_running_them(served: Callable[..., Any]) -> None:
     def weather(city: str) -> str:
         """Get the weather for a city."""
         return f"The weather in {city} is sunny."
@@ -201,7 +168,7 @@ def test_native_tool_calls_and_running_them(served: Callable[..., OpenAICompatib
 
     server = served(lambda body: message(None, [{"name": "weather", "args": {"city": "Lisbon"}},
                                                 {"name": "calculator", "args": {"expression": "6*7"}}]))
-    dspy.configure(lm=dspy.LM("openai/tool-model", api_base=server.api_base, api_key="", cache=False))
+    dspy.configure(lm=dspy.LM("openai/tool-model", api_base=server.base_url, api_key="", cache=False))
 
     class ToolSignature(dspy.Signature):
         """Use the tools to answer."""

@@ -6,10 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import sys
-import threading
 import warnings
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,50 +36,6 @@ def b64(data: bytes) -> str:
 # -- a real HTTP server on 127.0.0.1 --------------------------------------------------------------------------
 
 
-class Stub:
-    """GET serves ``files`` (path -> (content type, bytes)); POST /v1/chat/completions answers ``reply(body)``.
-    Every chat request body is kept in ``bodies``."""
-
-    def __init__(self, reply: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]] | None = None,
-                 files: dict[str, tuple[str, bytes]] | None = None) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _send(self, status: int, content_type: str, data: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                found = (files or {}).get(self.path)
-                if found is None:
-                    self._send(404, "text/plain", b"not found")
-                else:
-                    self._send(200, found[0], found[1])
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                outer.bodies.append(body)
-                status, data = reply(body) if reply else (200, chat("ok"))
-                self._send(status, "application/json", json.dumps(data).encode())
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def chat(*texts: str) -> dict[str, Any]:
     return {"choices": [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
                         for i, t in enumerate(texts)],
@@ -89,19 +43,12 @@ def chat(*texts: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def stub() -> Iterator[Callable[..., Stub]]:
-    made: list[Stub] = []
-
-    def start(*args: Any, **kw: Any) -> Stub:
-        made.append(Stub(*args, **kw))
-        return made[-1]
-
-    yield start
-    for s in made:
-        s.close()
+def stub(chat_server: Callable[..., Any]) -> Callable[..., Any]:
+    """Chat servers on 127.0.0.1 (tests/conftest.py's ChatServer): ``stub(reply=None, files=None)``."""
+    return chat_server
 
 
-def served_lm(server: Stub, **kw: Any) -> OpenAILM:
+def served_lm(server: Any, **kw: Any) -> OpenAILM:
     kw.setdefault("cache", False)
     return OpenAILM("served", base_url=server.url + "/v1", api_key="", retry=False, **kw)
 
@@ -153,7 +100,7 @@ def test_image_from_file_and_from_a_path_object(tmp_path: Path) -> None:
         Image.from_file(tmp_path / "missing.png")
 
 
-def test_image_from_url_downloads_and_checks_the_type(stub: Callable[..., Stub]) -> None:
+def test_image_from_url_downloads_and_checks_the_type(stub: Callable[..., Any]) -> None:
     server = stub(files={"/cat.png": ("image/png", PNG), "/page": ("text/html", b"<html></html>"),
                          "/raw": ("application/octet-stream", JPEG)})
     assert Image.from_url(server.url + "/cat.png").url == "data:image/png;base64," + b64(PNG)
@@ -389,7 +336,7 @@ def test_messages_given_with_content_parts_keep_them() -> None:
 # -- over the wire ----------------------------------------------------------------------------------------
 
 
-def test_the_openai_client_sends_content_parts(stub: Callable[..., Stub]) -> None:
+def test_the_openai_client_sends_content_parts(stub: Callable[..., Any]) -> None:
     server = stub(lambda body: (200, chat(caption_reply("A red dot."))))
     sig = pl.Signature({"photo": (Image, pl.InputField()), "clip": (Audio, pl.InputField()),
                         "doc": (File, pl.InputField()), "caption": (str, pl.OutputField())})

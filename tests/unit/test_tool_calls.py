@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,53 +19,14 @@ from promptless.lm.openai import OpenAILM
 from promptless.media import ToolCalls
 
 
-class Server:
-    """POST /v1/chat/completions answered by ``decide(body) -> (status, json)``; the bodies are kept."""
-
-    def __init__(self, decide: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                outer.bodies.append(body)
-                status, reply = decide(body)
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def server() -> Iterator[Callable[..., Server]]:
-    made: list[Server] = []
-
-    def start(decide: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]) -> Server:
-        made.append(Server(decide))
-        return made[-1]
-
-    yield start
-    for s in made:
-        s.close()
+def server(chat_server: Callable[..., Any]) -> Callable[..., Any]:
+    """Chat servers on 127.0.0.1 (tests/conftest.py's ChatServer): ``server(decide)``, decide(body) -> (status,
+    json); request bodies in ``.bodies``."""
+    return chat_server
 
 
-def lm_for(s: Server, **kw: Any) -> OpenAILM:
+def lm_for(s: Any, **kw: Any) -> OpenAILM:
     kw.setdefault("cache", False)
     kw.setdefault("retry", False)
     return OpenAILM("served", base_url=s.base_url, api_key="", **kw)
@@ -120,7 +79,7 @@ class Pick(pl.Signature):
 # -- native --------------------------------------------------------------------------------------------------
 
 
-def test_tools_go_in_the_request_and_tool_calls_come_back(server: Callable[..., Server]) -> None:
+def test_tools_go_in_the_request_and_tool_calls_come_back(server: Callable[..., Any]) -> None:
     s = server(lambda body: (200, reply(choice(None, [("get_weather", {"city": "Paris"})]))))
     pred = pl.Predict(Ask, lm=lm_for(s))(question="Weather in Paris?", tools=TOOLS)
     assert pred.answer is None
@@ -139,14 +98,14 @@ def test_tools_go_in_the_request_and_tool_calls_come_back(server: Callable[..., 
     assert pred.tool_calls.execute(functions=TOOLS) == ["18 degrees celsius in Paris"]
 
 
-def test_a_text_answer_without_calls_gives_empty_tool_calls(server: Callable[..., Server]) -> None:
+def test_a_text_answer_without_calls_gives_empty_tool_calls(server: Callable[..., Any]) -> None:
     s = server(lambda body: (200, reply(choice("[[ ## answer ## ]]\nIt is 4.\n[[ ## completed ## ]]"))))
     pred = pl.Predict(Ask, lm=lm_for(s))(question="2+2?", tools=TOOLS)
     assert pred.answer == "It is 4."
     assert isinstance(pred.tool_calls, ToolCalls) and len(pred.tool_calls) == 0 and not pred.tool_calls
 
 
-def test_calls_with_text_beside_them_keep_both(server: Callable[..., Server]) -> None:
+def test_calls_with_text_beside_them_keep_both(server: Callable[..., Any]) -> None:
     s = server(lambda body: (200, reply(choice("[[ ## answer ## ]]\nChecking.\n[[ ## completed ## ]]",
                                                [("add", {"a": 2, "b": 3}), ("add", '{"a": 1, "b": 1}')]))))
     pred = pl.Predict(Ask, lm=lm_for(s))(question="2+3 and 1+1?", tools=TOOLS)
@@ -155,7 +114,7 @@ def test_calls_with_text_beside_them_keep_both(server: Callable[..., Server]) ->
     assert pred.tool_calls.execute(functions={"add": add}) == [5, 2]
 
 
-def test_tool_calls_as_the_only_output(server: Callable[..., Server]) -> None:
+def test_tool_calls_as_the_only_output(server: Callable[..., Any]) -> None:
     s = server(lambda body: (200, reply(choice("", [("add", {"a": 1, "b": 2})]))))
     pred = pl.Predict(Pick, lm=lm_for(s))(request="one plus two", tools=TOOLS)
     assert [(c.name, c.args) for c in pred.calls] == [("add", {"a": 1, "b": 2})]
@@ -164,7 +123,7 @@ def test_tool_calls_as_the_only_output(server: Callable[..., Server]) -> None:
     assert user.endswith("answer by calling the functions you are given.")
 
 
-def test_each_completion_has_its_own_calls(server: Callable[..., Server]) -> None:
+def test_each_completion_has_its_own_calls(server: Callable[..., Any]) -> None:
     s = server(lambda body: (200, reply(choice(None, [("add", {"a": 1, "b": 1})], index=0),
                                         choice(None, [("get_weather", {"city": "Oslo"})], index=1))))
     pred = pl.Predict(Pick, lm=lm_for(s), n=2)(request="r", tools=TOOLS)
@@ -172,13 +131,13 @@ def test_each_completion_has_its_own_calls(server: Callable[..., Server]) -> Non
     assert s.bodies[0]["n"] == 2
 
 
-def test_arguments_that_are_not_json_are_a_parse_error(server: Callable[..., Server]) -> None:
+def test_arguments_that_are_not_json_are_a_parse_error(server: Callable[..., Any]) -> None:
     s = server(lambda body: (200, reply(choice(None, [("add", "a=1, b=2")]))))
     with pytest.raises(ParseError, match="tool call"):
         pl.Predict(Pick, lm=lm_for(s), adapter=pl.ChatAdapter(fallback=False))(request="r", tools=TOOLS)
 
 
-def test_the_async_path(server: Callable[..., Server]) -> None:
+def test_the_async_path(server: Callable[..., Any]) -> None:
     s = server(lambda body: (200, reply(choice(None, [("add", {"a": 4, "b": 4})]))))
 
     async def main() -> Any:
@@ -188,7 +147,7 @@ def test_the_async_path(server: Callable[..., Server]) -> None:
     assert "tools" in s.bodies[0]
 
 
-def test_a_tool_call_reply_is_cached(server: Callable[..., Server], tmp_path: Path) -> None:
+def test_a_tool_call_reply_is_cached(server: Callable[..., Any], tmp_path: Path) -> None:
     s = server(lambda body: (200, reply(choice(None, [("add", {"a": 1, "b": 2})]))))
     lm = lm_for(s, cache=Cache(tmp_path / "c.sqlite3"))
     first = pl.Predict(Pick, lm=lm)(request="r", tools=TOOLS)
@@ -210,7 +169,7 @@ def refuses_tools(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     return 200, reply(choice(TEXT_REPLY))
 
 
-def test_a_server_that_refuses_tools_is_asked_in_the_text_protocol(server: Callable[..., Server]) -> None:
+def test_a_server_that_refuses_tools_is_asked_in_the_text_protocol(server: Callable[..., Any]) -> None:
     s = server(refuses_tools)
     lm = lm_for(s)
     assert lm.supports_function_calling
@@ -226,7 +185,7 @@ def test_a_server_that_refuses_tools_is_asked_in_the_text_protocol(server: Calla
     assert "[[ ## tool_calls ## ]]" in s.bodies[1]["messages"][0]["content"]
 
 
-def test_the_async_path_falls_back_too(server: Callable[..., Server]) -> None:
+def test_the_async_path_falls_back_too(server: Callable[..., Any]) -> None:
     s = server(refuses_tools)
 
     async def main() -> Any:
@@ -237,7 +196,7 @@ def test_the_async_path_falls_back_too(server: Callable[..., Server]) -> None:
 
 
 @pytest.mark.parametrize("how", ["adapter", "lm"])
-def test_native_calls_can_be_turned_off(server: Callable[..., Server], how: str) -> None:
+def test_native_calls_can_be_turned_off(server: Callable[..., Any], how: str) -> None:
     s = server(lambda body: (200, reply(choice(TEXT_REPLY))))
     if how == "adapter":
         lm, adapter = lm_for(s), pl.ChatAdapter(use_native_function_calling=False)
@@ -265,7 +224,7 @@ def test_insisting_on_native_calls_needs_an_input_with_tools() -> None:
             question="q")
 
 
-def test_tools_that_are_not_tools_are_refused_for_native_calls(server: Callable[..., Server]) -> None:
+def test_tools_that_are_not_tools_are_refused_for_native_calls(server: Callable[..., Any]) -> None:
     s = server(lambda body: (200, reply(choice(TEXT_REPLY))))
     with pytest.warns(TypeMismatchWarning, match="'tools'"), pytest.raises(ConfigurationError, match=r"pl.Tool\(fn\)"):
         pl.Predict(Ask, lm=lm_for(s))(question="q", tools=[pl.Tool(add), "add"])
