@@ -87,3 +87,14 @@ def test_the_option_travels_in_the_lm_spec(fake_llama):
     _, _, weights = fake_llama
     spec = local.LocalLM(weights, cache=False, n_gpu_layers="auto").spec()
     assert spec["kwargs"]["n_gpu_layers"] == "auto"
+
+
+def test_a_different_n_batch_loads_its_own_model(fake_llama):
+    """Two LMs on the same weights share one loaded model only when llama.cpp was built with the same settings:
+    an n_batch of its own must reach llama.cpp, not be ignored for the model loaded first."""
+    made, _state, weights = fake_llama
+    local.LocalLM(weights, cache=False, n_batch=512).load()
+    local.LocalLM(weights, cache=False, n_batch=512).load()
+    assert len(made) == 1
+    local.LocalLM(weights, cache=False, n_batch=64).load()
+    assert len(made) == 2 and made[-1]["n_batch"] == 64

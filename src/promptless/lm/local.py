@@ -81,7 +81,7 @@ class _Loaded:
     grammars: dict[str, Any] = field(default_factory=dict)
 
 
-_LOADED: dict[tuple[str, int, int, int], _Loaded] = {}
+_LOADED: dict[tuple[str, int, int, int, int], _Loaded] = {}
 _LOADED_LOCK = threading.Lock()
 
 
@@ -111,7 +111,7 @@ def resolve_gpu_layers(n_gpu_layers: int | str) -> int:
 
 
 def _load(path: Path, n_ctx: int, n_threads: int, n_batch: int, verbose: bool, n_gpu_layers: int = 0) -> _Loaded:
-    key = (str(path.resolve()), n_ctx, n_threads, n_gpu_layers)
+    key = (str(path.resolve()), n_ctx, n_threads, n_batch, n_gpu_layers)
     with _LOADED_LOCK:
         loaded = _LOADED.get(key)
         if loaded is not None:
