@@ -92,7 +92,7 @@ def selection_record(r: Any) -> dict[str, Any]:
 
 
 def run_promptless(steps: list[str], redo: bool, threads: int, max_calls: int | None = MAX_CALLS,
-                   test: bool = False) -> None:
+                   test: bool = False, refused: bool = False) -> None:
     sys.path.insert(0, str(ROOT / "src"))
     import promptless as pl
     from promptless.evaluate import Evaluate
@@ -229,6 +229,24 @@ def run_promptless(steps: list[str], redo: bool, threads: int, max_calls: int | 
             record["test"] = split_eval(program, test_split)
             _save(key, record)
             print(json.dumps(record["test"]), flush=True)
+    if refused:
+        # The candidate a check refused, scored like a pick: was the check right to keep the starting program?
+        # The same compile call replays its run directory (no LM call); result.refused is the candidate.
+        for step in steps:
+            key = f"promptless/{step}"
+            record = _load().get(key)
+            if record is None or step in ("baseline", "labeled") or ("refused" in record and not redo):
+                continue
+            opt, extra = optimizer_for(step)
+            program = opt.compile(start(step), trainset=train, **extra)
+            cand = program.optimization.refused
+            if cand is None:
+                continue
+            print(f"== {step}: the refused candidate on dev and test", flush=True)
+            record["refused"] = {"dev": dev_eval(cand), "test": split_eval(cand, load_events("test")),
+                                 "params": program.optimization.selection.get("candidate")}
+            _save(key, record)
+            print(json.dumps({k: v["accuracy"] for k, v in record["refused"].items() if k != "params"}), flush=True)
 
 
 # -- DSPy ------------------------------------------------------------------------------------------------
@@ -413,6 +431,8 @@ def main() -> None:
     ap.add_argument("--knn", action="store_true", help="also the steps with nearest-neighbour demo candidates")
     ap.add_argument("--test", action="store_true",
                     help="score the zero-shot program and each finished step's pick on the test split (375)")
+    ap.add_argument("--refused", action="store_true",
+                    help="score on dev and test the candidate each finished step's check refused (result.refused)")
     ap.add_argument("--max-calls", type=int, default=MAX_CALLS,
                     help=f"max_lm_calls of every optimizer (default {MAX_CALLS}; 0: no limit)")
     ap.add_argument("--dspy", action="store_true", help="also run DSPy 3.4.1's MIPROv2 (needs bench/.venv)")
@@ -431,7 +451,7 @@ def main() -> None:
         return
     steps = list(args.steps) + ([s for s in KNN_STEPS if s not in args.steps] if args.knn else [])
     if steps:
-        run_promptless(steps, args.redo, args.threads, args.max_calls or None, args.test)
+        run_promptless(steps, args.redo, args.threads, args.max_calls or None, args.test, args.refused)
     if args.dspy:
         run_dspy(args.dspy_demos, args.redo, args.threads)
     print(json.dumps(_load(), indent=1)[:4000])

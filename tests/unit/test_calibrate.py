@@ -158,6 +158,13 @@ def test_the_check_runs_on_the_valset_when_one_is_given(lm):
         Classify(Pick, lm=lm2), trainset=dataset(40, 12), valset=dataset(8, 13))
     assert same.calibration is None
     assert same.optimization.selection["pick"] == "starting program"
+    assert better.optimization.refused is None  # kept: nothing refused
+    # the fitted calibration the check did not keep is there for a user who wants it anyway
+    assert same.optimization.selection["decision"] == "rejected"
+    refused = same.optimization.refused
+    assert refused is not None and refused.calibration is not None
+    assert refused.calibration == same.optimization.candidates["calibration"]["self"]["candidate"]
+    assert refused(text="item x is b").label_probs != same(text="item x is b").label_probs
 
 
 def test_holdout_none_keeps_the_choice_without_a_test(lm):

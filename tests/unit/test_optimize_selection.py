@@ -236,6 +236,10 @@ def test_mipro_does_not_pick_a_candidate_that_only_wins_on_the_search_examples()
     assert ev["lift"] == 0.0 and ev["p_value"] == 1.0 and ev["n"] == 20 and not ev["significant"]
     assert r.holdout_score == 50.0 and r.final_score == r.baseline_score == 50.0
     assert r.best_params == {}
+    # the refused candidate is there for a user who wants it anyway, left out of the saved record
+    assert r.refused is not None and "CLUE" in r.refused.signature.instructions
+    assert r.refused is not out and "refused" not in r.to_dict()
+    assert "optimizer.result.refused" in r.summary()
     # the held-out examples were scored only by the two held-out trials: the search never saw them
     held_calls = [(ins, e) for ins, _, e in task.calls if e in held]
     assert len(held_calls) == 40 and {ins for ins, _ in held_calls} == {"Classify the event.", tested}
@@ -325,6 +329,7 @@ def test_random_search_checks_its_pick_on_held_out_examples():
     r = out.optimization
     assert out.demos == [] and r.selection["decision"] == "rejected"
     assert r.selection["scores"]["candidate"]["seen"] > r.selection["scores"]["candidate"]["unseen"]
+    assert r.refused is not None and len(r.refused.demos) == 2  # the two-demo candidate the check refused
     lm2 = TaskLM(gold, lambda ins, n, e: n == 2 or number(e) % 2 == 0)
     out2 = BootstrapFewShotWithRandomSearch(metric, num_candidate_programs=4, max_bootstrapped_demos=2,
                                             max_labeled_demos=2).compile(pl.Predict(Classify, lm=lm2),

@@ -149,6 +149,7 @@ class Optimizer:
             result = self._build_result(run, student, program, val, tracker)
         finally:
             run.store.close()
+        result.refused = run.notes.refused
         program.optimization = result
         self.result = result
         return program

@@ -287,6 +287,13 @@ class Calibrate(Optimizer):
             decisions[name] = decision
             target = dict(result.named_predictors())[name]
             target.calibration = decision["calibration"]  # type: ignore[attr-defined]
+        refused = [(n, d["candidate"]) for n, d in decisions.items()
+                   if d.get("calibration") is None and d.get("candidate") is not None]
+        if refused:  # the calibration the check did not keep, ready for a user who wants it anyway
+            run.notes.refused = result.deepcopy()
+            named = dict(run.notes.refused.named_predictors())
+            for n, cal in refused:
+                named[n].calibration = cal  # type: ignore[attr-defined]
         run.notes.candidates = {"calibration": to_jsonable(decisions)}
         run.notes.best_params = {name: d["chosen"] for name, d in decisions.items()}
         self._record(run, student, result, decisions)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,10 @@ class OptimizationResult:
     and the ``rule`` that chose them, ``decision`` and ``reason``, ``pick`` (``candidate`` or ``starting
     program``), ``scores`` (per program: ``seen``, on what the search saw, and ``unseen``, on what it did
     not) and ``evidence`` (the paired test: lift, interval, p-value, n; see ``selection.PairedTest``).
+
+    ``refused``: the candidate the check did not keep (a program, ready to call, save or evaluate), or None when
+    the pick was kept or there was none. It is not part of ``to_dict()``; a user who has reason to trust it
+    more than the check (more data of their own, say) can take it: ``optimizer.result.refused``.
     """
 
     optimizer: str
@@ -75,6 +79,9 @@ class OptimizationResult:
     metric: str | None = None
     valset_size: int = 0
     selection: dict[str, Any] = field(default_factory=dict)
+
+    #: The candidate the held-out check did not keep (set by ``compile``; left out of ``to_dict``).
+    refused: Any = field(default=None, repr=False, compare=False)
 
     @property
     def best_instructions(self) -> dict[str, str]:
@@ -103,7 +110,8 @@ class OptimizationResult:
         return (scores.get(pick) or scores.get("starting program") or {}).get("unseen")
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = asdict(replace(self, refused=None))
+        out.pop("refused", None)
         out["trials"] = [t.to_dict() for t in self.trials]
         return out
 
@@ -170,6 +178,8 @@ def selection_lines(sel: dict[str, Any] | None) -> list[str]:
     decision = sel.get("decision")
     if decision and decision != "not reached":
         lines.append(f"  {decision}: {sel.get('reason', '')}".rstrip())
+    if decision in ("rejected", "not tested") and sel.get("pick") == "starting program":
+        lines.append("  the candidate not kept is optimizer.result.refused (a program you can evaluate on data of your own)")
     return lines
 
 

@@ -48,6 +48,7 @@ class RunNotes:
     candidates: dict[str, Any] = field(default_factory=dict)  # what was searched over, for the result and report
     holdout: list[Example] | None = None  # the validation examples kept from the search for the selection
     selection: dict[str, Any] = field(default_factory=dict)  # how the pick was made, and its evidence
+    refused: Any = None  # the candidate program the held-out check did not keep, if any
 
     def add_full_score(self, fingerprint: str, score: float | None) -> None:
         """Note a program's score on the whole validation set (a trial without a score notes nothing)."""

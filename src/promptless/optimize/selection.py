@@ -457,7 +457,8 @@ class Selection:
     def decide(self, student: Module, candidate: Module | None, params: dict[str, Any] | None = None, *,
                why_none: str = "no candidate beat the starting program on the search examples") -> Module:
         """The program the optimizer returns: ``candidate`` when it beats ``student`` on the held-out slice by more
-        than the noise, else ``student`` (a copy). Records the evidence in ``run.notes.selection``."""
+        than the noise, else ``student`` (a copy). Records the evidence in ``run.notes.selection``; a candidate
+        not kept (rejected, or not tested for want of budget) is left in ``run.notes.refused``."""
         run = self.run
         run.budget.keep_back(calls=0, cost=0.0)  # the held-out run may now spend what the search left
         notes = run.notes
@@ -490,6 +491,7 @@ class Selection:
                     "the budget ran out before both programs were scored on the validation set, so there is no "
                     "evidence that the candidate is better; the starting program is kept"))
                 notes.best_params = {}
+                notes.refused = candidate
                 return student.deepcopy()
         else:
             try:
@@ -501,6 +503,7 @@ class Selection:
                     "the budget ran out before the candidate's held-out run finished, so there is no evidence "
                     "that it is better; the starting program is kept"))
                 notes.best_params = {}
+                notes.refused = candidate
                 return student.deepcopy()
             base_scores = run.seen_scores(base_fp, examples)
             cand_scores = run.seen_scores(cand_fp, examples)
@@ -518,6 +521,7 @@ class Selection:
             f"the candidate does not beat the starting program {where} by more than the noise at alpha "
             f"{self.alpha:g}: {result.describe()}; the starting program is kept"))
         notes.best_params = {}
+        notes.refused = candidate
         return student.deepcopy()
 
 
