@@ -35,7 +35,7 @@ REPLY = "[[ ## category ## ]]\nScience\n\n[[ ## completed ## ]]"
 class SleepyHandler(BaseHTTPRequestHandler):
     delay = 0.2
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+    def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         self.rfile.read(length)
         time.sleep(self.delay)

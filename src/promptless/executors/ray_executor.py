@@ -660,6 +660,7 @@ class RemoteProgram:
                 result = self.executor._pool_or_start().run(box, task)
             except WorkerDied as exc:
                 for ticket in tickets:  # the calls may have been made: they stay charged
+                    assert budget is not None
                     budget.settle(role, 1, 0.0, ticket)
                 deaths += 1
                 if deaths > self.executor.max_worker_deaths:
@@ -670,6 +671,7 @@ class RemoteProgram:
                 continue
             except BaseException:
                 for ticket in tickets:
+                    assert budget is not None
                     budget.settle(role, 1, 0.0, ticket)
                 raise
             self._absorb(result, budget, tickets)

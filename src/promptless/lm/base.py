@@ -221,6 +221,7 @@ class BaseLM:
     provider: str = "base"
     #: The model string ``pl.LM`` was given (``"openai/gpt-4o-mini"``), when it made this LM.
     model_id: str | None = None
+    _init_args: _InitArgs
 
     def __new__(cls, *args: Any, **kwargs: Any) -> BaseLM:
         self = super().__new__(cls)

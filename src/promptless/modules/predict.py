@@ -70,9 +70,10 @@ def _outside_package_level() -> int:
     promptless (the user's line), however many of promptless's wrappers lie between."""
     import os
     import sys
+    import types
 
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-    frame = sys._getframe(2)  # the caller of the function that warns
+    frame: types.FrameType | None = sys._getframe(2)  # the caller of the function that warns
     level = 2
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame = frame.f_back
