@@ -398,12 +398,21 @@ def _held_out(r: dict[str, Any]) -> str:
     return cell
 
 
+def _refused(r: dict[str, Any]) -> str:
+    """The refused candidate's dev and test scores (``--refused``), or a dash."""
+    ref = r.get("refused")
+    if not ref:
+        return "–"
+    return f"{ref['dev']['accuracy']:.1f} / {ref['test']['accuracy']:.1f}"
+
+
 def table() -> str:
     """The results as a Markdown table (dev and test accuracy before/after, calls by role, times, selection)."""
     data = _load()
     rows = ["| run | dev before | dev after | test before | test after | task-LM calls | prompt-LM calls | "
-            "search time | val (search part) before → after | held out: zero-shot → candidate, p: decision |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "search time | val (search part) before → after | held out: zero-shot → candidate, p: decision | "
+            "refused candidate: dev / test |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, label in LABELS.items():
         r = data.get(key)
         if r is None or key.endswith("/baseline"):
@@ -417,7 +426,7 @@ def table() -> str:
                if r.get("val_before") is not None and r.get("val_after") is not None else "–")
         rows.append(f"| {label} | {before} | {r['dev']['accuracy']} | {test_before} | {test_after} | "
                     f"{by_role.get('task', 0)} | {by_role.get('prompt', 0)} | {r.get('search_seconds', 0):,.0f} s | "
-                    f"{val} | {_held_out(r)} |")
+                    f"{val} | {_held_out(r)} | {_refused(r)} |")
     return "\n".join(rows)
 
 
