@@ -120,6 +120,24 @@ def test_holdout_and_alpha_reach_the_optimizer(project, capsys):
     assert json.loads((project / "off.json").read_text())["selection"]["mode"] == "off"
 
 
+def test_a_refused_candidate_can_be_saved(project, capsys):
+    # 3 held-out examples cannot show a win at alpha 0.1 (an exact one-sided test gives p = 1/8 at best)
+    args = ["optimize", "app.py:build", "train.jsonl", "--valset", "dev.jsonl", "--field", "category",
+            "--optimizer", "random", "--num-candidates", "2", "--max-labeled-demos", "2", "--holdout", "3",
+            "--quiet", "--no-progress", "--out", "kept.json"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "rejected" in out and "add --save-refused FILE to keep it" in out
+    assert not (project / "refused.json").exists()
+    assert main([*args, "--save-refused", "refused.json"]) == 0
+    assert "refused candidate saved to" in capsys.readouterr().out
+    kept = json.loads((project / "kept.json").read_text())
+    refused = json.loads((project / "refused.json").read_text())
+    assert refused["metadata"]["refused"] is True and refused["metadata"]["decision"] == "rejected"
+    assert refused["metadata"]["evidence"]["n"] == 3
+    assert kept != refused and json.dumps(refused).count("event ") > json.dumps(kept).count("event ")  # its demos
+
+
 @pytest.mark.parametrize(("args", "words"), [
     (["--holdout", "1.5"], "expected auto, none, a fraction"),
     (["--holdout", "lots"], "expected auto, none, a fraction"),

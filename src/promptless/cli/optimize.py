@@ -67,6 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     common.add_load_argument(parser)
     parser.add_argument("--out", default="optimized.json", metavar="FILE",
                         help="where to save the optimized program's state (default: optimized.json)")
+    parser.add_argument("--save-refused", default=None, metavar="FILE",
+                        help="where to save the candidate a held-out check refused, if one did (the search's pick, "
+                             "for evaluating on data of your own)")
     parser.add_argument("--report", default=None, metavar="FILE.html", help="write an HTML report of the run")
     parser.add_argument("--result", default=None, metavar="FILE.json", help="write the run's record as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no live progress line")
@@ -230,6 +233,16 @@ def run_optimize(args: argparse.Namespace) -> int:
                 "final_score": result.final_score, "lm_calls": result.calls}
         path = optimized.save(args.out, metadata=meta)
         print(f"optimized program saved to {path} (load it with program.load({str(path)!r}))")
+    refused = getattr(result, "refused", None)
+    if refused is not None and args.save_refused:
+        sel = result.selection or {}
+        meta = {"optimizer": result.optimizer, "refused": True, "decision": sel.get("decision"),
+                "evidence": sel.get("evidence")}
+        path = refused.save(args.save_refused, metadata=meta)
+        print(f"refused candidate saved to {path} (not what the check kept: evaluate it before you use it)")
+    elif refused is not None:
+        print("the refused candidate was not saved; add --save-refused FILE to keep it"
+              + (" (with the same --run-dir the rerun replays the search at no cost)" if args.run_dir else ""))
     if args.report:
         from promptless.optimize.report import write_report
 
