@@ -73,6 +73,20 @@ def checked(field: Field, read: Callable[[str], Any]) -> Callable[[str], Any]:
     return read_and_check
 
 
+def read_field(name: str, read: Callable[[], Any], values: dict[str, Any], invalid: dict[str, str],
+               rules: dict[str, str]) -> None:
+    """``values[name] = read()``, or why it could not be read in ``invalid[name]`` (and in ``rules[name]`` too
+    when the value broke a rule of its field): what every adapter's parse does for each output field."""
+    try:
+        values[name] = read()
+    except RuleError as exc:
+        invalid[name] = rules[name] = str(exc)
+    except ValueError as exc:
+        invalid[name] = str(exc)
+    except RecursionError:
+        invalid[name] = "the value is nested too deeply to read"
+
+
 def rule_error(exc: ParseError, rules: dict[str, str]) -> ParseError:
     """``exc``, marked with the fields whose values broke a rule (``exc.rules``), for the retry that says so."""
     exc.rules = dict(rules)  # type: ignore[attr-defined]

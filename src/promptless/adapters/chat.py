@@ -18,10 +18,11 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, ParseError
-from .base import NOT_SUPPLIED, Adapter, LanguageModel, RuleError, checked, demo_shows_missing, rule_error
+from .base import NOT_SUPPLIED, Adapter, LanguageModel, checked, demo_shows_missing, read_field, rule_error
 from .grammar import marker_grammar
 from .json import NO_TEXT_OUTPUTS, JSONAdapter
 from .parsing import coercer, is_optional, literal_choices, short_type, type_note
@@ -160,14 +161,7 @@ class ChatAdapter(Adapter):
         invalid: dict[str, str] = {}
         rules: dict[str, str] = {}
         for name, raw in found.items():
-            try:
-                values[name] = coercers[name](raw)
-            except RuleError as exc:
-                invalid[name] = rules[name] = str(exc)
-            except ValueError as exc:
-                invalid[name] = str(exc)
-            except RecursionError:
-                invalid[name] = "the value is nested too deeply to read"
+            read_field(name, partial(coercers[name], raw), values, invalid, rules)
         if missing or invalid:
             raise rule_error(ParseError("could not read the reply in the chat marker format", raw=text,
                                         missing=missing, invalid=invalid, adapter=self.name), rules)

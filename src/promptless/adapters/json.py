@@ -10,22 +10,32 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParseError
 from ..values import to_jsonable
-from .base import NOT_SUPPLIED, Adapter, LanguageModel, RuleError, demo_shows_missing, rule_error
+from .base import NOT_SUPPLIED, Adapter, LanguageModel, RuleError, demo_shows_missing, read_field, rule_error
 from .grammar import json_grammar
 from .parsing import coerce, is_optional, json_schema, parse_json_text, short_type, type_note
 from .parts import render_input
 from .protocol import field_spec
 
 if TYPE_CHECKING:
-    from ..signature import Signature
+    from ..signature import Field, Signature
 
 
 #: What the prompt says when no output is to be written as text (a call whose tool calls come back natively).
 NO_TEXT_OUTPUTS = "There are no fields to write in the reply: answer by calling the functions you are given."
+
+
+def _read_value(f: Field, raw: Any) -> Any:
+    """A field's value from the reply's JSON value, checked against the field's rules."""
+    value = coerce(raw if isinstance(raw, str) else json.dumps(raw), f.annotation)
+    problem = f.rule_problem(value)
+    if problem:
+        raise RuleError(problem)
+    return value
 
 
 class JSONAdapter(Adapter):
@@ -103,19 +113,7 @@ class JSONAdapter(Adapter):
             else:
                 missing.append(name)
                 continue
-            try:
-                text_value = raw if isinstance(raw, str) else json.dumps(raw)
-                value = coerce(text_value, f.annotation)
-                problem = f.rule_problem(value)
-                if problem:
-                    raise RuleError(problem)
-                values[name] = value
-            except RuleError as exc:
-                invalid[name] = rules[name] = str(exc)
-            except ValueError as exc:
-                invalid[name] = str(exc)
-            except RecursionError:
-                invalid[name] = "the value is nested too deeply to read"
+            read_field(name, partial(_read_value, f, raw), values, invalid, rules)
         if missing or invalid:
             raise rule_error(ParseError("could not read the JSON reply", raw=text, missing=missing, invalid=invalid,
                                         adapter=self.name), rules)

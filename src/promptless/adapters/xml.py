@@ -19,10 +19,11 @@ import functools
 import json
 import re
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParseError
-from .base import NOT_SUPPLIED, Adapter, RuleError, checked, demo_shows_missing, rule_error
+from .base import NOT_SUPPLIED, Adapter, checked, demo_shows_missing, read_field, rule_error
 from .json import NO_TEXT_OUTPUTS, JSONAdapter
 from .parsing import coercer, is_optional, is_structured, literal_choices, short_type, type_note
 from .parts import render_input
@@ -85,6 +86,17 @@ def _from_nested(raw: str) -> str | None:
     if not list(root):
         return None
     return json.dumps(_element_value(root))
+
+
+def _read_tag(f: Field, read: Any, raw: str) -> Any:
+    """A field's value from the text inside its tag: unescaped, or, for a structured type, from nested tags."""
+    try:
+        return read(_unescape(raw))
+    except ValueError:
+        nested = _from_nested(raw) if is_structured(is_optional(f.annotation)[1]) else None
+        if nested is None:
+            raise
+        return read(nested)
 
 
 class XMLAdapter(Adapter):
@@ -163,21 +175,7 @@ class XMLAdapter(Adapter):
                 else:
                     missing.append(name)
                 continue
-            raw = m.group(1)
-            try:
-                try:
-                    values[name] = read(_unescape(raw))
-                except ValueError:
-                    nested = _from_nested(raw) if is_structured(is_optional(f.annotation)[1]) else None
-                    if nested is None:
-                        raise
-                    values[name] = read(nested)
-            except RuleError as exc:
-                invalid[name] = rules[name] = str(exc)
-            except ValueError as exc:
-                invalid[name] = str(exc)
-            except RecursionError:
-                invalid[name] = "the value is nested too deeply to read"
+            read_field(name, partial(_read_tag, f, read, m.group(1)), values, invalid, rules)
         if missing or invalid:
             raise rule_error(ParseError("could not read the reply in the XML tag format", raw=text, missing=missing,
                                         invalid=invalid, adapter=self.name), rules)
