@@ -430,6 +430,61 @@ def test_a_run_made_under_another_prompt_format_is_not_resumed(tmp_path):
         compile_once()
 
 
+def test_an_unset_adapter_option_leaves_the_prompt_fingerprint_as_it_was():
+    """A run directory made before an adapter gained an option (unset by default) is still resumed; setting the
+    option changes the fingerprint."""
+    from promptless.optimize.fingerprint import prompt_fingerprint
+
+    ex = make_data(1)[0]
+    program = pl.Predict(Classify)
+
+    def fingerprint(adapter):
+        with pl.context(adapter=adapter):
+            return prompt_fingerprint(program, ex)
+
+    before = fingerprint(pl.ChatAdapter())
+    adapter = pl.ChatAdapter()
+    adapter.an_option_added_later = None
+    assert fingerprint(adapter) == before
+    adapter.an_option_added_later = True
+    assert fingerprint(adapter) != before
+    assert fingerprint(pl.ChatAdapter(use_native_function_calling=True)) != before
+
+
+def test_a_run_stored_under_the_older_prompt_fingerprint_is_resumed(tmp_path):
+    """Earlier versions hashed unset adapter settings too; their run directories hold the same prompt."""
+    import json
+    import sqlite3
+
+    from promptless.optimize.fingerprint import older_prompt_fingerprints, prompt_fingerprint
+
+    train, dev = make_data(6), make_data(6, start=100)
+    task = keyword_lm(gold_of(train + dev))
+
+    def compile_once():
+        opt = LabeledFewShot(k=2, metric=metric, run_dir=str(tmp_path))
+        opt.compile(pl.Predict(Classify, lm=task), trainset=train, valset=dev)
+        return opt.result
+
+    compile_once()
+    older = older_prompt_fingerprints(pl.Predict(Classify), train[0])
+    assert older and prompt_fingerprint(pl.Predict(Classify), train[0]) not in older
+
+    def store_prompt(value):
+        db = sqlite3.connect(tmp_path / "run.sqlite")
+        identity = json.loads(db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()[0])
+        identity["prompt"] = value
+        db.execute("UPDATE meta SET value = ? WHERE key = 'identity'", (json.dumps(identity, sort_keys=True),))
+        db.commit()
+        db.close()
+
+    store_prompt(next(iter(older)))
+    assert compile_once().resumed
+    store_prompt("0" * 20)
+    with pytest.raises(ConfigurationError, match="differs in: prompt"):
+        compile_once()
+
+
 def test_calls_cut_off_mid_example_are_counted_when_the_run_resumes(tmp_path):
     """An unparsable free reply is asked again under the grammar; when the budget refuses that second request,
     the first call has no stored result. A resume with the same budget must count it and pay nothing more."""

@@ -27,7 +27,7 @@ from ..lm.usage import track_usage
 from ..modules.module import Module
 from ..values import to_jsonable
 from .budget import Budget
-from .fingerprint import examples_fingerprint, program_fingerprint, prompt_fingerprint
+from .fingerprint import examples_fingerprint, older_prompt_fingerprints, program_fingerprint, prompt_fingerprint
 from .result import OptimizationResult
 from .run import Run
 from .selection import DEFAULT_ALPHA, check_holdout, check_test_options, selection_identity
@@ -137,6 +137,7 @@ class Optimizer:
         run = Run(type(self).__name__, metric=self.metric, identity=identity, run_dir=self.run_dir,
                   max_lm_calls=self.max_lm_calls, max_cost=self.max_cost, num_threads=self.num_threads,
                   executor=self.executor,
+                  identity_also={"prompt": older_prompt_fingerprints(student, train[0] if train else None)},
                   **self._models())
         run.student = student
         from .progress import Progress

@@ -108,8 +108,9 @@ class RunStore:
         self.unclaimed_calls, self.unclaimed_cost, self.in_flight = int(lost[0]), float(lost[1]), int(lost[2])
 
     # -- identity ------------------------------------------------------------------
-    def check_identity(self, identity: dict[str, Any]) -> bool:
-        """Store the run's identity, or check it against the stored one. True when resuming."""
+    def check_identity(self, identity: dict[str, Any], also: dict[str, set[str]] | None = None) -> bool:
+        """Store the run's identity, or check it against the stored one. True when resuming. ``also``: per part,
+        older forms of the same value (a fingerprint computed as earlier versions did) that match it too."""
         text = json.dumps(identity, sort_keys=True, default=str)
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
@@ -127,8 +128,12 @@ class RunStore:
                 )
                 return bool(self._records)
         stored = json.loads(row[0])
-        if stored != json.loads(text):
-            diff = sorted(k for k in set(stored) | set(identity) if stored.get(k) != json.loads(text).get(k))
+        current = json.loads(text)
+        for key, older in (also or {}).items():
+            if stored.get(key) in older:
+                stored[key] = current.get(key)
+        if stored != current:
+            diff = sorted(k for k in set(stored) | set(identity) if stored.get(k) != current.get(k))
             raise ConfigurationError(
                 f"the run directory {self.run_dir} holds another run (it differs in: {', '.join(diff)}). "
                 "Resume it with the same optimizer settings, program and data, or pass a new run_dir."

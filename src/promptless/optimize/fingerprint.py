@@ -35,14 +35,28 @@ def program_fingerprint(program: Module) -> str:
 
 def prompt_fingerprint(program: Module, example: Example | None) -> str:
     """A hash of how each predictor's prompt is rendered now (adapter, its settings, the formatted messages
-    for one example), so a run directory made under another prompt format is not resumed as if it were this."""
+    for one example), so a run directory made under another prompt format is not resumed as if it were this.
+
+    A setting left unset (``None``) is not hashed: an option an adapter gains later, unset by default, keeps the
+    fingerprint of the runs made before it existed, so upgrading promptless does not refuse them."""
+    return _prompt_digest(program, example, keep_unset=False)
+
+
+def older_prompt_fingerprints(program: Module, example: Example | None) -> set[str]:
+    """The same prompt as fingerprinted by earlier versions (which hashed unset settings too): a run directory
+    stored under one of these is the same prompt, and is resumed."""
+    return {_prompt_digest(program, example, keep_unset=True)} - {prompt_fingerprint(program, example)}
+
+
+def _prompt_digest(program: Module, example: Example | None, *, keep_unset: bool) -> str:
     from ..modules.predict import default_adapter
 
     out: dict[str, Any] = {}
     for name, p in program.named_predictors():
         adapter = p.adapter or settings.get("adapter") or default_adapter()
         cfg = {k: v for k, v in sorted(vars(adapter).items())
-               if not k.startswith("_") and isinstance(v, (str, int, float, bool, type(None)))}
+               if not k.startswith("_") and (v is not None or keep_unset)
+               and isinstance(v, (str, int, float, bool, type(None)))}
         try:
             inputs = {k: (example.get(k) if example is not None else None) for k in p.signature.input_fields}
             demos: list[Any] = list(p.demos)
@@ -63,4 +77,5 @@ def examples_fingerprint(examples: Sequence[Example]) -> str:
     return _digest([example_key(e) for e in examples])
 
 
-__all__ = ["example_key", "examples_fingerprint", "program_fingerprint", "prompt_fingerprint"]
+__all__ = ["example_key", "examples_fingerprint", "older_prompt_fingerprints", "program_fingerprint",
+           "prompt_fingerprint"]

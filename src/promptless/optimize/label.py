@@ -36,7 +36,13 @@ from ..modules.module import Module
 from ..modules.predict import Predict
 from ..values import to_jsonable
 from .budget import unwrap_lm
-from .fingerprint import example_key, examples_fingerprint, program_fingerprint, prompt_fingerprint
+from .fingerprint import (
+    example_key,
+    examples_fingerprint,
+    older_prompt_fingerprints,
+    program_fingerprint,
+    prompt_fingerprint,
+)
 from .run import Run
 
 KIND = "label"  # the run store's kind for one input's label
@@ -323,7 +329,8 @@ def label(
         "fields": names,
     }
     run = Run("label", metric=None, identity=identity, run_dir=None if run_dir is None else str(run_dir),
-              max_lm_calls=max_lm_calls, max_cost=max_cost, num_threads=num_threads)
+              max_lm_calls=max_lm_calls, max_cost=max_cost, num_threads=num_threads,
+              identity_also={"prompt": older_prompt_fingerprints(teacher, items[0])})
     try:
         return _label(run, teacher, items, keys, names, progress)
     finally:

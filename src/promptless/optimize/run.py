@@ -72,6 +72,7 @@ class Run:
         task_model: Any = None,
         prompt_model: Any = None,
         executor: Any = None,
+        identity_also: dict[str, set[str]] | None = None,
     ) -> None:
         self.name = name  # the optimizer's, for logs and errors
         self.metric = metric
@@ -84,7 +85,7 @@ class Run:
 
         self.store = RunStore(run_dir)
         try:
-            self.resumed = self.store.check_identity(identity)
+            self.resumed = self.store.check_identity(identity, identity_also)
         except ConfigurationError:
             self.store.close()
             raise
