@@ -12,6 +12,7 @@ import promptless as pl
 from promptless.errors import ConfigurationError, PersistError
 from promptless.modules.scored import Classify
 from promptless.optimize.calibrate import Calibrate, content_free_offsets, fit_offsets
+from promptless.types import Message
 
 
 class Pick(pl.Signature):
@@ -165,6 +166,33 @@ def test_the_check_runs_on_the_valset_when_one_is_given(lm):
     assert refused is not None and refused.calibration is not None
     assert refused.calibration == same.optimization.candidates["calibration"]["self"]["candidate"]
     assert refused(text="item x is b").label_probs != same(text="item x is b").label_probs
+
+
+def test_an_accepted_calibration_is_fitted_again_on_the_training_set_and_the_valset(lm):
+    """The check passes the fit made on the training set; what is returned is the same fit made on every labelled
+    example scored (lambda cross-validated again), with what was checked kept beside it. No LM call more."""
+    train, val = dataset(12, 20), dataset(60, 21)
+    better = Calibrate(match, progress=False).compile(Classify(Pick, lm=lm), trainset=train, valset=val)
+    cal = better.calibration
+    assert better.optimization.selection["decision"] == "accepted"
+    assert better.optimization.calls == 72
+    assert cal["refit"]["examples"] == 72 and cal["evidence"]["n"] == 60
+    checked = cal["refit"]["checked"]
+    assert checked == better.optimization.candidates["calibration"]["self"]["candidate"]["refit"]["checked"]
+
+    def prior_error(c):  # the planted prior, +PRIOR on "a" before the scale: the offsets should take it back out
+        o = c["offsets"]
+        return abs((o["a"] - (o["b"] + o["c"]) / 2) / c["scale"] + PRIOR)
+
+    assert prior_error(cal) < prior_error(checked)
+    rows = [[biased_scores([Message("user", f"[[ ## text ## ]]\n{e.text}\n\n")], "", list("abc"))[k]
+             for k in "abc"] for e in train + val]
+    b, a = fit_offsets(rows, ["abc".index(e.label) for e in train + val], lam=cal["lambda"], fit_scale=True)
+    assert [cal["offsets"][k] for k in "abc"] == pytest.approx(b, abs=1e-5) and cal["scale"] == pytest.approx(a, abs=1e-5)
+    # refit=False returns what the check passed
+    kept = Calibrate(match, refit=False, progress=False).compile(Classify(Pick, lm=lm), trainset=train, valset=val)
+    assert "refit" not in kept.calibration
+    assert kept.calibration["offsets"] == checked["offsets"]
 
 
 def test_holdout_none_keeps_the_choice_without_a_test(lm):

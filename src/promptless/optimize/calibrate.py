@@ -201,6 +201,7 @@ class Calibrate(Optimizer):
         regularization: float | None = None,
         folds: int = 5,
         fit_scale: bool = True,
+        refit: bool = True,
         seed: int = 0,
         holdout: Any = "auto",
         alpha: float = DEFAULT_ALPHA,
@@ -231,6 +232,7 @@ class Calibrate(Optimizer):
         self.regularization = regularization
         self.folds = folds
         self.fit_scale = bool(fit_scale)
+        self.refit = bool(refit)
         self.seed = seed
         if holdout not in ("auto", None):
             raise ConfigurationError(
@@ -242,7 +244,7 @@ class Calibrate(Optimizer):
     def settings_identity(self) -> dict[str, Any]:
         return {**super().settings_identity(), "method": self.method, "content_free_inputs": self.content_free_inputs,
                 "regularization": self.regularization, "folds": self.folds, "fit_scale": self.fit_scale,
-                "seed": self.seed, **self._selection_identity()}
+                "refit": self.refit, "seed": self.seed, **self._selection_identity()}
 
     # -- compile -------------------------------------------------------------------------------------------
     def _compile(self, run: Run, student: Module, trainset: list[Example], valset: list[Example],
@@ -516,10 +518,43 @@ class Calibrate(Optimizer):
         keep = sel.get("pick") == "candidate"
         if ev is not None:
             cal["evidence"] = {k: ev[k] for k in ("lift", "p_value", "n", "baseline", "candidate", "method")}
+        if keep and ev is not None and self.refit and chosen_name == "fit" and sel.get("mode") == "validation set":
+            # The check accepted the fitting procedure; fit it again on every labelled example it has scored (the
+            # training set and the valset), with lambda chosen again by cross-validation: offsets for rare labels
+            # are learned from more than the few examples the training set alone has of them. No LM call.
+            both = fit_data + [d for d in val_data if d["gold"] is not None]
+            prior = cf if (self.method == "both" and cf is not None) else zero
+            lam_all = self.regularization if self.regularization is not None else self._cv_lambda(both, plan, prior)
+            b_all, a_all = fit_offsets([d["r"] for d in both], [d["gold"] for d in both], lam=lam_all, prior=prior,
+                                       fit_scale=self.fit_scale)
+            checked = {k: cal[k] for k in ("offsets", "scale", "lambda") if k in cal}
+            cal = calibration(b_all, a_all, cal["method"], **{"lambda": lam_all})
+            cal["evidence"] = {k: ev[k] for k in ("lift", "p_value", "n", "baseline", "candidate", "method")}
+            cal["refit"] = {"examples": len(both), "checked": checked}
         out.update(chosen=chosen_name if keep else "none", lambda_=lam, candidate=cal,
                    calibration=cal if keep else None, selection=sel)
         out["lambda"] = out.pop("lambda_")
         return out
+
+    def _cv_lambda(self, data: list[dict[str, Any]], plan: Any, prior: list[float]) -> float:
+        """The lambda of ``LAMBDAS`` with the best k-fold held-out log-likelihood of the gold labels in ``data``."""
+        order = list(range(len(data)))
+        random.Random(self.seed).shuffle(order)
+        k = min(self.folds, len(data))
+        folds = [order[i::k] for i in range(k)]
+        best: tuple[float, float] | None = None
+        for lam in LAMBDAS:
+            loglik = 0.0
+            for group in folds:
+                held = set(group)
+                train = [data[i] for i in range(len(data)) if i not in held]
+                b, a = fit_offsets([d["r"] for d in train], [d["gold"] for d in train], lam=lam, prior=prior,
+                                   fit_scale=self.fit_scale)
+                loglik += self._predict([data[i] for i in group], plan, b, a)["loglik"] * len(group)
+            if best is None or (loglik, lam) > best:
+                best = (loglik, lam)
+        assert best is not None
+        return best[1]
 
     @staticmethod
     def _cv_rule(n: int, cross: bool) -> str:
