@@ -38,6 +38,11 @@ returned uncalibrated; ``result.selection`` holds the evidence (lift, interval, 
 ``holdout=None`` skips the check. ``method="content_free"`` without a valset is not checked (nothing
 labelled is scored).
 
+**The refit.** When the check on a valset accepts the fit, the fit is made again on the training set and the
+valset together (``refit=True``, lambda cross-validated again), and that calibration is returned: the check
+passed the procedure, and a label the training set has few examples of is then learned from more of them.
+``calibration["refit"]["checked"]`` holds what was checked. No LM call: the valset was scored for the check.
+
 Refitting costs no LM call: the label scores are stored (with ``run_dir`` in the run store, so a killed run
 resumes without scoring anything twice). Everything is counted against ``max_lm_calls``.
 Calibrate the program last: offsets learned for one prompt do not carry over to another instruction or
@@ -188,7 +193,8 @@ class Calibrate(Optimizer):
     ``method``: ``"content_free"``, ``"fit"`` or ``"both"``. ``content_free_inputs``: the texts put in every
     input field for the content-free estimate. ``regularization``: a fixed ``lambda`` instead of the
     cross-validated choice from ``LAMBDAS``. ``folds``: for the cross-validation. ``fit_scale``: also fit one
-    factor on the log-probabilities (default). ``holdout``, ``alpha``, ``selection_test``: the check (see the
+    factor on the log-probabilities (default). ``refit``: once the check on a valset accepts, fit again on the
+    training set and the valset together (default). ``holdout``, ``alpha``, ``selection_test``: the check (see the
     module docstring). Budget, ``run_dir``, ``num_threads`` and ``progress`` as for every optimizer.
     """
 
