@@ -422,10 +422,7 @@ class Calibrate(Optimizer):
         else:
             prior = cf if (self.method == "both" and cf is not None) else zero
             lambdas = (self.regularization,) if self.regularization is not None else LAMBDAS
-            order = list(range(len(fit_data)))
-            random.Random(self.seed).shuffle(order)
-            k = min(self.folds, len(fit_data))
-            folds = [order[i::k] for i in range(k)]
+            folds = self._folds(len(fit_data))
             cross = len(fit_data) >= MIN_FIT_EXAMPLES
 
             def heldout(lam: float | None, fixed: list[float] | None) -> dict[str, Any]:
@@ -522,8 +519,10 @@ class Calibrate(Optimizer):
                     f"{self.alpha:g}: lift {ev['lift']:+.1f} points, p = {ev['p_value']:.3g} ({ev['method']}, "
                     f"n = {ev['n']}); the classifier is left uncalibrated"))
         keep = sel.get("pick") == "candidate"
-        if ev is not None:
-            cal["evidence"] = {k: ev[k] for k in ("lift", "p_value", "n", "baseline", "candidate", "method")}
+        shown = ("lift", "p_value", "n", "baseline", "candidate", "method")
+        evidence = None if ev is None else {k: ev[k] for k in shown}
+        if evidence is not None:
+            cal["evidence"] = evidence
         if keep and ev is not None and self.refit and chosen_name == "fit" and sel.get("mode") == "validation set":
             # The check accepted the fitting procedure; fit it again on every labelled example it has scored (the
             # training set and the valset), with lambda chosen again by cross-validation: offsets for rare labels
@@ -534,24 +533,26 @@ class Calibrate(Optimizer):
             b_all, a_all = fit_offsets([d["r"] for d in both], [d["gold"] for d in both], lam=lam_all, prior=prior,
                                        fit_scale=self.fit_scale)
             checked = {k: cal[k] for k in ("offsets", "scale", "lambda") if k in cal}
-            cal = calibration(b_all, a_all, cal["method"], **{"lambda": lam_all})
-            cal["evidence"] = {k: ev[k] for k in ("lift", "p_value", "n", "baseline", "candidate", "method")}
+            cal = calibration(b_all, a_all, cal["method"], **{"lambda": lam_all}, evidence=evidence)
             cal["refit"] = {"examples": len(both), "checked": checked}
         out.update(chosen=chosen_name if keep else "none", lambda_=lam, candidate=cal,
                    calibration=cal if keep else None, selection=sel)
         out["lambda"] = out.pop("lambda_")
         return out
 
+    def _folds(self, n: int) -> list[list[int]]:
+        """``self.folds`` folds of ``range(n)`` (fewer when ``n`` is smaller), from a shuffle seeded by ``seed``."""
+        order = list(range(n))
+        random.Random(self.seed).shuffle(order)
+        k = min(self.folds, n)
+        return [order[i::k] for i in range(k)]
+
     def _cv_lambda(self, data: list[dict[str, Any]], plan: Any, prior: list[float]) -> float:
         """The lambda of ``LAMBDAS`` with the best k-fold held-out log-likelihood of the gold labels in ``data``."""
-        order = list(range(len(data)))
-        random.Random(self.seed).shuffle(order)
-        k = min(self.folds, len(data))
-        folds = [order[i::k] for i in range(k)]
         best: tuple[float, float] | None = None
         for lam in LAMBDAS:
             loglik = 0.0
-            for group in folds:
+            for group in self._folds(len(data)):
                 held = set(group)
                 train = [data[i] for i in range(len(data)) if i not in held]
                 b, a = fit_offsets([d["r"] for d in train], [d["gold"] for d in train], lam=lam, prior=prior,
