@@ -473,6 +473,21 @@ def test_random_search_tries_nearest_neighbour_demos_when_given_an_embedder():
     assert out(event="event number 5").category == gold["event number 5"]
 
 
+def test_random_search_scores_the_nearest_neighbour_candidate_first_so_a_tight_budget_still_tries_it():
+    train, dev = make_data(24), make_data(30, start=1000)
+    gold = {ex.event: ex.category for ex in train + dev}
+    lm = pl.ScriptedLM(lambda messages: reply(gold[event_of(messages)]))
+    # the baseline's search and held-out runs (30), one candidate on the 20 searched, the pick's held-out run (10)
+    opt = BootstrapFewShotWithRandomSearch(metric, num_candidate_programs=4, max_bootstrapped_demos=2,
+                                           max_labeled_demos=2, knn=_vectors, max_lm_calls=60, progress=False)
+    out = opt.compile(pl.Predict(Classify, lm=lm), trainset=train, valset=dev)
+    r = out.optimization
+    tried = [t.params.get("label") for t in r.trials if t.kind == "candidate"]
+    assert tried[0] == "knn (k=2)"
+    assert r.calls <= 60 and r.stopped == "budget"
+    assert r.candidates["demo_sets"][0] == {"candidate": "knn", "label": "knn (k=2)"}
+
+
 def test_mipro_searches_nearest_neighbour_demos_and_skips_them_cleanly_without_an_embedder():
     train, dev = make_data(24), make_data(30, start=1000)
     gold = {ex.event: ex.category for ex in train + dev}

@@ -126,9 +126,24 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
         best_program: Module | None = None
         best_params: dict[str, Any] = {}
         described = []
+        # The nearest-neighbour candidate first: it is one program, built without an LM call, and a budget that
+        # stops the search among the bootstrapped demo sets still has it scored.
+        knn_note = None
+        if self.knn is not None:
+            if not valset:
+                knn_note = ("left out: without a valset the search examples are the training examples the "
+                            "neighbours come from")
+            else:
+                built, knn_note = knn_candidate(student.deepcopy(), demo_source, self.knn, self._knn_k())
+                if built is not None:
+                    params = {"candidate": "knn", "label": f"knn (k={self._knn_k()})"}
+                    described.append(params)
+                    score = self._score(run, built, val, params)
+                    if score is not None and score > best_score:
+                        best_score, best_program, best_params = score, built, params
         n = self.num_candidate_programs + 3
         candidate_sets: list[DemoSet] = []
-        for i in range(n):
+        for i in range(n if run.stopped != "budget" else 0):
             # Build one candidate at a time so that a budget stop keeps the ones already scored.
             run.progress.update(stage=f"candidate {i + 1}/{n}")
             sets = demo_candidates(
@@ -151,19 +166,6 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
                 break
             if score > best_score:
                 best_score, best_program, best_params = score, program, params
-        knn_note = None
-        if self.knn is not None and run.stopped != "budget":
-            if not valset:
-                knn_note = ("left out: without a valset the search examples are the training examples the "
-                            "neighbours come from")
-            else:
-                built, knn_note = knn_candidate(student.deepcopy(), demo_source, self.knn, self._knn_k())
-                if built is not None:
-                    params = {"candidate": len(described), "label": f"knn (k={self._knn_k()})"}
-                    described.append(params)
-                    score = self._score(run, built, val, params)
-                    if score is not None and score > best_score:
-                        best_score, best_program, best_params = score, built, params
         run.notes.candidates = {"demo_sets": described, **({"knn": knn_note} if knn_note else {})}
         return sel.decide(student, best_program, best_params)
 
