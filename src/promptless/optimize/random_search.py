@@ -125,7 +125,7 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
             return student.deepcopy()
         best_program: Module | None = None
         best_params: dict[str, Any] = {}
-        described = []
+        described: list[dict[str, Any]] = []
         # The nearest-neighbour candidate first: it is one program, built without an LM call, and a budget that
         # stops the search among the bootstrapped demo sets still has it scored.
         knn_note = None
