@@ -136,7 +136,7 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
             else:
                 built, knn_note = knn_candidate(student.deepcopy(), demo_source, self.knn, self._knn_k())
                 if built is not None:
-                    params = {"candidate": "knn", "label": f"knn (k={self._knn_k()})"}
+                    params: dict[str, Any] = {"candidate": "knn", "label": f"knn (k={self._knn_k()})"}
                     described.append(params)
                     score = self._score(run, built, val, params)
                     if score is not None and score > best_score:
