@@ -177,6 +177,7 @@ def test_an_accepted_calibration_is_fitted_again_on_the_training_set_and_the_val
     assert better.optimization.selection["decision"] == "accepted"
     assert better.optimization.calls == 72
     assert cal["refit"]["examples"] == 72 and cal["evidence"]["n"] == 60
+    assert "fitted again on the 72 training and validation examples" in better.optimization.selection["reason"]
     checked = cal["refit"]["checked"]
     assert checked == better.optimization.candidates["calibration"]["self"]["candidate"]["refit"]["checked"]
 

@@ -535,6 +535,8 @@ class Calibrate(Optimizer):
             checked = {k: cal[k] for k in ("offsets", "scale", "lambda") if k in cal}
             cal = calibration(b_all, a_all, cal["method"], **{"lambda": lam_all}, evidence=evidence)
             cal["refit"] = {"examples": len(both), "checked": checked}
+            sel["reason"] += (f"; then fitted again on the {len(both)} training and validation examples together "
+                              "(refit=True; what was checked is in calibration['refit'])")
         out.update(chosen=chosen_name if keep else "none", lambda_=lam, candidate=cal,
                    calibration=cal if keep else None, selection=sel)
         out["lambda"] = out.pop("lambda_")
