@@ -267,3 +267,35 @@ def test_other_optimizers_count_label_scoring_against_max_lm_calls(lm, limit):
     assert spent == limit
     assert result.optimization.calls == limit
     assert result.optimization.stopped == "budget"
+
+
+def test_every_optimizer_runs_on_a_classify_and_calibrate_comes_last(lm, tmp_path):
+    """The flow the docs advise: search instructions or demos for a pl.Classify, then calibrate what they return."""
+    train, val = dataset(30, 30), dataset(30, 31)
+
+    def proposals(n):
+        return pl.ScriptedLM([f"[[ ## proposed_instruction ## ]]\nName the letter the text ends with ({i}).\n\n"
+                              "[[ ## completed ## ]]" for i in range(n)])
+
+    runs = {
+        "mipro": pl.MIPROv2(match, prompt_model=proposals(5), task_model=lm, auto="light", max_bootstrapped_demos=0,
+                            max_labeled_demos=0, max_lm_calls=150, progress=False),
+        "bootstrap": pl.BootstrapFewShot(metric=match, max_bootstrapped_demos=2, max_labeled_demos=0),
+        "random": pl.BootstrapFewShotWithRandomSearch(match, num_candidate_programs=2, max_bootstrapped_demos=2,
+                                                      max_labeled_demos=2, progress=False),
+        "gepa": pl.GEPA(match, reflection_lm=proposals(20), max_metric_calls=120, progress=False),
+    }
+    for name, opt in runs.items():
+        out = opt.compile(Classify(Pick, lm=lm), trainset=train, valset=val)
+        assert isinstance(out, Classify), name
+        assert out(text="item z is c").label_probs is not None, name  # still scores its labels
+        if name in ("mipro", "gepa"):
+            assert out.optimization.calls <= (150 if name == "mipro" else 120 + 30), name
+    shown = pl.LabeledFewShot(k=2, seed=1).compile(Classify(Pick, lm=lm), trainset=train)
+    better = Calibrate(match, progress=False).compile(shown, trainset=train, valset=val)
+    assert better.optimization.selection["decision"] == "accepted"
+    assert better.demos == shown.demos and better.signature.instructions == shown.signature.instructions
+    assert better.calibration["refit"]["examples"] == 60
+    fresh = Classify(Pick, lm=lm).load(better.save(tmp_path / "calibrated.json"))
+    assert fresh.demos == shown.demos
+    assert fresh(text="item y is b").label_probs == pytest.approx(better(text="item y is b").label_probs)
