@@ -57,6 +57,7 @@ N_TRAIN = 60
 
 STEPS = ("baseline", "calibrate", "mipro0", "gepa", "labeled", "bootstrap", "random", "mipro2")
 KNN_STEPS = ("random_knn", "mipro2_knn")
+HOLDOUT_STEPS = ("random_half",)  # random search with half the valset held out instead of a third
 MAX_CALLS = 400
 
 
@@ -149,10 +150,11 @@ def run_promptless(steps: list[str], redo: bool, threads: int, max_calls: int | 
         if step == "bootstrap":  # the demos are checked on the same 90 validation examples as the others
             return pl.BootstrapFewShot(metric=category_match, max_bootstrapped_demos=4, max_labeled_demos=0,
                                        **common), {"valset": val}
-        if step in ("random", "random_knn"):
+        if step in ("random", "random_knn", "random_half"):
+            half = {"holdout": 0.5} if step == "random_half" else {}
             return pl.BootstrapFewShotWithRandomSearch(category_match, num_candidate_programs=3,
                                                        max_bootstrapped_demos=4, max_labeled_demos=4, seed=SEED,
-                                                       **knn, **common), {"valset": val}
+                                                       **knn, **half, **common), {"valset": val}
         raise SystemExit(f"unknown step {step}")
 
     def start(step: str) -> Any:
@@ -375,6 +377,7 @@ LABELS = {
     "promptless/bootstrap": "promptless BootstrapFewShot(4 bootstrapped)",
     "promptless/random": "promptless BootstrapFewShotWithRandomSearch(3 candidates)",
     "promptless/random_knn": "promptless BootstrapFewShotWithRandomSearch(3 candidates) + kNN demos",
+    "promptless/random_half": "promptless BootstrapFewShotWithRandomSearch(3 candidates), holdout=0.5",
     "promptless/mipro2_knn": "promptless MIPROv2 light, up to 2 demos + kNN demos",
     "dspy/mipro0": "DSPy 3.4.1 MIPROv2 light, instruction-only",
     "dspy/mipro2": "DSPy 3.4.1 MIPROv2 light, up to 2 demos",
@@ -436,7 +439,7 @@ def main() -> None:
         dspy_child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", nargs="*", default=list(STEPS), choices=STEPS + KNN_STEPS)
+    ap.add_argument("--steps", nargs="*", default=list(STEPS), choices=STEPS + KNN_STEPS + HOLDOUT_STEPS)
     ap.add_argument("--knn", action="store_true", help="also the steps with nearest-neighbour demo candidates")
     ap.add_argument("--test", action="store_true",
                     help="score the zero-shot program and each finished step's pick on the test split (375)")
