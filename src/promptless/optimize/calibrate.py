@@ -409,6 +409,7 @@ class Calibrate(Optimizer):
             cal.update(info)
             return cal
 
+        prior = cf if (self.method == "both" and cf is not None) else zero  # what a fit is pulled towards
         cv_scores: tuple[list[float], list[float]] | None = None  # (uncalibrated, candidate) held out by the CV
         if self.method == "content_free" or len(fit_data) < 2:
             if cf is None:
@@ -420,7 +421,6 @@ class Calibrate(Optimizer):
             chosen_name, params, lam = "content_free", (cf, 1.0), None
             cal = calibration(cf, 1.0, "content_free")
         else:
-            prior = cf if (self.method == "both" and cf is not None) else zero
             lambdas = (self.regularization,) if self.regularization is not None else LAMBDAS
             folds = self._folds(len(fit_data))
             cross = len(fit_data) >= MIN_FIT_EXAMPLES
@@ -528,7 +528,6 @@ class Calibrate(Optimizer):
             # training set and the valset), with lambda chosen again by cross-validation: offsets for rare labels
             # are learned from more than the few examples the training set alone has of them. No LM call.
             both = fit_data + [d for d in val_data if d["gold"] is not None]
-            prior = cf if (self.method == "both" and cf is not None) else zero
             lam_all = self.regularization if self.regularization is not None else self._cv_lambda(both, plan, prior)
             b_all, a_all = fit_offsets([d["r"] for d in both], [d["gold"] for d in both], lam=lam_all, prior=prior,
                                        fit_scale=self.fit_scale)
