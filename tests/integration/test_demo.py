@@ -35,14 +35,17 @@ def test_demo_on_smollm2(smollm2_path: Path, tmp_path: Path, capsys: pytest.Capt
         assert len(list(csv.DictReader(fh))) == 5
     text = capsys.readouterr().out
     assert "Accuracy:" in text and "LM calls:" in text and "smollm2-135m_dev.json" in text
-    # the second half: a budgeted MIPROv2 search, the optimized program evaluated, saved, reloaded, reported
-    assert "5/5 predictions identical" in text
+    # the second half: a budgeted calibration (every label scored by the real model), the optimized program
+    # evaluated, saved, reloaded, reported
+    assert "5/5 predictions identical" in text and "Calibration: 40 LM calls" in text
     optimized = json.loads((out / "smollm2-135m_dev_optimized.json").read_text())
     assert optimized["n"] == 5 and optimized["stage"] == "optimized"
+    for row in optimized["rows"]:  # a pl.Classify: the confidence is the chosen label's probability
+        assert row["prediction"]["category"] in CATEGORIES and 0.0 < row["prediction"]["confidence"] <= 1.0
     saved = json.loads((out / "classifier_optimized.json").read_text())
-    assert saved["metadata"]["optimizer"] == "MIPROv2" and saved["metadata"]["task_model"] == "local/smollm2-135m"
+    assert saved["metadata"]["optimizer"] == "Calibrate" and saved["metadata"]["task_model"] == "local/smollm2-135m"
     assert "<svg" in (out / "optimization_report.html").read_text()
-    # run again: the search resumes from its run directory (no call paid twice) and ends the same
+    # run again: the calibration resumes from its run directory (no call paid twice) and ends the same
     code = main(["demo", "--model", "local/smollm2-135m", "--limit", "5", "--threads", "1", "--out", str(out),
                  "--no-progress", "--no-cache", "--train-size", "140", "--max-calls", "40",
                  "--run-dir", str(tmp_path / "run"), "--show", "0"])

@@ -17,6 +17,12 @@ from promptless.tasks import load_events, make_classifier
 def _scripted() -> pl.ScriptedLM:
     gold = {ex.event: ex.category for split in ("train", "dev") for ex in load_events(split)}
 
+    def scores(messages, prefix, candidates):
+        # a planted label prior: "Politics and Governance" outscores the gold label on every event
+        event = re.search(r"\[\[ ## event ## \]\]\n(.*?)\n\n", messages[-1].content, re.S).group(1)
+        labels = [c.strip() for c in candidates]  # each candidate ends with the line break after the value
+        return [-0.5 if c == "Politics and Governance" else -1.0 if c == gold[event] else -4.0 for c in labels]
+
     def reply(messages):
         if "proposed_instruction" in messages[0].content:
             return ("[[ ## proposed_instruction ## ]]\nSure! Here's a new instruction:\n"
@@ -26,14 +32,14 @@ def _scripted() -> pl.ScriptedLM:
         label = gold[event] if "CLUE" in instructions else "Politics and Governance"
         return f"[[ ## category ## ]]\n{label}\n\n[[ ## confidence ## ]]\n0.8\n\n[[ ## completed ## ]]"
 
-    return pl.ScriptedLM(reply)
+    return pl.ScriptedLM(reply, logprobs=scores)
 
 
 def test_demo_optimizes_saves_and_reloads(tmp_path, capsys):
     lm = _scripted()
     args = argparse.Namespace(model="scripted", split="dev", limit=20, threads=1, out=str(tmp_path), show=0,
                               no_progress=True, no_cache=False, optimize=True, prompt_model=None, train_size=60,
-                              max_calls=None, run_dir=None)
+                              max_calls=None, run_dir=None, optimizer="mipro")
     buf = io.StringIO()
     run = DemoRun(args=args, console=Console(file=buf, width=200), model="scripted", lm=lm,
                   program=make_classifier(lm=lm), devset=load_events("dev", 20), out_dir=tmp_path)
@@ -56,7 +62,7 @@ def test_demo_optimizes_saves_and_reloads(tmp_path, capsys):
     assert "trial 0 (baseline)" in capsys.readouterr().err
 
 
-def test_the_demo_command_optimizes_by_default(tmp_path, monkeypatch, capsys):
+def test_the_demo_command_calibrates_by_default(tmp_path, monkeypatch, capsys):
     from promptless.cli import main
 
     lm = _scripted()
@@ -66,9 +72,48 @@ def test_the_demo_command_optimizes_by_default(tmp_path, monkeypatch, capsys):
                  "--show", "0"])
     assert code == 0
     text = capsys.readouterr().out
-    assert "Optimizing" in text and "10/10 predictions identical" in text
+    assert "Optimizing" in text and "pl.Calibrate" in text and "10/10 predictions identical" in text
+    # the planted prior is removed: Politics is lowered the most, and every dev event then gets its gold label
+    assert re.search(r"offsets, most lowered: Politics and Governance -", text)
+    assert "accepted" in text  # the held-out check on the 90 validation examples, reported
     assert re.search(r"Accuracy on dev: [\d.]+% -> 100\.0%", text)
-    assert (out / "classifier_optimized.json").exists() and (out / "scripted_dev_optimized.json").exists()
+    saved = json.loads((out / "classifier_optimized.json").read_text())
+    assert saved["metadata"]["optimizer"] == "Calibrate"
+    [state] = saved["predictors"].values()
+    assert state["extra"]["calibration"]["offsets"]["Politics and Governance"] < 0
+    # the optimizer never saw the dev split: 60 training + 90 validation events scored, one call each
+    dev_events = {ex.event for ex in load_events("dev")}
+    scored = [re.search(r"\[\[ ## event ## \]\]\n(.*?)\n\n", m[-1].content, re.S).group(1)
+              for m, _, _ in lm.score_requests]
+    assert len(scored) == 150 + 12 + 10  # train and val, then the dev evaluation, then the reload check
+    assert not set(scored[:150]) & dev_events
+    assert (out / "scripted_dev_optimized.json").exists() and (out / "optimization_report.html").exists()
+
+
+def test_the_demo_command_runs_mipro_when_asked(tmp_path, monkeypatch, capsys):
+    from promptless.cli import main
+
+    lm = _scripted()
+    monkeypatch.setattr(pl, "LM", lambda model, **options: lm)
+    out = tmp_path / "demo"
+    code = main(["demo", "--model", "openai/scripted", "--limit", "12", "--out", str(out), "--no-progress",
+                 "--show", "0", "--optimizer", "mipro"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "Optimizing" in text and "MIPROv2" in text and "10/10 predictions identical" in text
+    assert re.search(r"Accuracy on dev: [\d.]+% -> 100\.0%", text)
+    assert not lm.score_requests  # generation only
+    assert json.loads((out / "classifier_optimized.json").read_text())["metadata"]["optimizer"] == "MIPROv2"
+
+
+def test_a_prompt_model_without_mipro_is_refused_before_the_long_work(tmp_path, capsys):
+    from promptless.cli import main
+
+    assert main(["demo", "--model", "local/smollm2-135m", "--prompt-model", "local/smollm2-135m",
+                 "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "--prompt-model is for --optimizer mipro" in err
+    assert not any(tmp_path.iterdir())
 
 
 def test_optimizing_on_the_split_it_evaluates_is_flagged(tmp_path, monkeypatch, capsys):
@@ -77,6 +122,6 @@ def test_optimizing_on_the_split_it_evaluates_is_flagged(tmp_path, monkeypatch, 
     lm = _scripted()
     monkeypatch.setattr(pl, "LM", lambda model, **options: lm)
     code = main(["demo", "--model", "openai/scripted", "--split", "train", "--limit", "4", "--out",
-                 str(tmp_path), "--no-progress", "--show", "0", "--max-calls", "20"])
+                 str(tmp_path), "--no-progress", "--show", "0", "--max-calls", "20", "--optimizer", "mipro"])
     assert code == 0
     assert "score after optimization is optimistic" in capsys.readouterr().out
