@@ -56,9 +56,18 @@ SEED = 9
 N_TRAIN = 60
 
 STEPS = ("baseline", "calibrate", "mipro0", "gepa", "labeled", "bootstrap", "random", "mipro2")
-KNN_STEPS = ("random_knn", "mipro2_knn")
+KNN_STEPS = ("random_knn", "mipro2_knn", "calibrate_knn")
 HOLDOUT_STEPS = ("random_half",)  # random search with half the valset held out instead of a third
 MAX_CALLS = 400
+
+
+def _short_calibration(cal: Any) -> Any:
+    """A calibration for the results file: the voting examples counted, not listed."""
+    if not isinstance(cal, dict) or not isinstance(cal.get("knn"), dict):
+        return cal
+    knn = {k: v for k, v in cal["knn"].items() if k != "examples"}
+    knn["examples"] = len(cal["knn"].get("examples") or [])
+    return {**cal, "knn": knn}
 
 
 def _load() -> dict[str, Any]:
@@ -143,6 +152,8 @@ def run_promptless(steps: list[str], redo: bool, threads: int, max_calls: int | 
                               max_bootstrapped_demos=2, max_labeled_demos=2, **knn, **common), {"valset": val}
         if step == "calibrate":  # label scoring (pl.Classify) with a calibration checked on the valset
             return pl.Calibrate(category_match, **common), {"valset": val}
+        if step == "calibrate_knn":  # the same, with the nearest labelled examples' votes in the fit
+            return pl.Calibrate(category_match, knn=embedder(), **common), {"valset": val}
         if step == "gepa":
             return pl.GEPA(category_match, auto="light", reflection_lm=lm, seed=SEED, **common), {"valset": val}
         if step == "labeled":
@@ -158,7 +169,7 @@ def run_promptless(steps: list[str], redo: bool, threads: int, max_calls: int | 
         raise SystemExit(f"unknown step {step}")
 
     def start(step: str) -> Any:
-        if step == "calibrate":
+        if step in ("calibrate", "calibrate_knn"):
             from promptless.tasks import ClassifyEvent
 
             return pl.Classify(ClassifyEvent, lm=lm)
@@ -203,7 +214,7 @@ def run_promptless(steps: list[str], redo: bool, threads: int, max_calls: int | 
             "val_after": r.final_score,
             **selection_record(r),
             "instructions": inner.signature.instructions,
-            "calibration": getattr(inner, "calibration", None),
+            "calibration": _short_calibration(getattr(inner, "calibration", None)),
             "demos": "per input (knn)" if inner is not optimized else len(optimized.demos),
             "candidates": r.candidates.get("instructions", {}),
             "rejected": r.candidates.get("rejected_proposals", []),
@@ -376,6 +387,7 @@ LABELS = {
     "promptless/labeled": "promptless LabeledFewShot(k=4)",
     "promptless/bootstrap": "promptless BootstrapFewShot(4 bootstrapped)",
     "promptless/random": "promptless BootstrapFewShotWithRandomSearch(3 candidates)",
+    "promptless/calibrate_knn": "promptless Calibrate + votes of the 10 nearest labelled examples (all-MiniLM-L6-v2)",
     "promptless/random_knn": "promptless BootstrapFewShotWithRandomSearch(3 candidates) + kNN demos",
     "promptless/random_half": "promptless BootstrapFewShotWithRandomSearch(3 candidates), holdout=0.5",
     "promptless/mipro2_knn": "promptless MIPROv2 light, up to 2 demos + kNN demos",

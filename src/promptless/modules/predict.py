@@ -135,11 +135,15 @@ class Predict(Predictor):
         """Set per-call options (``update_config(temperature=0.7)``); unknown ones are refused."""
         self._set_config(kwargs)
 
+    #: Attributes a deep copy shares instead of copying (an LM is a resource, a signature is immutable).
+    _SHARED_ON_COPY: tuple[str, ...] = ("lm", "adapter", "signature", "_base_signature", "callbacks")
+
     def __deepcopy__(self, memo: dict[int, Any]) -> Predict:
         new = object.__new__(type(self))
         memo[id(self)] = new
+        shared = self._SHARED_ON_COPY
         for k, v in self.__dict__.items():
-            if k in ("lm", "adapter", "signature", "_base_signature", "callbacks"):
+            if k in shared:
                 new.__dict__[k] = v  # shared: an LM is a resource, a signature is immutable
             else:
                 new.__dict__[k] = copy.deepcopy(v, memo)

@@ -181,6 +181,10 @@ class Classify(Predict):
         self._plans: dict[type[Signature], _Plan] = {}
         #: Learned by pl.Calibrate: {"offsets": {label text: added log-probability}, "method": ..., ...}.
         self.calibration: dict[str, Any] | None = None
+        #: The embedder of a calibration that adds nearest-neighbour votes (pl.Calibrate(knn=...)); not saved:
+        #: built again from the calibration's ``knn["embedder"]`` name when left None.
+        self.knn_embedder: Any = None
+        self._vote_pools: dict[Any, Any] = {}
         super().__init__(signature, lm=lm, adapter=adapter, **config)
         self.plan(self.signature)  # refuse an unsuitable signature now, not on the first call
 
@@ -236,10 +240,17 @@ class Classify(Predict):
         scale = cal.get("scale", 1.0)
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
             raise ValueError(f"calibration scale must be a finite number > 0, got {scale!r}")
+        if cal.get("knn") is not None:
+            from .neighbours import check_knn_state
+
+            check_knn_state(cal["knn"], self.plan().texts)
         return {"calibration": dict(cal)}
 
     def set_extra_state(self, state: Mapping[str, Any]) -> None:
         self.calibration = state.get("calibration") or None
+
+    #: The vote embedder is a resource (a loaded model) and the embedded pools a cache: copies share them.
+    _SHARED_ON_COPY = (*Predict._SHARED_ON_COPY, "knn_embedder", "_vote_pools")
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Classify:
         new = super().__deepcopy__(memo)
@@ -300,6 +311,14 @@ class Classify(Predict):
         offsets = {str(k): float(v) for k, v in (calibration.get("offsets") or {}).items()}
         scale = float(calibration.get("scale", 1.0))
         adjusted = [scale * lp + offsets.get(t, 0.0) for lp, t in zip(raw, plan.texts, strict=True)]
+        votes = None
+        knn = calibration.get("knn")
+        if knn:
+            from .neighbours import knn_text
+
+            votes = self._vote_pool(knn, plan.texts).votes(knn_text(list(signature.input_fields), inputs))
+            weight = float(knn["weight"])
+            adjusted = [x + weight * v for x, v in zip(adjusted, votes, strict=True)]
         probs = softmax(adjusted)
         best = max(range(len(probs)), key=lambda i: (probs[i], -i))
         values = dict(before)
@@ -316,7 +335,24 @@ class Classify(Predict):
             tokens=dict(zip(plan.texts, scores.tokens, strict=False)),
             unlisted=[plan.texts[i] for i in scores.unlisted],
         )
+        if votes is not None:
+            pred.scoring["neighbour_votes"] = dict(zip(plan.texts, votes, strict=True))
         return pred
+
+    def _vote_pool(self, knn: Mapping[str, Any], labels: Sequence[str]) -> Any:
+        """The embedded examples of a calibration's nearest-neighbour votes, built once per calibration."""
+        from .neighbours import VotePool, embedder_from_spec
+
+        key = (str(knn["embedder"]), id(self.knn_embedder),
+               hash(tuple((str(e["text"]), str(e["label"])) for e in knn.get("examples") or ())),
+               knn.get("k"), knn.get("temperature"), knn.get("floor"))
+        pool = self._vote_pools.get(key)
+        if pool is None:
+            if self.knn_embedder is None:
+                self.knn_embedder = embedder_from_spec(str(knn["embedder"]))
+                key = (key[0], id(self.knn_embedder), *key[2:])
+            pool = self._vote_pools.setdefault(key, VotePool(knn, labels, self.knn_embedder))
+        return pool
 
     def _generate_before(self, lm: Any, adapter: ChatAdapter, signature: type[Signature], demos: list[Any],
                          inputs: dict[str, Any], plan: _Plan, messages: list[Any],

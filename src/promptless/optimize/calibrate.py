@@ -60,6 +60,7 @@ from ..data import Example, Prediction
 from ..errors import BudgetExceededError, ConfigurationError
 from ..evaluate.scoring import Metric, call_metric
 from ..modules.module import Module
+from ..modules.neighbours import VOTE_FLOOR, VOTE_K, VOTE_TEMPERATURE, embedder_spec, knn_text, label_votes, unit
 from ..modules.scored import Classify, ScoredPrediction, softmax
 from ..values import render_value, to_jsonable
 from .base import Optimizer
@@ -98,16 +99,24 @@ def _solve(a: list[list[float]], b: list[float]) -> list[float]:
     return x
 
 
-def _objective(rows: Sequence[Sequence[float]], gold: Sequence[int], b: Sequence[float], a: float,
-               prior: Sequence[float], lam: float, fit_scale: bool) -> float:
+def _logits(r: Sequence[float], b: Sequence[float], a: float, c: float, v: Sequence[float] | None) -> list[float]:
+    if v is None:
+        return [a * x + y for x, y in zip(r, b, strict=True)]
+    return [a * x + y + c * w for x, y, w in zip(r, b, v, strict=True)]
+
+
+def _objective(rows: Sequence[Sequence[float]], gold: Sequence[int], b: Sequence[float], a: float, c: float,
+               votes: Sequence[Sequence[float]] | None, prior: Sequence[float], lam: float, fit_scale: bool) -> float:
     total = 0.0
-    for r, g in zip(rows, gold, strict=True):
-        z = [a * x + y for x, y in zip(r, b, strict=True)]
+    for i, (r, g) in enumerate(zip(rows, gold, strict=True)):
+        z = _logits(r, b, a, c, votes[i] if votes is not None else None)
         m = max(z)
         total += m + math.log(sum(math.exp(v - m) for v in z)) - z[g]
     reg = sum((x - y) ** 2 for x, y in zip(b, prior, strict=True))
     if fit_scale:
         reg += (a - 1.0) ** 2
+    if votes is not None:
+        reg += c * c
     return total / len(rows) + lam * reg
 
 
@@ -116,31 +125,47 @@ def fit_offsets(rows: Sequence[Sequence[float]], gold: Sequence[int], *, lam: fl
                 max_iter: int = 100) -> tuple[list[float], float]:
     """Offsets ``b`` (and a scale ``a``) minimising ``mean(-log softmax(a*r + b)[gold]) + lam*(||b - prior||^2
     + (a - 1)^2)``: a convex problem, solved by Newton's method with a backtracking line search."""
+    b, a, _ = fit_calibration(rows, gold, lam=lam, prior=prior, fit_scale=fit_scale, max_iter=max_iter)
+    return b, a
+
+
+def fit_calibration(rows: Sequence[Sequence[float]], gold: Sequence[int], *, lam: float,
+                    prior: Sequence[float] | None = None, fit_scale: bool = False,
+                    votes: Sequence[Sequence[float]] | None = None,
+                    max_iter: int = 100) -> tuple[list[float], float, float]:
+    """``fit_offsets`` with, when ``votes`` (one vector per row: the nearest neighbours' label votes) are given,
+    a weight ``c`` on them too: ``softmax(a*r + b + c*votes)``, with ``lam * c^2`` added to the penalty (votes
+    that do not help are given no weight). Returns ``(b, a, c)``."""
     n_labels = len(rows[0])
     prior = list(prior) if prior is not None else [0.0] * n_labels
     b = prior[:]
-    a = 1.0
+    a, c = 1.0, 0.0
     n = len(rows)
-    k = n_labels + (1 if fit_scale else 0)
-    f = _objective(rows, gold, b, a, prior, lam, fit_scale)
+    extra = (["a"] if fit_scale else []) + (["c"] if votes is not None else [])
+    k = n_labels + len(extra)
+    f = _objective(rows, gold, b, a, c, votes, prior, lam, fit_scale)
     for _ in range(max_iter):
         grad = [0.0] * k
         hess = [[0.0] * k for _ in range(k)]
-        for r, g in zip(rows, gold, strict=True):
-            p = softmax([a * x + y for x, y in zip(r, b, strict=True)])
+        for idx, (r, g) in enumerate(zip(rows, gold, strict=True)):
+            v = votes[idx] if votes is not None else None
+            p = softmax(_logits(r, b, a, c, v))
             for i in range(n_labels):
                 grad[i] += p[i] - (1.0 if i == g else 0.0)
                 hi = hess[i]
                 for j in range(n_labels):
                     hi[j] += (p[i] if i == j else 0.0) - p[i] * p[j]
-            if fit_scale:
-                s = sum(pi * ri for pi, ri in zip(p, r, strict=True))
-                grad[-1] += s - r[g]
+            feats: list[Sequence[float]] = [r if name == "a" else (v or r) for name in extra]
+            means = [sum(pi * fi for pi, fi in zip(p, feat, strict=True)) for feat in feats]
+            for m, (feat, s) in enumerate(zip(feats, means, strict=True)):
+                col = n_labels + m
+                grad[col] += s - feat[g]
                 for i in range(n_labels):
-                    cross = p[i] * (r[i] - s)
-                    hess[i][-1] += cross
-                    hess[-1][i] += cross
-                hess[-1][-1] += sum(pi * ri * ri for pi, ri in zip(p, r, strict=True)) - s * s
+                    cross = p[i] * (feat[i] - s)
+                    hess[i][col] += cross
+                    hess[col][i] += cross
+                for m2, (feat2, s2) in enumerate(zip(feats, means, strict=True)):
+                    hess[col][n_labels + m2] += sum(pi * x * y for pi, x, y in zip(p, feat, feat2, strict=True)) - s * s2
         for i in range(k):
             grad[i] /= n
             for j in range(k):
@@ -148,30 +173,33 @@ def fit_offsets(rows: Sequence[Sequence[float]], gold: Sequence[int], *, lam: fl
         for i in range(n_labels):
             grad[i] += 2 * lam * (b[i] - prior[i])
             hess[i][i] += 2 * lam
-        if fit_scale:
-            grad[-1] += 2 * lam * (a - 1.0)
-            hess[-1][-1] += 2 * lam
+        for m, name in enumerate(extra):
+            col = n_labels + m
+            grad[col] += 2 * lam * ((a - 1.0) if name == "a" else c)
+            hess[col][col] += 2 * lam
         if max(abs(g) for g in grad) < 1e-9:
             break
         try:
             step = _solve(hess, grad)
         except ValueError:
             step = grad[:]
+        steps = dict(zip(extra, step[n_labels:], strict=True))
         t = 1.0
         while t > 1e-8:
             nb = [x - t * s for x, s in zip(b, step[:n_labels], strict=True)]
-            na = a - t * step[-1] if fit_scale else a
-            nf = _objective(rows, gold, nb, na, prior, lam, fit_scale)
+            na = a - t * steps["a"] if "a" in steps else a
+            nc = c - t * steps["c"] if "c" in steps else c
+            nf = _objective(rows, gold, nb, na, nc, votes, prior, lam, fit_scale)
             if nf <= f:
                 break
             t /= 2
         else:
             break
         converged = f - nf < 1e-12
-        b, a, f = nb, na, nf
+        b, a, c, f = nb, na, nc, nf
         if converged:
             break
-    return b, a
+    return b, a, c
 
 
 def content_free_offsets(scores: Sequence[Sequence[float]]) -> list[float]:
@@ -208,6 +236,8 @@ class Calibrate(Optimizer):
         folds: int = 5,
         fit_scale: bool = True,
         refit: bool = True,
+        knn: Any = None,
+        knn_k: int = VOTE_K,
         seed: int = 0,
         holdout: Any = "auto",
         alpha: float = DEFAULT_ALPHA,
@@ -233,12 +263,23 @@ class Calibrate(Optimizer):
             raise ConfigurationError(f"Calibrate: regularization must be a number > 0, got {regularization!r}")
         if not isinstance(folds, int) or folds < 2:
             raise ConfigurationError(f"Calibrate: folds must be a whole number >= 2, got {folds!r}")
+        if knn is not None and not callable(knn):
+            raise ConfigurationError(
+                f"Calibrate: knn must be an embedder (pl.Embedder('local/all-MiniLM-L6-v2'), or a function "
+                f"list[str] -> vectors), got {type(knn).__name__}")
+        if isinstance(knn_k, bool) or not isinstance(knn_k, int) or knn_k < 1:
+            raise ConfigurationError(f"Calibrate: knn_k must be a whole number >= 1, got {knn_k!r}")
+        if knn is not None and method != "fit":
+            raise ConfigurationError(f"Calibrate: knn= works with method='fit' (the votes' weight is fitted), "
+                                     f"not method={method!r}")
         self.method = method
         self.content_free_inputs = tuple(inputs)
         self.regularization = regularization
         self.folds = folds
         self.fit_scale = bool(fit_scale)
         self.refit = bool(refit)
+        self.knn = knn
+        self.knn_k = knn_k
         self.seed = seed
         if holdout not in ("auto", None):
             raise ConfigurationError(
@@ -250,7 +291,8 @@ class Calibrate(Optimizer):
     def settings_identity(self) -> dict[str, Any]:
         return {**super().settings_identity(), "method": self.method, "content_free_inputs": self.content_free_inputs,
                 "regularization": self.regularization, "folds": self.folds, "fit_scale": self.fit_scale,
-                "refit": self.refit, "seed": self.seed, **self._selection_identity()}
+                "refit": self.refit, "seed": self.seed, **self._selection_identity(),
+                **({"knn": embedder_spec(self.knn), "knn_k": self.knn_k} if self.knn is not None else {})}
 
     # -- compile -------------------------------------------------------------------------------------------
     def _compile(self, run: Run, student: Module, trainset: list[Example], valset: list[Example],
@@ -295,6 +337,8 @@ class Calibrate(Optimizer):
             decisions[name] = decision
             target = dict(result.named_predictors())[name]
             target.calibration = decision["calibration"]  # type: ignore[attr-defined]
+            if self.knn is not None:
+                target.knn_embedder = self.knn  # type: ignore[attr-defined]
         refused = [(n, d["candidate"]) for n, d in decisions.items()
                    if d.get("calibration") is None and d.get("candidate") is not None]
         if refused:  # the calibration the check did not keep, ready for a user who wants it anyway
@@ -302,6 +346,8 @@ class Calibrate(Optimizer):
             named = dict(run.notes.refused.named_predictors())
             for n, cal in refused:
                 named[n].calibration = cal  # type: ignore[attr-defined]
+                if self.knn is not None:
+                    named[n].knn_embedder = self.knn  # type: ignore[attr-defined]
         run.notes.candidates = {"calibration": to_jsonable(decisions)}
         run.notes.best_params = {name: d["chosen"] for name, d in decisions.items()}
         self._record(run, student, result, decisions)
@@ -341,7 +387,8 @@ class Calibrate(Optimizer):
                     name = names.get(id(predictor))
                     if name is None or name in steps:
                         continue
-                    steps[name] = {"logprobs": _raw(pred, predictor), "direct": pred is final}
+                    steps[name] = {"logprobs": _raw(pred, predictor), "direct": pred is final,
+                                   "text": knn_text(list(predictor.signature.input_fields), _inputs)}
                 out = final.to_dict() if isinstance(final, Prediction) else {}
                 return {"steps": steps, "final": to_jsonable(out)}
 
@@ -376,14 +423,17 @@ class Calibrate(Optimizer):
             direct = bool(step.get("direct")) and self.metric is not None
             if gold is None and not direct:
                 continue
-            data.append({"r": [float(x) for x in step["logprobs"]], "gold": gold, "row": row, "direct": direct})
+            data.append({"r": [float(x) for x in step["logprobs"]], "gold": gold, "row": row, "direct": direct,
+                         "text": step.get("text")})
         return data
 
-    def _predict(self, data: list[dict[str, Any]], plan: Any, b: list[float], a: float) -> dict[str, Any]:
-        """Labels, metric scores and mean log-likelihood of the gold labels with offsets ``b`` and scale ``a``."""
+    def _predict(self, data: list[dict[str, Any]], plan: Any, b: list[float], a: float,
+                 c: float = 0.0) -> dict[str, Any]:
+        """Labels, metric scores and mean log-likelihood of the gold labels with offsets ``b``, scale ``a`` and
+        the neighbours' votes (``d["k"]``, when there are) weighted by ``c``."""
         choices, scores, loglik, n_gold = [], [], 0.0, 0
         for d in data:
-            probs = softmax([a * x + y for x, y in zip(d["r"], b, strict=True)])
+            probs = softmax(_logits(d["r"], b, a, c, d.get("k")))
             choice = max(range(len(probs)), key=lambda j: (probs[j], -j))
             choices.append(choice)
             scores.append(self._score(d, plan, choice, probs[choice]))
@@ -401,6 +451,8 @@ class Calibrate(Optimizer):
         out: dict[str, Any] = {"label_field": plan.field, "labels": list(texts)}
         fit_data = [d for d in self._data(name, plan, rows) if d["gold"] is not None]
         val_data = self._data(name, plan, val_rows)
+        if self.knn is not None and self.method == "fit":
+            self._vote(fit_data, val_data, len(texts))
 
         def calibration(b: list[float], a: float, how: str, **info: Any) -> dict[str, Any]:
             cal: dict[str, Any] = {"method": how, "offsets": {t: round(x, 6) for t, x in zip(texts, b, strict=True)}}
@@ -418,7 +470,7 @@ class Calibrate(Optimizer):
                     "pick": "starting program",
                     "reason": "no content-free scores and fewer than 2 scored training examples with a gold label"})
                 return out
-            chosen_name, params, lam = "content_free", (cf, 1.0), None
+            chosen_name, params, lam = "content_free", (cf, 1.0, 0.0), None
             cal = calibration(cf, 1.0, "content_free")
         else:
             lambdas = (self.regularization,) if self.regularization is not None else LAMBDAS
@@ -432,13 +484,12 @@ class Calibrate(Optimizer):
                 groups = folds if fixed is None and cross else [list(range(n))]
                 for group in groups:
                     if fixed is not None:
-                        b, a = fixed, 1.0
+                        b, a, c = fixed, 1.0, 0.0
                     else:
                         held = set(group) if cross else set()
                         train = [fit_data[i] for i in range(n) if i not in held]
-                        b, a = fit_offsets([d["r"] for d in train], [d["gold"] for d in train], lam=lam or 0.1,
-                                           prior=prior, fit_scale=self.fit_scale)
-                    res = self._predict([fit_data[i] for i in group], plan, b, a)
+                        b, a, c = self._fit(train, lam or 0.1, prior)
+                    res = self._predict([fit_data[i] for i in group], plan, b, a, c)
                     for j, i in enumerate(group):
                         merged["choices"][i] = res["choices"][j]
                         merged["scores"][i] = res["scores"][j]
@@ -472,11 +523,11 @@ class Calibrate(Optimizer):
                 self._evidence_rows(run, name, plan, fit_data, candidates[0], candidates[0])
                 return out
             if chosen_name == "fit":
-                params = fit_offsets([d["r"] for d in fit_data], [d["gold"] for d in fit_data], lam=lam,
-                                     prior=prior, fit_scale=self.fit_scale)
+                params = self._fit(fit_data, lam, prior)
                 cal = calibration(params[0], params[1], "fit" if self.method == "fit" else "both", **{"lambda": lam})
+                cal.update(self._knn_state(params[2], fit_data, texts))
             else:
-                params = (cf or zero, 1.0)
+                params = (cf or zero, 1.0, 0.0)
                 cal = calibration(cf or zero, 1.0, "content_free")
             if cross:
                 cv_scores = (candidates[0]["scores"], chosen["scores"])
@@ -528,11 +579,15 @@ class Calibrate(Optimizer):
             # training set and the valset), with lambda chosen again by cross-validation: offsets for rare labels
             # are learned from more than the few examples the training set alone has of them. No LM call.
             both = fit_data + [d for d in val_data if d["gold"] is not None]
+            if "knn" in cal:  # the votes again, every example voted on by all the others
+                self._vote(both, [], len(texts))
             lam_all = self.regularization if self.regularization is not None else self._cv_lambda(both, plan, prior)
-            b_all, a_all = fit_offsets([d["r"] for d in both], [d["gold"] for d in both], lam=lam_all, prior=prior,
-                                       fit_scale=self.fit_scale)
-            checked = {k: cal[k] for k in ("offsets", "scale", "lambda") if k in cal}
+            b_all, a_all, c_all = self._fit(both, lam_all, prior)
+            checked: dict[str, Any] = {k: cal[k] for k in ("offsets", "scale", "lambda") if k in cal}
+            if "knn" in cal:
+                checked["knn_weight"] = cal["knn"]["weight"]
             cal = calibration(b_all, a_all, cal["method"], **{"lambda": lam_all}, evidence=evidence)
+            cal.update(self._knn_state(c_all, both, texts))
             cal["refit"] = {"examples": len(both), "checked": checked}
             sel["reason"] += (f"; then fitted again on the {len(both)} training and validation examples together "
                               "(refit=True; what was checked is in calibration['refit'])")
@@ -556,13 +611,47 @@ class Calibrate(Optimizer):
             for group in self._folds(len(data)):
                 held = set(group)
                 train = [data[i] for i in range(len(data)) if i not in held]
-                b, a = fit_offsets([d["r"] for d in train], [d["gold"] for d in train], lam=lam, prior=prior,
-                                   fit_scale=self.fit_scale)
-                loglik += self._predict([data[i] for i in group], plan, b, a)["loglik"] * len(group)
+                b, a, c = self._fit(train, lam, prior)
+                loglik += self._predict([data[i] for i in group], plan, b, a, c)["loglik"] * len(group)
             if best is None or (loglik, lam) > best:
                 best = (loglik, lam)
         assert best is not None
         return best[1]
+
+    def _fit(self, data: list[dict[str, Any]], lam: float, prior: list[float]) -> tuple[list[float], float, float]:
+        """Offsets, scale and the votes' weight fitted on ``data`` (the weight 0.0 when there are no votes)."""
+        votes = [d["k"] for d in data] if data and all("k" in d for d in data) else None
+        return fit_calibration([d["r"] for d in data], [d["gold"] for d in data], lam=lam, prior=prior,
+                               fit_scale=self.fit_scale, votes=votes)
+
+    def _vote(self, pool: list[dict[str, Any]], others: list[dict[str, Any]], n_labels: int) -> None:
+        """Set ``d["k"]``, the nearest neighbours' label votes, on every example: those of ``pool`` voted on by the
+        rest of the pool (never by themselves), ``others`` by the whole pool. Embeds the texts once (no LM call)."""
+        every = pool + others
+        missing = [d for d in every if not isinstance(d.get("text"), str)]
+        if missing:
+            raise ConfigurationError("Calibrate(knn=...): scored examples without their input text (a run directory "
+                                     "written before knn= was given?); use a new run_dir")
+        todo = [d for d in every if "vec" not in d]
+        if todo:
+            vectors = self.knn([d["text"] for d in todo])
+            for d, v in zip(todo, vectors, strict=True):
+                d["vec"] = unit(v)
+        vecs = [d["vec"] for d in pool]
+        labels = [d["gold"] for d in pool]
+        for i, d in enumerate(pool):
+            d["k"] = label_votes(d["vec"], vecs, labels, n_labels, k=self.knn_k, exclude=i)
+        for d in others:
+            d["k"] = label_votes(d["vec"], vecs, labels, n_labels, k=self.knn_k)
+
+    def _knn_state(self, weight: float, pool: list[dict[str, Any]], texts: Sequence[str]) -> dict[str, Any]:
+        """The ``"knn"`` part of a calibration: the votes' weight and settings, the embedder's name and the
+        examples that vote (their input text and label), saved with the program."""
+        if self.knn is None or not pool or "k" not in pool[0]:
+            return {}
+        return {"knn": {"weight": round(weight, 6), "k": self.knn_k, "temperature": VOTE_TEMPERATURE,
+                        "floor": VOTE_FLOOR, "embedder": embedder_spec(self.knn),
+                        "examples": [{"text": d["text"], "label": texts[d["gold"]]} for d in pool]}}
 
     @staticmethod
     def _cv_rule(n: int, cross: bool) -> str:
