@@ -144,6 +144,8 @@ def test_a_refused_candidate_can_be_saved(project, capsys):
     (["--alpha", "2"], "expected a level between 0 and 1"),
     (["--optimizer", "labeled", "--holdout", "auto"], "labeled picks demos without scoring"),
     (["--optimizer", "calibrate"], "no pl.Classify"),
+    (["--optimizer", "labeled", "--knn", "local/all-MiniLM-L6-v2"], "--knn applies to --optimizer calibrate"),
+    (["--optimizer", "calibrate", "--knn", "all-MiniLM-L6-v2"], "needs a provider prefix"),
 ])
 def test_bad_selection_options_say_what_to_write(project, capsys, args, words):
     try:
@@ -153,3 +155,17 @@ def test_bad_selection_options_say_what_to_write(project, capsys, args, words):
         code = exc.code
     assert code not in (0, None)
     assert words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["calibrate", "random", "mipro"])
+def test_knn_names_the_embedder_the_optimizer_gets(project, name):
+    import argparse
+
+    from promptless.cli.optimize import build_optimizer, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["optimize", "app.py:build", "train.jsonl", "--optimizer", name,
+                              "--knn", "local/all-MiniLM-L6-v2"])
+    optimizer = build_optimizer(args, lambda ex, pred, trace=None: True)
+    assert (optimizer.knn.provider, optimizer.knn.model) == ("local", "all-MiniLM-L6-v2")

@@ -55,6 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         "the starting program: auto (a third, at least 20; the default), a fraction such as 0.5, a "
                         "count, or none (pick on the whole validation set, no check). bootstrap and calibrate "
                         "take auto or none")
+    parser.add_argument("--knn", default=None, metavar="EMBEDDER",
+                        help="an embedding model such as local/all-MiniLM-L6-v2: calibrate adds the votes of the "
+                        "nearest labelled examples to the label scores; random and mipro add a candidate with "
+                        "per-input nearest-neighbour demos")
     parser.add_argument("--alpha", type=_alpha, default=None, metavar="A",
                         help="level of the paired test that lets a pick replace the starting program (default 0.1)")
     parser.add_argument("--max-calls", type=common.positive_int, default=None, metavar="N",
@@ -129,6 +133,13 @@ def build_optimizer(args: argparse.Namespace, metric: Any, *, prompt_model: Any 
         raise ConfigurationError("--holdout/--alpha: labeled picks demos without scoring anything, so there is "
                                  "nothing to check; use --optimizer bootstrap or random for checked demos")
     common.update(selection)
+    knn: dict[str, Any] = {}
+    if getattr(args, "knn", None):
+        if args.optimizer not in ("calibrate", "random", "mipro"):
+            raise ConfigurationError(f"--knn applies to --optimizer calibrate, random and mipro, not {args.optimizer}")
+        from promptless.embeddings import Embedder
+
+        knn["knn"] = Embedder(args.knn)
     max_metric_calls = getattr(args, "max_metric_calls", None)
     if args.optimizer == "gepa":
         budget: dict[str, Any] = ({"max_metric_calls": max_metric_calls} if max_metric_calls
@@ -139,14 +150,15 @@ def build_optimizer(args: argparse.Namespace, metric: Any, *, prompt_model: Any 
     if args.optimizer == "calibrate":
         from promptless.optimize.calibrate import Calibrate
 
-        return Calibrate(metric, **seed, **common)
+        return Calibrate(metric, **knn, **seed, **common)
     if args.optimizer == "mipro":
         auto = None if args.auto == "none" else args.auto
         return MIPROv2(
             metric, prompt_model=prompt_model, auto=auto, num_candidates=args.num_candidates,
             num_trials=args.num_trials,
             max_bootstrapped_demos=4 if args.max_bootstrapped_demos is None else args.max_bootstrapped_demos,
-            max_labeled_demos=4 if args.max_labeled_demos is None else args.max_labeled_demos, **seed, **common,
+            max_labeled_demos=4 if args.max_labeled_demos is None else args.max_labeled_demos, **knn, **seed,
+            **common,
         )
     demos: dict[str, Any] = {
         "max_bootstrapped_demos": 4 if args.max_bootstrapped_demos is None else args.max_bootstrapped_demos,
@@ -156,7 +168,7 @@ def build_optimizer(args: argparse.Namespace, metric: Any, *, prompt_model: Any 
         return BootstrapFewShot(metric=metric, **demos, **common)
     if args.optimizer == "random":
         n = 8 if args.num_candidates is None else args.num_candidates
-        return BootstrapFewShotWithRandomSearch(metric, num_candidate_programs=n, **demos, **seed, **common)
+        return BootstrapFewShotWithRandomSearch(metric, num_candidate_programs=n, **demos, **knn, **seed, **common)
     k = 16 if args.max_labeled_demos is None else args.max_labeled_demos
     return LabeledFewShot(k=k, metric=metric, **seed, **common)
 

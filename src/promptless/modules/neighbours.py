@@ -30,8 +30,14 @@ VOTE_FLOOR = 0.02
 
 
 def knn_text(input_fields: Sequence[str], inputs: Mapping[str, Any]) -> str:
-    """The text embedded for a classifier's inputs: one ``name: value`` line per input field, in order."""
-    return "\n".join(f"{k}: {render_value(inputs[k])}" for k in input_fields if k in inputs)
+    """The text embedded for a classifier's inputs: the value alone for one input field, else one
+    ``name: value`` line per input field, in order. (A name repeated in front of every short text pulls the
+    mean-pooled embeddings of all of them together: on the historic-events dev split the votes alone chose the
+    gold label for 69 of 100 events with the bare text, 60 with ``event:`` in front.)"""
+    present = [k for k in input_fields if k in inputs]
+    if len(present) == 1:
+        return render_value(inputs[present[0]])
+    return "\n".join(f"{k}: {render_value(inputs[k])}" for k in present)
 
 
 def unit(vector: Any) -> list[float]:
