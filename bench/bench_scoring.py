@@ -19,6 +19,10 @@ Greedy decoding. Rows:
 - ``both``: ``scored`` after ``pl.Calibrate(method="both", fit_scale=False)``: content-free offsets, then the
   fit pulled towards them.
 - ``fit_scale``: ``pl.Calibrate()`` as it is by default: offsets and one scale factor fitted.
+- ``val``: the optimizer table's protocol: ``pl.Calibrate()`` fitted on the 60, checked on the next 90 of the
+  train split (the valset), refitted on the 150.
+- ``val_knn``: the same with ``knn=pl.Embedder("local/all-MiniLM-L6-v2")``: the votes of the 10 nearest
+  labelled examples fitted beside the label scores.
 
 Every row is merged into ``bench/results/scoring.json`` as soon as it finishes, so an interrupted run
 continues with the next row when started again. LM replies and label scores are cached in a file of this
@@ -47,9 +51,19 @@ ROOT = HERE.parent
 RESULTS = HERE / "results" / "scoring.json"
 CACHE = Path("~/.cache/promptless/bench_scoring.sqlite3").expanduser()
 N_TRAIN = 60
-ROWS = ("scored", "cf", "fit", "both", "fit_scale", "generation")
+ROWS = ("scored", "cf", "fit", "both", "fit_scale", "generation", "val", "val_knn")
+N_VAL = 90
 METHODS = {"cf": {"method": "content_free"}, "fit": {"method": "fit", "fit_scale": False},
-           "both": {"method": "both", "fit_scale": False}, "fit_scale": {"method": "fit", "fit_scale": True}}
+           "both": {"method": "both", "fit_scale": False}, "fit_scale": {"method": "fit", "fit_scale": True},
+           "val": {}, "val_knn": {}}
+
+
+def _short(cal: Any) -> Any:
+    """A calibration for the results file: the voting examples counted, not listed."""
+    if not isinstance(cal, dict) or not isinstance(cal.get("knn"), dict):
+        return cal
+    return {**cal, "knn": {**{k: v for k, v in cal["knn"].items() if k != "examples"},
+                           "examples": len(cal["knn"].get("examples") or [])}}
 
 
 def _load() -> dict[str, Any]:
@@ -110,6 +124,7 @@ def main() -> None:
     lm.load()
     print(f"loaded {args.model} in {time.perf_counter() - t0:.1f} s ({args.threads} thread(s))", flush=True)
     train = load_events("train")[:N_TRAIN]
+    val = load_events("train")[N_TRAIN:N_TRAIN + N_VAL]
     splits = {s: load_events(s, args.limit) for s in args.splits}
 
     def evaluate(program: Any, examples: list[Any]) -> dict[str, Any]:
@@ -150,9 +165,13 @@ def main() -> None:
                 if row in METHODS:
                     if row not in calibrated:
                         t1 = time.perf_counter()
+                        options = dict(METHODS[row])
+                        if row == "val_knn":
+                            options["knn"] = pl.Embedder("local/all-MiniLM-L6-v2")
+                        extra = {"valset": val} if row.startswith("val") else {}
                         with pl.track_usage() as usage:
-                            calibrated[row] = pl.Calibrate(category_match, progress=False, **METHODS[row]).compile(
-                                program, trainset=train)
+                            calibrated[row] = pl.Calibrate(category_match, progress=False, **options).compile(
+                                program, trainset=train, **extra)
                         r = calibrated[row].optimization
                         decision = r.candidates["calibration"]["self"]
                         calibrated[row].calibrate_record = {
@@ -161,8 +180,8 @@ def main() -> None:
                             "wall_seconds": round(time.perf_counter() - t1, 1),
                             "chosen": decision.get("chosen"), "lambda": decision.get("lambda"),
                             "selection": {k: r.selection.get(k) for k in ("mode", "decision", "reason", "evidence")},
-                            "calibration": calibrated[row].calibration,
-                            "candidate": decision.get("candidate"),
+                            "calibration": _short(calibrated[row].calibration),
+                            "candidate": _short(decision.get("candidate")),
                         }
                     program = calibrated[row]
                     record["calibrate"] = program.calibrate_record
