@@ -173,3 +173,14 @@ def test_an_embedder_is_saved_under_a_name_it_can_be_built_again_from():
 def test_the_text_embedded_is_the_value_of_a_single_input_and_named_lines_for_several():
     assert knn_text(["text"], {"text": "bread number 1"}) == "bread number 1"
     assert knn_text(["title", "body"], {"body": "b", "title": "t"}) == "title: t\nbody: b"
+
+
+def test_a_saved_pool_votes_as_the_fit_did():
+    from promptless.modules.neighbours import VotePool
+
+    examples = [{"text": f"{TOPICS[g]} {i}", "label": g} for i, g in enumerate("abcabcaab")]
+    pool = VotePool({"weight": 1.0, "k": 3, "embedder": "x", "examples": examples}, ["a", "b", "c"], noise_embedder)
+    vectors = [unit(v) for v in noise_embedder([e["text"] for e in examples])]
+    query = unit(noise_embedder(["bread 99"])[0])
+    expected = label_votes(query, vectors, ["abc".index(e["label"]) for e in examples], 3, k=3)
+    assert pool.votes("bread 99") == pytest.approx(expected)

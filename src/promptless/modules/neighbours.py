@@ -52,15 +52,23 @@ def label_votes(query: Sequence[float], pool: Sequence[Sequence[float]], labels:
                 exclude: int | None = None) -> list[float]:
     """``log(share + floor)`` per label over the ``k`` pool vectors nearest to ``query`` (unit vectors; the pool
     entry ``exclude`` left out, for an example of the pool itself). An empty pool gives equal votes."""
-    sims = [(sum(a * b for a, b in zip(query, vec, strict=True)), i) for i, vec in enumerate(pool) if i != exclude]
-    sims.sort(key=lambda t: (-t[0], t[1]))
+    sims = [sum(a * b for a, b in zip(query, vec, strict=True)) for vec in pool]
+    return votes_from_similarities(sims, labels, n_labels, k=k, temperature=temperature, floor=floor,
+                                   exclude=exclude)
+
+
+def votes_from_similarities(sims: Sequence[float], labels: Sequence[int], n_labels: int, *, k: int = VOTE_K,
+                            temperature: float = VOTE_TEMPERATURE, floor: float = VOTE_FLOOR,
+                            exclude: int | None = None) -> list[float]:
+    """``label_votes`` from the cosine similarities of the query to each pool entry."""
+    ranked = sorted(((float(x), i) for i, x in enumerate(sims) if i != exclude), key=lambda t: (-t[0], t[1]))
     share = [0.0] * n_labels
-    for sim, i in sims[:k]:
+    for sim, i in ranked[:k]:
         share[labels[i]] += math.exp((sim - 1.0) / temperature)  # shifted by the largest possible similarity
     total = sum(share)
     if total <= 0:
         return [math.log(1.0 / n_labels + floor)] * n_labels
-    return [math.log(s / total + floor) for s in share]
+    return [math.log(x / total + floor) for x in share]
 
 
 def embedder_spec(embedder: Any) -> str:
@@ -99,6 +107,7 @@ class VotePool:
         self.n_labels = len(labels)
         self.embedder = embedder
         self._vectors: list[list[float]] | None = None
+        self._matrix: Any = None  # the pool as a numpy array, False without numpy
         self._lock = threading.Lock()
 
     def vectors(self) -> list[list[float]]:
@@ -110,8 +119,19 @@ class VotePool:
     def votes(self, text: str) -> list[float]:
         pool = self.vectors()
         query = unit(self.embedder([text])[0])
-        return label_votes(query, pool, self.labels, self.n_labels, k=self.k, temperature=self.temperature,
-                           floor=self.floor)
+        if self._matrix is None and pool:
+            try:  # numpy, when it is installed: one product instead of a Python loop over a large pool
+                import numpy as np
+
+                self._matrix = np.asarray(pool, dtype=np.float64)
+            except ImportError:
+                self._matrix = False
+        if self._matrix is not None and self._matrix is not False:
+            sims: Sequence[float] = (self._matrix @ query).tolist()
+        else:
+            sims = [sum(a * b for a, b in zip(query, vec, strict=True)) for vec in pool]
+        return votes_from_similarities(sims, self.labels, self.n_labels, k=self.k, temperature=self.temperature,
+                                       floor=self.floor)
 
 
 def check_knn_state(knn: Any, labels: Sequence[str]) -> None:
@@ -140,4 +160,4 @@ def check_knn_state(knn: Any, labels: Sequence[str]) -> None:
 
 
 __all__ = ["VOTE_FLOOR", "VOTE_K", "VOTE_TEMPERATURE", "VotePool", "check_knn_state", "embedder_from_spec",
-           "embedder_spec", "knn_text", "label_votes", "unit"]
+           "embedder_spec", "knn_text", "label_votes", "unit", "votes_from_similarities"]
