@@ -76,6 +76,33 @@ def test_calibration_round_trips_with_the_real_model(local_lm, tmp_path):
     assert fresh(event=event).label_probs == pytest.approx(better(event=event).label_probs)
 
 
+def test_nearest_neighbour_votes_with_the_real_model_and_embedder(local_lm, tmp_path):
+    """Calibrate(knn=...) end to end: real label scores, real all-MiniLM-L6-v2 vectors; the saved program, loaded
+    with no embedder attached, builds it from its name and predicts the same."""
+    pytest.importorskip("numpy", reason="pip install 'promptless[embeddings]'")
+    from promptless import minilm
+    from promptless.tasks import category_match, load_events
+
+    minilm.model_dir(fetch=True)
+    train, val = load_events("train")[:16], load_events("train")[16:28]
+    embedder = pl.Embedder("local/all-MiniLM-L6-v2")
+    better = pl.Calibrate(category_match, knn=embedder, holdout=None, progress=False).compile(
+        pl.Classify(ClassifyEvent, lm=local_lm), trainset=train, valset=val)
+    assert better.optimization.calls == 16  # holdout=None: the valset is not scored
+    knn = better.calibration["knn"]
+    assert knn["embedder"] == "local/all-MiniLM-L6-v2" and len(knn["examples"]) == 16
+    assert math.isfinite(knn["weight"])
+    path = better.save(tmp_path / "voted.json")
+    fresh = pl.Classify(ClassifyEvent, lm=local_lm).load(path)
+    assert fresh.knn_embedder is None
+    for ex in val[:4]:
+        got, want = fresh(event=ex.event), better(event=ex.event)
+        assert got.category == want.category
+        assert got.label_probs == pytest.approx(want.label_probs)
+        assert got.scoring["neighbour_votes"] == pytest.approx(want.scoring["neighbour_votes"])
+    assert fresh.knn_embedder is not None  # built from the saved name on the first call
+
+
 def test_openai_compatible_server_scores_or_says_it_generated(llama_server, llama_server_model):
     lm = pl.LM(f"openai/{llama_server_model}", base_url=llama_server, cache=False)
     pred = pl.Classify(ClassifyEvent, lm=lm)(event="Battle of Hastings won by William the Conqueror, 1066")
