@@ -16,6 +16,8 @@ only when it beats no calibration by the paired test on the valset):
 - ``student_teacher``: calibrated on the teacher's labels (trainset: the first 60 labelled, valset: the
   other 90).
 - ``student_gold``: calibrated on the gold labels of the same 150 inputs (60 / 90), for comparison.
+- ``student_teacher_knn`` / ``student_gold_knn``: the same with ``knn=pl.Embedder("local/all-MiniLM-L6-v2")``:
+  the nearest labelled examples (labelled by the teacher, or gold) vote beside the student's label scores.
 
 Each student row reports its agreement with the teacher (``LabelResult.agreement`` on the teacher's dev and
 test labels) and its accuracy on dev and test, and the LM calls of each step: ``new_calls`` made now,
@@ -47,7 +49,16 @@ CACHE = Path("~/.cache/promptless/bench_scoring.sqlite3").expanduser()
 RUNS = Path("~/.cache/promptless/bench_teacher").expanduser()
 TEACHER, STUDENT = "qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"
 N_LABELLED, N_TRAIN = 150, 60
-ROWS = ("teacher_train", "teacher_dev", "teacher_test", "student_zero_shot", "student_teacher", "student_gold")
+ROWS = ("teacher_train", "teacher_dev", "teacher_test", "student_zero_shot", "student_teacher", "student_gold",
+        "student_teacher_knn", "student_gold_knn")
+
+
+def _short(cal: Any) -> Any:
+    """A calibration for the results file: the voting examples counted, not listed."""
+    if not isinstance(cal, dict) or not isinstance(cal.get("knn"), dict):
+        return cal
+    return {**cal, "knn": {**{k: v for k, v in cal["knn"].items() if k != "examples"},
+                           "examples": len(cal["knn"].get("examples") or [])}}
 
 
 def _machine() -> str:
@@ -183,14 +194,14 @@ def main() -> None:
                                               else "(error)" for r in res.rows).most_common())})
         return out
 
-    for row in ("student_zero_shot", "student_teacher", "student_gold"):
+    for row in ("student_zero_shot", "student_teacher", "student_gold", "student_teacher_knn", "student_gold_knn"):
         key = row + suffix
         if row not in args.rows or skip(key):
             continue
         record: dict[str, Any] = {"row": row, "model": STUDENT}
         program: Any = pl.Classify(ClassifyEvent, lm=lm(STUDENT))
         if row != "student_zero_shot":
-            if row == "student_teacher":
+            if row.startswith("student_teacher"):
                 taught, steps = teacher_labels("train")
                 data = list(taught.examples)
                 record["labelling"] = {"labelled": len(taught), "failed": len(taught.failed), **steps}
@@ -199,7 +210,8 @@ def main() -> None:
             trainset, valset = data[:n_train], data[n_train:]
             t0 = time.perf_counter()
             with pl.track_usage() as usage:
-                program = pl.Calibrate(category_match).compile(program, trainset=trainset, valset=valset)
+                knn = {"knn": pl.Embedder("local/all-MiniLM-L6-v2")} if row.endswith("_knn") else {}
+                program = pl.Calibrate(category_match, **knn).compile(program, trainset=trainset, valset=valset)
             r = program.optimization
             decision = r.candidates.get("calibration", {}).get("self", {})
             record["calibrate"] = {
@@ -207,7 +219,7 @@ def main() -> None:
                 **_usage(usage, time.perf_counter() - t0), "chosen": decision.get("chosen"),
                 "lambda": decision.get("lambda"),
                 "selection": {k: r.selection.get(k) for k in ("mode", "decision", "reason", "evidence")},
-                "calibration": program.calibration,
+                "calibration": _short(program.calibration),
             }
             print(f"   calibrate: {record['calibrate']['lm_requests']} requests "
                   f"({record['calibrate']['new_calls']} new); {r.selection.get('decision')}: "
