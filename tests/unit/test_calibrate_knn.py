@@ -184,3 +184,12 @@ def test_a_saved_pool_votes_as_the_fit_did():
     query = unit(noise_embedder(["bread 99"])[0])
     expected = label_votes(query, vectors, ["abc".index(e["label"]) for e in examples], 3, k=3)
     assert pool.votes("bread 99") == pytest.approx(expected)
+
+
+def test_an_embedder_that_fails_stops_the_run_before_any_lm_call(lm):
+    def broken(texts):
+        raise RuntimeError("no weights here")
+
+    with pytest.raises(ConfigurationError, match=r"failed on a test text before anything was scored.*no weights"):
+        Calibrate(match, knn=broken).compile(Classify(Food, lm=lm), trainset=dataset(20, 12), valset=dataset(20, 13))
+    assert lm.score_requests == []

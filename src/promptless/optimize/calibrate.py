@@ -305,6 +305,14 @@ class Calibrate(Optimizer):
                 f"Calibrate: the program {type(student).__name__} has no pl.Classify to calibrate; build the "
                 "label step with pl.Classify(signature) instead of pl.Predict"
             )
+        if self.knn is not None:  # an embedder that fails should fail before any LM call is paid for
+            try:
+                self.knn(["a test text"])
+            except Exception as exc:
+                raise ConfigurationError(
+                    f"Calibrate(knn=...): the embedder {embedder_spec(self.knn)!r} failed on a test text before "
+                    f"anything was scored: {type(exc).__name__}: {exc}"
+                ) from exc
         bound = student.deepcopy()
         for p in bound.predictors():
             p.lm = run.guard(run.task_lm(p), "task")
