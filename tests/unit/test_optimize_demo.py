@@ -125,3 +125,47 @@ def test_optimizing_on_the_split_it_evaluates_is_flagged(tmp_path, monkeypatch, 
                  str(tmp_path), "--no-progress", "--show", "0", "--max-calls", "20", "--optimizer", "mipro"])
     assert code == 0
     assert "score after optimization is optimistic" in capsys.readouterr().out
+
+
+class _TopicEmbedder:
+    """Stands in for all-MiniLM-L6-v2: events that share a gold label get the same direction."""
+
+    provider, model = "local", "all-MiniLM-L6-v2"
+
+    def __init__(self, name, **options):
+        from promptless.datasets import CATEGORIES
+
+        self.gold = {ex.event: ex.category for split in ("train", "dev") for ex in load_events(split)}
+        self.labels = list(CATEGORIES)
+
+    def __call__(self, texts):
+        return [[1.0 if self.gold.get(t) == label else 0.0 for label in self.labels] + [0.3] for t in texts]
+
+
+def test_the_demo_calibrates_with_votes_when_asked(tmp_path, monkeypatch, capsys):
+    import promptless.embeddings
+    from promptless.cli import main
+
+    lm = _scripted()
+    monkeypatch.setattr(pl, "LM", lambda model, **options: lm)
+    monkeypatch.setattr(promptless.embeddings, "Embedder", _TopicEmbedder)
+    out = tmp_path / "demo"
+    code = main(["demo", "--model", "openai/scripted", "--limit", "12", "--out", str(out), "--no-progress",
+                 "--show", "0", "--knn"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "The nearest labelled examples vote too" in text and "Votes of the 10 nearest of 150" in text
+    assert "10/10 predictions identical" in text  # reloaded: the embedder built again from its saved name
+    saved = json.loads((out / "classifier_optimized.json").read_text())
+    assert saved["metadata"]["knn"] == "local/all-MiniLM-L6-v2"
+    [state] = saved["predictors"].values()
+    assert len(state["extra"]["calibration"]["knn"]["examples"]) == 150
+
+
+def test_knn_without_calibrate_is_refused_before_the_long_work(tmp_path, capsys):
+    from promptless.cli import main
+
+    assert main(["demo", "--model", "local/smollm2-135m", "--optimizer", "mipro", "--knn",
+                 "--out", str(tmp_path)]) == 1
+    assert "--knn is for --optimizer calibrate" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -38,6 +38,7 @@ DEFAULT_OUT = "promptless-demo"
 DEFAULT_SHOW = 8
 DEFAULT_TRAIN = 60
 OPTIMIZERS = ("calibrate", "mipro")
+KNN_EMBEDDER = "local/all-MiniLM-L6-v2"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -78,6 +79,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="the second half: calibrate (score every label with pl.Classify and learn the "
                         "model's label prior with pl.Calibrate; the default) or mipro (MIPROv2 light, "
                         "instruction-only)")
+    parser.add_argument("--knn", action="store_true",
+                        help="with --optimizer calibrate: the nearest labelled examples (all-MiniLM-L6-v2 "
+                        "embeddings) also vote for a label, with a weight the calibration learns")
     parser.add_argument("--prompt-model", default=None, metavar="MODEL",
                         help="with --optimizer mipro: the LM that writes instructions (default: --model)")
     parser.add_argument("--train-size", type=int, default=DEFAULT_TRAIN, metavar="N",
@@ -134,7 +138,7 @@ def prepare(args: argparse.Namespace) -> DemoRun:
     # --limit, --threads, --show and --max-calls are checked by their argparse types (cli/common.py)
     if getattr(args, "optimize", False):  # checked now, not after a long first evaluation
         check_train_size(args.train_size, len(load_events("train")))
-        check_prompt_model(args)
+        check_optimizer_options(args)
     console = Console()
     run = DemoRun(args=args, console=console, model=normalize_model(args.model), out_dir=Path(args.out))
     run.devset = load_events(args.split, args.limit)
@@ -334,8 +338,14 @@ def _calibrate(run: DemoRun, trainset: list[Any], valset: list[Any]) -> tuple[An
     from promptless.tasks import ClassifyEvent, category_match
 
     args, console = run.args, run.console
+    knn: dict[str, Any] = {}
+    if getattr(args, "knn", False):
+        from promptless.embeddings import Embedder
+
+        knn["knn"] = Embedder(KNN_EMBEDDER)
+        console.print(f"The nearest labelled examples vote too ({KNN_EMBEDDER} embeddings, no LM call).")
     optimizer = Calibrate(category_match, max_lm_calls=args.max_calls, run_dir=args.run_dir,
-                          num_threads=run.threads, progress=False if args.no_progress else None)
+                          num_threads=run.threads, progress=False if args.no_progress else None, **knn)
     optimized: Any = optimizer.compile(Classify(ClassifyEvent, lm=run.lm), trainset=trainset, valset=valset)
     opt = optimized.optimization
     console.print(f"Calibration: {opt.calls} LM calls (one per example, every label scored), {opt.seconds:.0f} s"
@@ -351,9 +361,12 @@ def _calibrate(run: DemoRun, trainset: list[Any], valset: list[Any]) -> tuple[An
             shown += "; most raised: " + ", ".join(f"{k} {v:+.2f}" for k, v in offsets[:2:-1][:3])
         console.print(f"Learned: scale {cal.get('scale', 1.0):.2f} on the log-probabilities; offsets, most "
                       f"lowered: {shown}", soft_wrap=True)
+        if cal.get("knn"):
+            console.print(f"Votes of the {cal['knn']['k']} nearest of {len(cal['knn']['examples'])} labelled "
+                          f"examples, weight {cal['knn']['weight']:.2f}")
     else:
         console.print("No calibration kept: the classifier scores its labels as they come.")
-    meta = {"optimizer": "Calibrate", "method": optimizer.method}
+    meta = {"optimizer": "Calibrate", "method": optimizer.method, **({"knn": KNN_EMBEDDER} if knn else {})}
     return optimized, lambda: Classify(ClassifyEvent, lm=run.lm), meta
 
 
@@ -363,10 +376,14 @@ def _selection_lines(opt: Any) -> list[str]:
     return selection_lines(getattr(opt, "selection", None))
 
 
-def check_prompt_model(args: argparse.Namespace) -> None:
-    """``--prompt-model`` writes instructions, which only ``--optimizer mipro`` does."""
+def check_optimizer_options(args: argparse.Namespace) -> None:
+    """``--prompt-model`` writes instructions, which only ``--optimizer mipro`` does; ``--knn`` votes in a
+    calibration, which only ``--optimizer calibrate`` fits."""
     from promptless.errors import ConfigurationError
 
+    if getattr(args, "knn", False) and getattr(args, "optimizer", OPTIMIZERS[0]) != "calibrate":
+        raise ConfigurationError("--knn is for --optimizer calibrate (the votes are fitted with the calibration); "
+                                 "drop --knn, or use --optimizer calibrate")
     if args.prompt_model and getattr(args, "optimizer", OPTIMIZERS[0]) != "mipro":
         raise ConfigurationError(
             "--prompt-model is for --optimizer mipro (the LM that writes instructions); "
