@@ -193,3 +193,16 @@ def test_an_embedder_that_fails_stops_the_run_before_any_lm_call(lm):
     with pytest.raises(ConfigurationError, match=r"failed on a test text before anything was scored.*no weights"):
         Calibrate(match, knn=broken).compile(Classify(Food, lm=lm), trainset=dataset(20, 12), valset=dataset(20, 13))
     assert lm.score_requests == []
+
+
+def test_similarities_are_the_same_with_and_without_numpy(monkeypatch):
+    import sys
+
+    from promptless.modules.neighbours import similarities
+
+    queries = [unit(v) for v in noise_embedder(["a", "b"])]
+    pool = [unit(v) for v in noise_embedder(["c", "d", "e"])]
+    with_numpy = similarities(queries, pool)
+    monkeypatch.setitem(sys.modules, "numpy", None)  # import numpy now raises ImportError
+    assert similarities(queries, pool) == pytest.approx(with_numpy)
+    assert similarities(queries, []) == [[], []]

@@ -57,6 +57,18 @@ def label_votes(query: Sequence[float], pool: Sequence[Sequence[float]], labels:
                                    exclude=exclude)
 
 
+def similarities(queries: Sequence[Sequence[float]], pool: Sequence[Sequence[float]]) -> list[list[float]]:
+    """Dot products of every query with every pool vector (cosines, for unit vectors); numpy when installed."""
+    if not queries or not pool:
+        return [[] for _ in queries]
+    try:
+        import numpy as np
+    except ImportError:
+        return [[sum(a * b for a, b in zip(q, v, strict=True)) for v in pool] for q in queries]
+    product: list[list[float]] = (np.asarray(queries, dtype=np.float64) @ np.asarray(pool, dtype=np.float64).T).tolist()
+    return product
+
+
 def votes_from_similarities(sims: Sequence[float], labels: Sequence[int], n_labels: int, *, k: int = VOTE_K,
                             temperature: float = VOTE_TEMPERATURE, floor: float = VOTE_FLOOR,
                             exclude: int | None = None) -> list[float]:
@@ -160,4 +172,4 @@ def check_knn_state(knn: Any, labels: Sequence[str]) -> None:
 
 
 __all__ = ["VOTE_FLOOR", "VOTE_K", "VOTE_TEMPERATURE", "VotePool", "check_knn_state", "embedder_from_spec",
-           "embedder_spec", "knn_text", "label_votes", "unit", "votes_from_similarities"]
+           "embedder_spec", "knn_text", "label_votes", "similarities", "unit", "votes_from_similarities"]

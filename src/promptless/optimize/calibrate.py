@@ -60,7 +60,16 @@ from ..data import Example, Prediction
 from ..errors import BudgetExceededError, ConfigurationError
 from ..evaluate.scoring import Metric, call_metric
 from ..modules.module import Module
-from ..modules.neighbours import VOTE_FLOOR, VOTE_K, VOTE_TEMPERATURE, embedder_spec, knn_text, label_votes, unit
+from ..modules.neighbours import (
+    VOTE_FLOOR,
+    VOTE_K,
+    VOTE_TEMPERATURE,
+    embedder_spec,
+    knn_text,
+    similarities,
+    unit,
+    votes_from_similarities,
+)
 from ..modules.scored import Classify, ScoredPrediction, softmax
 from ..values import render_value, to_jsonable
 from .base import Optimizer
@@ -647,10 +656,10 @@ class Calibrate(Optimizer):
                 d["vec"] = unit(v)
         vecs = [d["vec"] for d in pool]
         labels = [d["gold"] for d in pool]
-        for i, d in enumerate(pool):
-            d["k"] = label_votes(d["vec"], vecs, labels, n_labels, k=self.knn_k, exclude=i)
-        for d in others:
-            d["k"] = label_votes(d["vec"], vecs, labels, n_labels, k=self.knn_k)
+        sims = similarities([d["vec"] for d in every], vecs)
+        for i, (d, row) in enumerate(zip(every, sims, strict=True)):
+            d["k"] = votes_from_similarities(row, labels, n_labels, k=self.knn_k,
+                                             exclude=i if i < len(pool) else None)
 
     def _knn_state(self, weight: float, pool: list[dict[str, Any]], texts: Sequence[str]) -> dict[str, Any]:
         """The ``"knn"`` part of a calibration: the votes' weight and settings, the embedder's name and the
