@@ -112,6 +112,7 @@ def test_votes_fix_what_the_label_scores_cannot_tell_apart(lm):
     sel = voted.optimization.selection
     assert sel["decision"] == "accepted" and sel["evidence"]["n"] == 45
     assert len(cal["knn"]["examples"]) == 90 and cal["refit"]["examples"] == 90
+    assert "votes of the 10 nearest of 90 labelled examples" in voted.optimization.summary()
     assert {"text": train[0].text, "label": train[0].label} in cal["knn"]["examples"]  # one input: its value
     pred = voted(text="cheese number 7")
     assert pred.label == "c" and pred.scoring["neighbour_votes"]["c"] > pred.scoring["neighbour_votes"]["b"]

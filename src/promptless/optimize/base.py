@@ -223,7 +223,7 @@ class Optimizer:
                 if holdout:
                     row["part"] = part
                 per_example.append(row)
-        predictors = {}
+        predictors: dict[str, dict[str, Any]] = {}
         base_named = dict(student.named_predictors())
         for name, p in program.named_predictors():
             base = base_named.get(name)
@@ -233,6 +233,9 @@ class Optimizer:
                 "signature": p.signature.signature_string(),
                 "demos": [to_jsonable(d.to_dict() if isinstance(d, Example) else dict(d)) for d in p.demos],
             }
+            brief = calibration_brief(getattr(p, "calibration", None))
+            if brief:
+                predictors[name]["calibration"] = brief
         usage = tracker.to_dict()
         usage["calls_by_role"] = dict(run.budget.by_role)
         usage["budget_calls"] = run.budget.calls
@@ -274,4 +277,17 @@ def score_candidate(run: Run, program: Module, valset: list[Example], params: di
     return t.score
 
 
-__all__ = ["Optimizer", "check_examples", "score_candidate"]
+def calibration_brief(cal: Any) -> dict[str, Any] | None:
+    """A ``pl.Classify`` calibration in a few numbers (for the result and its summary): the scale, how many
+    offsets, and the nearest-neighbour votes' weight, k and voters when there are votes."""
+    if not isinstance(cal, dict):
+        return None
+    brief: dict[str, Any] = {"method": cal.get("method"), "scale": cal.get("scale", 1.0),
+                             "offsets": len(cal.get("offsets") or {})}
+    knn = cal.get("knn")
+    if isinstance(knn, dict):
+        brief.update(knn_weight=knn.get("weight"), knn_k=knn.get("k"), knn_examples=len(knn.get("examples") or []))
+    return brief
+
+
+__all__ = ["Optimizer", "calibration_brief", "check_examples", "score_candidate"]

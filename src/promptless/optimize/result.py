@@ -138,7 +138,14 @@ class OptimizationResult:
         if by_role:
             lines.append("calls by role: " + ", ".join(f"{k} {v}" for k, v in sorted(by_role.items())))
         for name, p in self.predictors.items():
-            lines.append(f"[{name}] instructions: {p['instructions']!r}; demos: {len(p['demos'])}")
+            line = f"[{name}] instructions: {p['instructions']!r}; demos: {len(p['demos'])}"
+            cal = p.get("calibration")
+            if cal:
+                line += f"; calibrated: scale {float(cal.get('scale') or 1.0):.2f}, {cal.get('offsets')} offsets"
+                if cal.get("knn_weight") is not None:
+                    line += (f", votes of the {cal.get('knn_k')} nearest of {cal.get('knn_examples')} labelled "
+                             f"examples (weight {float(cal['knn_weight']):.2f})")
+            lines.append(line)
         return "\n".join(lines)
 
     def __repr__(self) -> str:
