@@ -43,6 +43,14 @@ valset together (``refit=True``, lambda cross-validated again), and that calibra
 passed the procedure, and a label the training set has few examples of is then learned from more of them.
 ``calibration["refit"]["checked"]`` holds what was checked. No LM call: the valset was scored for the check.
 
+**The votes** (``knn=embedder``). The ``knn_k`` training examples nearest to an input (by the embedder's
+cosine similarity) vote for their labels (``modules/neighbours.py``); the fit learns one weight for the votes
+beside the offsets and the scale, ``scale * logp + offset + weight * votes``, penalised towards 0 like the
+rest. A training example never votes for itself; in the check the training examples vote, after the refit
+the training and validation examples. The voters (text and label) and the embedder's name are saved with the
+calibration. Measured (docs/optimizers.md): qwen2.5-coder-0.5b 45.3 -> 60.3 on the test split against the
+calibration without votes, qwen2.5-coder-1.5b 64.5 -> 65.9.
+
 Refitting costs no LM call: the label scores are stored (with ``run_dir`` in the run store, so a killed run
 resumes without scoring anything twice). Everything is counted against ``max_lm_calls``.
 Calibrate the program last: offsets learned for one prompt do not carry over to another instruction or
