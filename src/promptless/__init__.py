@@ -44,6 +44,7 @@ from .modules import (
     ProgramOfThought,
     ReAct,
     Refine,
+    with_label_scoring,
 )
 from .settings import configure, context
 from .signature import InputField, OutputField, Signature, make_signature
@@ -199,4 +200,5 @@ __all__ = [
     "streamify",
     "syncify",
     "track_usage",
+    "with_label_scoring",
 ]

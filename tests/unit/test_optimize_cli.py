@@ -169,3 +169,52 @@ def test_knn_names_the_embedder_the_optimizer_gets(project, name):
                               "--knn", "local/all-MiniLM-L6-v2"])
     optimizer = build_optimizer(args, lambda ex, pred, trace=None: True)
     assert (optimizer.knn.provider, optimizer.knn.model) == ("local", "all-MiniLM-L6-v2")
+
+
+LABEL_PROGRAM = textwrap.dedent(
+    '''
+    import json
+    from pathlib import Path
+    from typing import Literal
+    import promptless as pl
+
+    GOLD = {row["event"]: row["category"] for row in map(json.loads, Path(__file__).with_name("all.jsonl").open())}
+
+    class Classify(pl.Signature):
+        """Classify the event."""
+        event: str = pl.InputField()
+        category: Literal["War", "Science", "Economy", "Politics"] = pl.OutputField()
+
+    def scores(messages, prefix, candidates):
+        event = messages[-1].content.split("[[ ## event ## ]]\\n", 1)[1].split("\\n\\n", 1)[0]
+        # the gold label a little above the rest, "Politics" far above everything: a prior to remove
+        return [(-1.0 if c.strip() == GOLD[event] else -2.0) + (1.5 if c.strip() == "Politics" else 0.0)
+                for c in candidates]
+
+    LM = pl.ScriptedLM(["[[ ## category ## ]]\\nPolitics\\n\\n[[ ## completed ## ]]"], logprobs=scores)
+
+    def build():
+        return pl.Predict(Classify, lm=LM)
+    '''
+)
+
+
+def test_calibrate_turns_the_label_steps_of_a_predict_program_into_classify(project, capsys):
+    (project / "labels.py").write_text(LABEL_PROGRAM)
+    code = main(["optimize", "labels.py:build", "train.jsonl", "--valset", "dev.jsonl", "--field", "category",
+                 "--optimizer", "calibrate", "--quiet", "--no-progress", "--out", "cal.json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "1 label step(s) of labels.py:build now score their labels" in out.out
+    saved = json.loads((project / "cal.json").read_text())
+    assert saved["metadata"]["load_into"] == "pl.with_label_scoring(program)"
+    import importlib.util
+
+    import promptless as pl
+
+    spec = importlib.util.spec_from_file_location("labels_mod", project / "labels.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    loaded = pl.with_label_scoring(mod.build()).load(project / "cal.json")
+    assert loaded.calibration["offsets"]["Politics"] < 0  # the prior learned away
+    assert loaded(event="event 1").category == "Science"

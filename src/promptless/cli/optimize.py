@@ -197,6 +197,17 @@ def run_optimize(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"PROGRAM {args.program} is a plain function; optimizers need a pl.Module with predictors to tune"
         )
+    scored_note = ""
+    if args.optimizer == "calibrate":
+        from promptless.modules.scored import Classify, with_label_scoring
+
+        before = sum(isinstance(p, Classify) for p in program.predictors())
+        if not before:
+            program = with_label_scoring(program)
+            converted = sum(isinstance(p, Classify) for p in program.predictors())
+            if converted:
+                scored_note = (f"calibrate: {converted} label step(s) of {args.program} now score their labels "
+                               "(pl.Classify); load the saved state into pl.with_label_scoring(program)")
     if args.load:
         program.load(args.load)
     metric = load_metric(args.metric, args.field)
@@ -225,6 +236,8 @@ def run_optimize(args: argparse.Namespace) -> int:
         log = logging.getLogger("promptless.optimize")
         log.addHandler(handler)
         log.setLevel(logging.INFO)
+    if scored_note:
+        print(scored_note, flush=True)
     print(f"{type(optimizer).__name__} on {len(trainset)} training examples"
           + (f", {len(valset)} validation examples" if valset else "")
           + (f", task model {model}" if model else "")
@@ -243,6 +256,8 @@ def run_optimize(args: argparse.Namespace) -> int:
     if args.out:
         meta = {"optimizer": result.optimizer, "baseline_score": result.baseline_score,
                 "final_score": result.final_score, "lm_calls": result.calls}
+        if scored_note:
+            meta["load_into"] = "pl.with_label_scoring(program)"
         path = optimized.save(args.out, metadata=meta)
         print(f"optimized program saved to {path} (load it with program.load({str(path)!r}))")
     refused = getattr(result, "refused", None)

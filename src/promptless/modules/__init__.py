@@ -19,6 +19,6 @@ __all__ = [
     "Refine",
 ]
 
-from .scored import Classify, ScoredPrediction
+from .scored import Classify, ScoredPrediction, with_label_scoring
 
-__all__ += ["Classify", "ScoredPrediction"]
+__all__ += ["Classify", "ScoredPrediction", "with_label_scoring"]

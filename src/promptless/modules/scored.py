@@ -188,6 +188,18 @@ class Classify(Predict):
         super().__init__(signature, lm=lm, adapter=adapter, **config)
         self.plan(self.signature)  # refuse an unsuitable signature now, not on the first call
 
+    @classmethod
+    def from_predict(cls, predictor: Predict, **options: Any) -> Classify:
+        """A ``Classify`` that asks what ``predictor`` asks (its signature with its current instructions, its
+        demos, LM, adapter, callbacks and sampling options) and scores the label instead of generating it.
+        ``options``: ``field``, ``confidence``, ``fallback``. Raises ``ConfigurationError`` when the signature
+        has no label output ``Classify`` can score."""
+        new = cls(predictor.signature, lm=predictor.lm, adapter=predictor.adapter,
+                  callbacks=list(predictor.callbacks), **dict(predictor.config), **options)
+        new._base_signature = predictor._base_signature
+        new.demos = list(predictor.demos)
+        return new
+
     def plan(self, signature: type[Signature] | None = None) -> _Plan:
         sig = signature or self.signature
         found = self._plans.get(sig)
@@ -238,8 +250,9 @@ class Classify(Predict):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f"calibration offset for {k!r} must be a finite number, got {v!r}")
         scale = cal.get("scale", 1.0)
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
-            raise ValueError(f"calibration scale must be a finite number > 0, got {scale!r}")
+        # any finite scale loads: the fit may learn one <= 0 where the label scores run against the gold labels
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+            raise ValueError(f"calibration scale must be a finite number, got {scale!r}")
         if cal.get("knn") is not None:
             from .neighbours import check_knn_state
 
@@ -384,4 +397,42 @@ class Classify(Predict):
         return f"Classify({self.signature.signature_string()}, demos={len(self.demos)}{cal})"
 
 
-__all__ = ["VALUE_END", "Classify", "ScoredPrediction", "label_choices", "softmax"]
+def with_label_scoring(program: Any) -> Any:
+    """A copy of ``program`` in which every ``pl.Predict`` (or ``ChainOfThought``) with a label output (a
+    ``Literal``, an ``Enum`` or a ``bool``) is a ``pl.Classify`` with the same signature, instructions, demos, LM
+    and options: the label is scored instead of generated, so ``pl.Calibrate`` can learn from it. Predictors
+    without a label output, and those ``Classify`` cannot take (an output after the label), stay as they are;
+    the program itself is not changed. A program saved after calibration loads into
+    ``with_label_scoring(build())``."""
+    from .module import Module
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, Predict) and not isinstance(value, Classify):
+            try:
+                return Classify.from_predict(value)
+            except (ConfigurationError, TypeError, ValueError):
+                return value
+        return value
+
+    if isinstance(program, Predict):
+        return convert(program.deepcopy())
+    if not isinstance(program, Module):
+        raise ConfigurationError(f"with_label_scoring takes a pl.Module, got {type(program).__name__}")
+    copy = program.deepcopy()
+    for _, module in list(copy.named_sub_modules()):
+        if isinstance(module, Predict):
+            continue
+        for key, value in list(vars(module).items()):
+            if key.startswith("_"):
+                continue
+            if isinstance(value, Predict):
+                setattr(module, key, convert(value))
+            elif isinstance(value, list):
+                value[:] = [convert(v) for v in value]
+            elif isinstance(value, dict):
+                for k in list(value):
+                    value[k] = convert(value[k])
+    return copy
+
+
+__all__ = ["VALUE_END", "Classify", "ScoredPrediction", "label_choices", "softmax", "with_label_scoring"]

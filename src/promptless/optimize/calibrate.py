@@ -320,7 +320,9 @@ class Calibrate(Optimizer):
         if not classifiers:
             raise ConfigurationError(
                 f"Calibrate: the program {type(student).__name__} has no pl.Classify to calibrate; build the "
-                "label step with pl.Classify(signature) instead of pl.Predict"
+                "label step with pl.Classify(signature) instead of pl.Predict, or pass pl.with_label_scoring(program) "
+                "(a copy whose label steps score their labels; a label step is one with a Literal, Enum or bool "
+                "output)"
             )
         if self.knn is not None:  # an embedder that fails should fail before any LM call is paid for
             try:
