@@ -299,3 +299,10 @@ def test_every_optimizer_runs_on_a_classify_and_calibrate_comes_last(lm, tmp_pat
     fresh = Classify(Pick, lm=lm).load(better.save(tmp_path / "calibrated.json"))
     assert fresh.demos == shown.demos
     assert fresh(text="item y is b").label_probs == pytest.approx(better(text="item y is b").label_probs)
+
+
+def test_an_lm_that_cannot_score_is_told_after_one_example():
+    lm = pl.ScriptedLM(["[[ ## label ## ]]\na\n\n[[ ## confidence ## ]]\n0.9\n\n[[ ## completed ## ]]"])
+    with pytest.raises(ConfigurationError, match="gave no label scores"):
+        Calibrate(match).compile(Classify(Pick, lm=lm), trainset=dataset(30, 1), valset=dataset(30, 2))
+    assert len(lm.requests) == 1

@@ -169,3 +169,17 @@ def test_knn_without_calibrate_is_refused_before_the_long_work(tmp_path, capsys)
                  "--out", str(tmp_path)]) == 1
     assert "--knn is for --optimizer calibrate" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_an_lm_that_cannot_score_labels_stops_the_calibration_after_one_call(tmp_path, monkeypatch, capsys):
+    from promptless.cli import main
+
+    lm = pl.ScriptedLM(lambda messages: "[[ ## category ## ]]\nPolitics and Governance\n\n"
+                                        "[[ ## confidence ## ]]\n0.8\n\n[[ ## completed ## ]]")
+    monkeypatch.setattr(pl, "LM", lambda model, **options: lm)
+    code = main(["demo", "--model", "openai/scripted", "--limit", "4", "--out", str(tmp_path), "--no-progress",
+                 "--show", "0"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "gave no label scores" in err and "--optimizer mipro" in err
+    assert len(lm.requests) == 4 + 1  # the first evaluation, then one training example, and no more

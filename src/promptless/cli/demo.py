@@ -346,7 +346,14 @@ def _calibrate(run: DemoRun, trainset: list[Any], valset: list[Any]) -> tuple[An
         console.print(f"The nearest labelled examples vote too ({KNN_EMBEDDER} embeddings, no LM call).")
     optimizer = Calibrate(category_match, max_lm_calls=args.max_calls, run_dir=args.run_dir,
                           num_threads=run.threads, progress=False if args.no_progress else None, **knn)
-    optimized: Any = optimizer.compile(Classify(ClassifyEvent, lm=run.lm), trainset=trainset, valset=valset)
+    from promptless.errors import ConfigurationError
+
+    try:
+        optimized: Any = optimizer.compile(Classify(ClassifyEvent, lm=run.lm), trainset=trainset, valset=valset)
+    except ConfigurationError as exc:
+        if "gave no label scores" in str(exc):
+            raise ConfigurationError(f"{exc}. In the demo: --optimizer mipro") from None
+        raise
     opt = optimized.optimization
     console.print(f"Calibration: {opt.calls} LM calls (one per example, every label scored), {opt.seconds:.0f} s"
                   + (" (budget reached)" if opt.stopped == "budget" else ""))

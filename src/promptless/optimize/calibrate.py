@@ -350,6 +350,18 @@ class Calibrate(Optimizer):
                     content_free[name] = content_free_offsets(scores)
         rows: list[dict[str, Any]] = []
         if self.method in ("fit", "both") and run.stopped != "budget":
+            # One example first: an LM that cannot score labels (the Classify made its label by generation) is
+            # told now, not after a whole training set of calls (the probe's result is reused, not paid twice).
+            probe = self._score_examples(run, bound, names, trainset[:1], "calibrate_scores")
+            steps = probe[0]["steps"] if probe else {}
+            if steps and all(step.get("logprobs") is None for step in steps.values()):
+                lm = next(iter(bound_named.values())).lm
+                raise ConfigurationError(
+                    f"Calibrate: {getattr(lm, 'model', lm)!s} gave no label scores (pl.Classify made the label by "
+                    "generation), so there is nothing to calibrate. Use a backend that scores labels (an embedded "
+                    "local/ model, or an OpenAI-compatible server that returns logprobs), or another optimizer "
+                    "(MIPROv2, BootstrapFewShot)"
+                )
             rows = self._score_examples(run, bound, names, trainset, "calibrate_scores")
         val_rows: list[dict[str, Any]] = []
         if valset and self.holdout is not None and run.stopped != "budget":
