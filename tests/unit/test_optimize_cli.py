@@ -206,6 +206,7 @@ def test_calibrate_turns_the_label_steps_of_a_predict_program_into_classify(proj
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "1 label step(s) of labels.py:build now score their labels" in out.out
+    assert "load it with pl.with_label_scoring(program).load('cal.json')" in out.out
     saved = json.loads((project / "cal.json").read_text())
     assert saved["metadata"]["load_into"] == "pl.with_label_scoring(program)"
     import importlib.util

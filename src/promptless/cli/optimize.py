@@ -259,7 +259,8 @@ def run_optimize(args: argparse.Namespace) -> int:
         if scored_note:
             meta["load_into"] = "pl.with_label_scoring(program)"
         path = optimized.save(args.out, metadata=meta)
-        print(f"optimized program saved to {path} (load it with program.load({str(path)!r}))")
+        how = "pl.with_label_scoring(program)" if scored_note else "program"
+        print(f"optimized program saved to {path} (load it with {how}.load({str(path)!r}))")
     refused = getattr(result, "refused", None)
     if refused is not None and args.save_refused:
         sel = result.selection or {}
