@@ -61,15 +61,6 @@ HOLDOUT_STEPS = ("random_half",)  # random search with half the valset held out 
 MAX_CALLS = 400
 
 
-def _short_calibration(cal: Any) -> Any:
-    """A calibration for the results file: the voting examples counted, not listed."""
-    if not isinstance(cal, dict) or not isinstance(cal.get("knn"), dict):
-        return cal
-    knn = {k: v for k, v in cal["knn"].items() if k != "examples"}
-    knn["examples"] = len(cal["knn"].get("examples") or [])
-    return {**cal, "knn": knn}
-
-
 def _load() -> dict[str, Any]:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
 
@@ -107,6 +98,7 @@ def run_promptless(steps: list[str], redo: bool, threads: int, max_calls: int | 
     import promptless as pl
     from promptless.evaluate import Evaluate
     from promptless.lm.cache import Cache
+    from promptless.modules.neighbours import voters_counted
     from promptless.tasks import category_match, load_events, make_classifier
 
     lm = pl.LM(f"local/{MODEL}", cache=False, n_threads=threads)
@@ -214,7 +206,7 @@ def run_promptless(steps: list[str], redo: bool, threads: int, max_calls: int | 
             "val_after": r.final_score,
             **selection_record(r),
             "instructions": inner.signature.instructions,
-            "calibration": _short_calibration(getattr(inner, "calibration", None)),
+            "calibration": voters_counted(getattr(inner, "calibration", None)),
             "demos": "per input (knn)" if inner is not optimized else len(optimized.demos),
             "candidates": r.candidates.get("instructions", {}),
             "rejected": r.candidates.get("rejected_proposals", []),

@@ -58,14 +58,6 @@ METHODS = {"cf": {"method": "content_free"}, "fit": {"method": "fit", "fit_scale
            "val": {}, "val_knn": {}}
 
 
-def _short(cal: Any) -> Any:
-    """A calibration for the results file: the voting examples counted, not listed."""
-    if not isinstance(cal, dict) or not isinstance(cal.get("knn"), dict):
-        return cal
-    return {**cal, "knn": {**{k: v for k, v in cal["knn"].items() if k != "examples"},
-                           "examples": len(cal["knn"].get("examples") or [])}}
-
-
 def _load() -> dict[str, Any]:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
 
@@ -107,6 +99,7 @@ def main() -> None:
     import promptless as pl
     from promptless.evaluate import Evaluate
     from promptless.lm.cache import Cache
+    from promptless.modules.neighbours import voters_counted
     from promptless.tasks import ClassifyEvent, category_match, load_events, make_classifier
 
     meta = {"machine": _machine(), "python": platform.python_version(), "threads": args.threads,
@@ -180,8 +173,8 @@ def main() -> None:
                             "wall_seconds": round(time.perf_counter() - t1, 1),
                             "chosen": decision.get("chosen"), "lambda": decision.get("lambda"),
                             "selection": {k: r.selection.get(k) for k in ("mode", "decision", "reason", "evidence")},
-                            "calibration": _short(calibrated[row].calibration),
-                            "candidate": _short(decision.get("candidate")),
+                            "calibration": voters_counted(calibrated[row].calibration),
+                            "candidate": voters_counted(decision.get("candidate")),
                         }
                     program = calibrated[row]
                     record["calibrate"] = program.calibrate_record

@@ -53,14 +53,6 @@ ROWS = ("teacher_train", "teacher_dev", "teacher_test", "student_zero_shot", "st
         "student_teacher_knn", "student_gold_knn")
 
 
-def _short(cal: Any) -> Any:
-    """A calibration for the results file: the voting examples counted, not listed."""
-    if not isinstance(cal, dict) or not isinstance(cal.get("knn"), dict):
-        return cal
-    return {**cal, "knn": {**{k: v for k, v in cal["knn"].items() if k != "examples"},
-                           "examples": len(cal["knn"].get("examples") or [])}}
-
-
 def _machine() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
@@ -105,6 +97,7 @@ def main() -> None:
     import promptless as pl
     from promptless.evaluate import Evaluate
     from promptless.lm.cache import Cache
+    from promptless.modules.neighbours import voters_counted
     from promptless.tasks import ClassifyEvent, category_match, load_events, make_classifier
 
     results = Results(args.out)
@@ -219,7 +212,7 @@ def main() -> None:
                 **_usage(usage, time.perf_counter() - t0), "chosen": decision.get("chosen"),
                 "lambda": decision.get("lambda"),
                 "selection": {k: r.selection.get(k) for k in ("mode", "decision", "reason", "evidence")},
-                "calibration": _short(program.calibration),
+                "calibration": voters_counted(program.calibration),
             }
             print(f"   calibrate: {record['calibrate']['lm_requests']} requests "
                   f"({record['calibrate']['new_calls']} new); {r.selection.get('decision')}: "

@@ -346,14 +346,12 @@ def _calibrate(run: DemoRun, trainset: list[Any], valset: list[Any]) -> tuple[An
         console.print(f"The nearest labelled examples vote too ({KNN_EMBEDDER} embeddings, no LM call).")
     optimizer = Calibrate(category_match, max_lm_calls=args.max_calls, run_dir=args.run_dir,
                           num_threads=run.threads, progress=False if args.no_progress else None, **knn)
-    from promptless.errors import ConfigurationError
+    from promptless.errors import ScoringNotSupportedError
 
     try:
         optimized: Any = optimizer.compile(Classify(ClassifyEvent, lm=run.lm), trainset=trainset, valset=valset)
-    except ConfigurationError as exc:
-        if "gave no label scores" in str(exc):
-            raise ConfigurationError(f"{exc}. In the demo: --optimizer mipro") from None
-        raise
+    except ScoringNotSupportedError as exc:  # the LM gives no label scores: say what the demo can do instead
+        raise ScoringNotSupportedError(f"{exc}. In the demo: --optimizer mipro") from None
     opt = optimized.optimization
     console.print(f"Calibration: {opt.calls} LM calls (one per example, every label scored), {opt.seconds:.0f} s"
                   + (" (budget reached)" if opt.stopped == "budget" else ""))

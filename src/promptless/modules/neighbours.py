@@ -52,7 +52,7 @@ def label_votes(query: Sequence[float], pool: Sequence[Sequence[float]], labels:
                 exclude: int | None = None) -> list[float]:
     """``log(share + floor)`` per label over the ``k`` pool vectors nearest to ``query`` (unit vectors; the pool
     entry ``exclude`` left out, for an example of the pool itself). An empty pool gives equal votes."""
-    sims = [sum(a * b for a, b in zip(query, vec, strict=True)) for vec in pool]
+    sims = similarities([query], pool)[0]
     return votes_from_similarities(sims, labels, n_labels, k=k, temperature=temperature, floor=floor,
                                    exclude=exclude)
 
@@ -141,9 +141,17 @@ class VotePool:
         if self._matrix is not None and self._matrix is not False:
             sims: Sequence[float] = (self._matrix @ query).tolist()
         else:
-            sims = [sum(a * b for a, b in zip(query, vec, strict=True)) for vec in pool]
+            sims = similarities([query], pool)[0]
         return votes_from_similarities(sims, self.labels, self.n_labels, k=self.k, temperature=self.temperature,
                                        floor=self.floor)
+
+
+def voters_counted(calibration: Any) -> Any:
+    """A calibration with its voting examples counted instead of listed (for logs and results files)."""
+    if not isinstance(calibration, dict) or not isinstance(calibration.get("knn"), dict):
+        return calibration
+    knn = {k: v for k, v in calibration["knn"].items() if k != "examples"}
+    return {**calibration, "knn": {**knn, "examples": len(calibration["knn"].get("examples") or [])}}
 
 
 def check_knn_state(knn: Any, labels: Sequence[str]) -> None:
@@ -172,4 +180,5 @@ def check_knn_state(knn: Any, labels: Sequence[str]) -> None:
 
 
 __all__ = ["VOTE_FLOOR", "VOTE_K", "VOTE_TEMPERATURE", "VotePool", "check_knn_state", "embedder_from_spec",
-           "embedder_spec", "knn_text", "label_votes", "similarities", "unit", "votes_from_similarities"]
+           "embedder_spec", "knn_text", "label_votes", "similarities", "unit", "voters_counted",
+           "votes_from_similarities"]

@@ -356,14 +356,12 @@ class Classify(Predict):
         """The embedded examples of a calibration's nearest-neighbour votes, built once per calibration."""
         from .neighbours import VotePool, embedder_from_spec
 
-        key = (str(knn["embedder"]), id(self.knn_embedder),
-               hash(tuple((str(e["text"]), str(e["label"])) for e in knn.get("examples") or ())),
+        if self.knn_embedder is None:
+            self.knn_embedder = embedder_from_spec(str(knn["embedder"]))
+        key = (id(self.knn_embedder), hash(tuple((str(e["text"]), str(e["label"])) for e in knn.get("examples") or ())),
                knn.get("k"), knn.get("temperature"), knn.get("floor"))
         pool = self._vote_pools.get(key)
         if pool is None:
-            if self.knn_embedder is None:
-                self.knn_embedder = embedder_from_spec(str(knn["embedder"]))
-                key = (key[0], id(self.knn_embedder), *key[2:])
             pool = self._vote_pools.setdefault(key, VotePool(knn, labels, self.knn_embedder))
         return pool
 

@@ -65,7 +65,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..data import Example, Prediction
-from ..errors import BudgetExceededError, ConfigurationError
+from ..errors import BudgetExceededError, ConfigurationError, ScoringNotSupportedError
 from ..evaluate.scoring import Metric, call_metric
 from ..modules.module import Module
 from ..modules.neighbours import (
@@ -356,7 +356,7 @@ class Calibrate(Optimizer):
             steps = probe[0]["steps"] if probe else {}
             if steps and all(step.get("logprobs") is None for step in steps.values()):
                 lm = next(iter(bound_named.values())).lm
-                raise ConfigurationError(
+                raise ScoringNotSupportedError(
                     f"Calibrate: {getattr(lm, 'model', lm)!s} gave no label scores (pl.Classify made the label by "
                     "generation), so there is nothing to calibrate. Use a backend that scores labels (an embedded "
                     "local/ model, or an OpenAI-compatible server that returns logprobs), or another optimizer "
