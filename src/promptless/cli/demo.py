@@ -333,9 +333,9 @@ def _mipro(run: DemoRun, trainset: list[Any], valset: list[Any]) -> tuple[Any, A
 def _calibrate(run: DemoRun, trainset: list[Any], valset: list[Any]) -> tuple[Any, Any, dict[str, Any]]:
     """``pl.Calibrate`` over a ``pl.Classify`` of the demo's signature; returns the program, a maker of a fresh
     classifier to load it into, and the metadata saved with it."""
-    from promptless.modules.scored import Classify
+    from promptless.modules.scored import with_label_scoring
     from promptless.optimize.calibrate import Calibrate
-    from promptless.tasks import ClassifyEvent, category_match
+    from promptless.tasks import category_match, make_classifier
 
     args, console = run.args, run.console
     knn: dict[str, Any] = {}
@@ -349,7 +349,7 @@ def _calibrate(run: DemoRun, trainset: list[Any], valset: list[Any]) -> tuple[An
     from promptless.errors import ScoringNotSupportedError
 
     try:
-        optimized: Any = optimizer.compile(Classify(ClassifyEvent, lm=run.lm), trainset=trainset, valset=valset)
+        optimized: Any = optimizer.compile(with_label_scoring(run.program), trainset=trainset, valset=valset)
     except ScoringNotSupportedError as exc:  # the LM gives no label scores: say what the demo can do instead
         raise ScoringNotSupportedError(f"{exc}. In the demo: --optimizer mipro") from None
     opt = optimized.optimization
@@ -372,7 +372,7 @@ def _calibrate(run: DemoRun, trainset: list[Any], valset: list[Any]) -> tuple[An
     else:
         console.print("No calibration kept: the classifier scores its labels as they come.")
     meta = {"optimizer": "Calibrate", "method": optimizer.method, **({"knn": KNN_EMBEDDER} if knn else {})}
-    return optimized, lambda: Classify(ClassifyEvent, lm=run.lm), meta
+    return optimized, lambda: with_label_scoring(make_classifier(lm=run.lm)), meta
 
 
 def _selection_lines(opt: Any) -> list[str]:
