@@ -219,3 +219,51 @@ def test_calibrate_turns_the_label_steps_of_a_predict_program_into_classify(proj
     loaded = pl.with_label_scoring(mod.build()).load(project / "cal.json")
     assert loaded.calibration["offsets"]["Politics"] < 0  # the prior learned away
     assert loaded(event="event 1").category == "Science"
+
+
+def test_auto_calibrates_a_program_with_label_outputs(project, capsys):
+    (project / "labels.py").write_text(LABEL_PROGRAM)
+    code = main(["optimize", "labels.py:build", "train.jsonl", "--valset", "dev.jsonl", "--field", "category",
+                 "--quiet", "--no-progress", "--out", "auto.json", "--result", "auto_run.json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "auto: calibrate, since the program has label outputs" in out.out
+    assert json.loads((project / "auto_run.json").read_text())["optimizer"] == "Calibrate"
+    assert json.loads((project / "auto.json").read_text())["metadata"]["load_into"] == "pl.with_label_scoring(program)"
+
+
+def test_auto_searches_instructions_for_a_program_without_label_outputs(project, capsys):
+    code = main(["optimize", "app.py:build", "train.jsonl", "--valset", "dev.jsonl", "--field", "category",
+                 "--max-bootstrapped-demos", "0", "--max-labeled-demos", "0", "--auto", "none",
+                 "--num-candidates", "2", "--num-trials", "2", "--quiet", "--no-progress", "--out", "auto.json",
+                 "--result", "auto_run.json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "auto: mipro, since the program has no label output" in out.out
+    assert json.loads((project / "auto_run.json").read_text())["optimizer"] == "MIPROv2"
+    assert "load_into" not in json.loads((project / "auto.json").read_text())["metadata"]
+
+
+def test_auto_falls_back_to_mipro_when_the_lm_gives_no_label_scores(project, capsys):
+    # the same label program on an LM that only generates: one scoring try, then the instruction search
+    (project / "labels.py").write_text(LABEL_PROGRAM.replace(", logprobs=scores)", ")"))
+    code = main(["optimize", "labels.py:build", "train.jsonl", "--valset", "dev.jsonl", "--field", "category",
+                 "--max-bootstrapped-demos", "0", "--max-labeled-demos", "0", "--auto", "none",
+                 "--num-candidates", "2", "--num-trials", "2", "--quiet", "--no-progress", "--out", "auto.json",
+                 "--result", "auto_run.json", "--run-dir", "runs", "--max-calls", "12"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "auto: calibrate" in out.out
+    assert "auto: the LM gave no label scores, so there is nothing to calibrate; running mipro instead" in out.out
+    record = json.loads((project / "auto_run.json").read_text())
+    assert record["optimizer"] == "MIPROv2"
+    assert record["calls"] == 11  # the search stopped at the budget, less the scoring try
+    assert "load_into" not in json.loads((project / "auto.json").read_text())["metadata"]
+    assert (project / "runs" / "calibrate").is_dir() and (project / "runs" / "mipro").is_dir()
+
+
+def test_auto_refuses_a_prompt_model_it_would_not_use(project, capsys):
+    (project / "labels.py").write_text(LABEL_PROGRAM)
+    assert main(["optimize", "labels.py:build", "train.jsonl", "--field", "category", "--prompt-model",
+                 "local/qwen2.5-coder-1.5b"]) == 1
+    assert "auto chose calibrate because the program has label outputs" in capsys.readouterr().err

@@ -9,7 +9,10 @@ PROGRAM is ``module:attribute`` (or ``path/to/file.py:attribute``) naming a Modu
 JSON-lines files of objects. The optimized program's state is saved as JSON (--out); load it with
 ``program.load(path)``. With --run-dir, the same command after a crash continues where it stopped.
 
-Optimizers: ``mipro`` (MIPROv2: instructions and demos, with --auto light/medium/heavy), ``bootstrap``
+Optimizers: ``auto`` (the default: ``calibrate`` for a program with label outputs -- ``Literal``, ``Enum`` or
+``bool`` -- on an LM that scores labels, ``mipro`` otherwise, and ``mipro`` again when the LM turns out to give
+no label scores), ``calibrate`` (pl.Calibrate: every label scored, the model's label prior learned from the
+training data; ``--knn`` adds the votes of the nearest labelled examples), ``mipro`` (MIPROv2: instructions and demos, with --auto light/medium/heavy), ``bootstrap``
 (BootstrapFewShot), ``random`` (BootstrapFewShotWithRandomSearch), ``labeled`` (LabeledFewShot), ``gepa`` (GEPA:
 reflective instruction evolution; --prompt-model is its reflection model, --auto or --max-metric-calls its budget).
 """
@@ -23,14 +26,16 @@ from typing import Any
 
 from promptless.cli import common
 
-OPTIMIZERS = ("mipro", "bootstrap", "random", "labeled", "gepa", "calibrate")
+OPTIMIZERS = ("auto", "mipro", "bootstrap", "random", "labeled", "gepa", "calibrate")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = common.command_parser(subparsers, "optimize", doc=__doc__,
                                    help="optimize a program (module:attribute) on JSONL training data with a metric")
     common.add_program_arguments(parser, "train", "training examples, a JSONL file")
-    parser.add_argument("--optimizer", default="mipro", choices=OPTIMIZERS, help="which optimizer (default: mipro)")
+    parser.add_argument("--optimizer", default="auto", choices=OPTIMIZERS,
+                        help="which optimizer (default: auto, which is calibrate for a program with label outputs on "
+                        "an LM that scores labels, mipro otherwise)")
     parser.add_argument("--valset", type=common.existing_file, default=None, metavar="DEV.jsonl",
                         help="validation examples (default: MIPROv2 splits the training set; the others score "
                         "nothing, or the training set for random search)")
@@ -185,29 +190,31 @@ def run_optimize(args: argparse.Namespace) -> int:
         read_examples,
         uses_local,
     )
-    from promptless.errors import ConfigurationError
+    from promptless.errors import ConfigurationError, ScoringNotSupportedError
+    from promptless.lm.usage import track_usage
     from promptless.modules import Module
     from promptless.settings import context
 
-    if args.prompt_model and args.optimizer not in ("mipro", "gepa"):
-        raise ConfigurationError("--prompt-model applies to --optimizer mipro and gepa only (the others write no "
-                                 "instructions)")
     program = load_program(args.program)
     if not isinstance(program, Module):
         raise ConfigurationError(
             f"PROGRAM {args.program} is a plain function; optimizers need a pl.Module with predictors to tune"
         )
-    scored_note = ""
-    if args.optimizer == "calibrate":
-        from promptless.modules.scored import Classify, with_label_scoring
-
-        before = sum(isinstance(p, Classify) for p in program.predictors())
-        if not before:
-            program = with_label_scoring(program)
-            converted = sum(isinstance(p, Classify) for p in program.predictors())
-            if converted:
-                scored_note = (f"calibrate: {converted} label step(s) of {args.program} now score their labels "
-                               "(pl.Classify); load the saved state into pl.with_label_scoring(program)")
+    auto = args.optimizer == "auto"
+    original = program
+    scored, scored_note = (label_scoring(program, args.program) if args.optimizer in ("auto", "calibrate")
+                           else (None, ""))
+    if auto:
+        args.optimizer = "calibrate" if scored is not None else "mipro"
+    if args.prompt_model and args.optimizer not in ("mipro", "gepa"):
+        raise ConfigurationError(
+            "--prompt-model applies to --optimizer mipro and gepa only (the others write no instructions)"
+            + ("; auto chose calibrate because the program has label outputs: pass --optimizer mipro to search "
+               "instructions with a prompt model" if auto else ""))
+    if args.optimizer == "calibrate" and scored is not None:
+        program = scored
+    else:
+        scored_note = ""
     if args.load:
         program.load(args.load)
     metric = load_metric(args.metric, args.field)
@@ -229,6 +236,9 @@ def run_optimize(args: argparse.Namespace) -> int:
     local = getattr(settings.get("lm"), "provider", "") == "local" or uses_local(program)
     threads = args.threads or (1 if local else 4)
 
+    run_dir = args.run_dir
+    if auto and run_dir:
+        args.run_dir = str(Path(run_dir) / args.optimizer)
     optimizer = build_optimizer(args, metric, prompt_model=prompt_model, threads=threads)
     handler = None
     if not args.quiet:
@@ -236,15 +246,41 @@ def run_optimize(args: argparse.Namespace) -> int:
         log = logging.getLogger("promptless.optimize")
         log.addHandler(handler)
         log.setLevel(logging.INFO)
+    if auto:
+        print("auto: " + ("calibrate, since the program has label outputs (--optimizer mipro searches "
+                          "instructions and demos instead)" if args.optimizer == "calibrate"
+                          else "mipro, since the program has no label output to calibrate"), flush=True)
     if scored_note:
         print(scored_note, flush=True)
-    print(f"{type(optimizer).__name__} on {len(trainset)} training examples"
-          + (f", {len(valset)} validation examples" if valset else "")
-          + (f", task model {model}" if model else "")
-          + (f", prompt model {normalize_model(args.prompt_model)}" if args.prompt_model else ""), flush=True)
+
+    def announce() -> None:
+        print(f"{type(optimizer).__name__} on {len(trainset)} training examples"
+              + (f", {len(valset)} validation examples" if valset else "")
+              + (f", task model {model}" if model else "")
+              + (f", prompt model {normalize_model(args.prompt_model)}" if args.prompt_model else ""), flush=True)
+
+    announce()
     try:
         with context(**settings):
-            optimized = optimizer.compile(program, trainset=trainset, valset=valset)
+            try:
+                with track_usage() as spent:
+                    optimized = optimizer.compile(program, trainset=trainset, valset=valset)
+            except ScoringNotSupportedError:
+                if not auto or args.optimizer != "calibrate":
+                    raise
+                # The LM makes labels by generation only: nothing to calibrate, so search instructions instead.
+                print("auto: the LM gave no label scores, so there is nothing to calibrate; running mipro instead",
+                      flush=True)
+                args.optimizer, scored_note, program = "mipro", "", original
+                if args.load:
+                    program.load(args.load)
+                if args.max_calls:
+                    args.max_calls = max(1, args.max_calls - spent.total.calls)
+                if run_dir:
+                    args.run_dir = str(Path(run_dir) / "mipro")
+                optimizer = build_optimizer(args, metric, prompt_model=prompt_model, threads=threads)
+                announce()
+                optimized = optimizer.compile(program, trainset=trainset, valset=valset)
     finally:
         if handler is not None:
             logging.getLogger("promptless.optimize").removeHandler(handler)
@@ -280,6 +316,23 @@ def run_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def label_scoring(program: Any, name: str) -> tuple[Any, str]:
+    """``program`` with its label steps scoring their labels, and a line saying so; ``(None, "")`` without any.
+
+    A program whose steps are ``pl.Classify`` already is returned as it is, with no line.
+    """
+    from promptless.modules.scored import Classify, with_label_scoring
+
+    if any(isinstance(p, Classify) for p in program.predictors()):
+        return program, ""
+    scored = with_label_scoring(program)
+    converted = sum(isinstance(p, Classify) for p in scored.predictors())
+    if not converted:
+        return None, ""
+    return scored, (f"calibrate: {converted} label step(s) of {name} now score their labels (pl.Classify); load "
+                    "the saved state into pl.with_label_scoring(program)")
+
+
 def validation_failures(result: Any) -> str:
     """The optimized program's failures on the validation set: count per kind and the first error ("" if none)."""
     from promptless.cli.common import failure_lines
@@ -289,4 +342,4 @@ def validation_failures(result: Any) -> str:
     return failure_lines([r["error"] for r in scored if r.get("error")], len(scored))
 
 
-__all__ = ["OPTIMIZERS", "build_optimizer", "register", "run_optimize", "validation_failures"]
+__all__ = ["OPTIMIZERS", "build_optimizer", "label_scoring", "register", "run_optimize", "validation_failures"]
