@@ -4,6 +4,7 @@
     python bench/bench_scoring.py --model qwen2.5-coder-0.5b
     python bench/bench_scoring.py --rows scored cf --splits dev     # some rows only
     python bench/bench_scoring.py --redo                            # run finished rows again
+    python bench/bench_scoring.py --task periods                    # the second task (below)
 
 The protocol of docs/optimizers.md: the classifier ``ClassifyEvent`` (Literal category, float confidence),
 no demos, the default instruction; the first 60 examples of the train split are the only training data
@@ -23,6 +24,10 @@ Greedy decoding. Rows:
   train split (the valset), refitted on the 150.
 - ``val_knn``: the same with ``knn=pl.Embedder("local/all-MiniLM-L6-v2")``: the votes of the 10 nearest
   labelled examples fitted beside the label scores.
+
+``--task periods`` runs the same rows on the historic-periods task (``promptless.tasks.DateEvent``: the event
+without its year, one of five periods; 144 / 96 / 354 examples, so the valset is the train split's last 84),
+a task nothing here was tuned on; its keys start with ``periods/``.
 
 Every row is merged into ``bench/results/scoring.json`` as soon as it finishes, so an interrupted run
 continues with the next row when started again. LM replies and label scores are cached in a file of this
@@ -82,6 +87,7 @@ def _save(key: str, value: dict[str, Any], meta: dict[str, Any]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="qwen2.5-coder-1.5b")
+    ap.add_argument("--task", default="events", choices=("events", "periods"))
     ap.add_argument("--rows", nargs="*", default=list(ROWS), choices=ROWS)
     ap.add_argument("--splits", nargs="*", default=["dev", "test"], choices=["dev", "test"])
     ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads (1: the cores are shared)")
@@ -100,10 +106,13 @@ def main() -> None:
     from promptless.evaluate import Evaluate
     from promptless.lm.cache import Cache
     from promptless.modules.neighbours import voters_counted
-    from promptless.tasks import ClassifyEvent, category_match, load_events, make_classifier
+    from promptless.tasks import ClassifyEvent, DateEvent, category_match, load_events, load_periods, period_match
+
+    signature, metric, load, field = ((ClassifyEvent, category_match, load_events, "category") if args.task == "events"
+                                      else (DateEvent, period_match, load_periods, "period"))
 
     meta = {"machine": _machine(), "python": platform.python_version(), "threads": args.threads,
-            "train": f"train[:{N_TRAIN}]", "protocol": "ClassifyEvent, zero-shot, greedy",
+            "train": f"train[:{N_TRAIN}]", "protocol": "ClassifyEvent (periods: DateEvent), zero-shot, greedy",
             "note": "2 cores shared with other work while measuring: seconds are noisy"}
     try:
         import llama_cpp
@@ -116,22 +125,22 @@ def main() -> None:
     t0 = time.perf_counter()
     lm.load()
     print(f"loaded {args.model} in {time.perf_counter() - t0:.1f} s ({args.threads} thread(s))", flush=True)
-    train = load_events("train")[:N_TRAIN]
-    val = load_events("train")[N_TRAIN:N_TRAIN + N_VAL]
-    splits = {s: load_events(s, args.limit) for s in args.splits}
+    train = load("train")[:N_TRAIN]
+    val = load("train")[N_TRAIN:N_TRAIN + N_VAL]
+    splits = {s: load(s, args.limit) for s in args.splits}
 
     def evaluate(program: Any, examples: list[Any]) -> dict[str, Any]:
         with pl.track_usage() as usage:
-            result = Evaluate(devset=examples, metric=category_match, num_threads=1, display_progress=False,
+            result = Evaluate(devset=examples, metric=metric, num_threads=1, display_progress=False,
                               max_errors=len(examples))(program)
-        predicted = Counter(str(r.prediction.get("category")) if r.prediction is not None else "(error)"
+        predicted = Counter(str(r.prediction.get(field)) if r.prediction is not None else "(error)"
                             for r in result.rows)
         correct_by_gold: Counter[str] = Counter()
-        gold = Counter(str(r.example.category) for r in result.rows)
+        gold = Counter(str(r.example[field]) for r in result.rows)
         decided: Counter[str] = Counter()
         for r in result.rows:
             if r.score:
-                correct_by_gold[str(r.example.category)] += 1
+                correct_by_gold[str(r.example[field])] += 1
             decided[str(getattr(r.prediction, "decided_by", None) or "generation")] += 1
         total = usage.total
         return {"accuracy": round(result.score, 2), "n": result.n, "correct": int(sum(result.scores)),
@@ -145,16 +154,17 @@ def main() -> None:
     calibrated: dict[str, Any] = {}
     for split, examples in splits.items():
         for row in args.rows:
-            key = f"{args.model}/{row}/{split}" + (f"/limit{args.limit}" if args.limit else "")
+            key = (("periods/" if args.task == "periods" else "") + f"{args.model}/{row}/{split}"
+                   + (f"/limit{args.limit}" if args.limit else ""))
             if key in done and not args.redo:
                 print(f"{key}: done already ({done[key]['eval']['accuracy']})", flush=True)
                 continue
             print(f"== {key}", flush=True)
-            record: dict[str, Any] = {"row": row, "split": split, "model": args.model}
+            record: dict[str, Any] = {"row": row, "split": split, "model": args.model, "task": args.task}
             if row == "generation":
-                program: Any = make_classifier(lm=lm)
+                program: Any = pl.Predict(signature, lm=lm)
             else:
-                program = pl.Classify(ClassifyEvent, lm=lm)
+                program = pl.Classify(signature, lm=lm)
                 if row in METHODS:
                     if row not in calibrated:
                         t1 = time.perf_counter()
@@ -163,7 +173,7 @@ def main() -> None:
                             options["knn"] = pl.Embedder("local/all-MiniLM-L6-v2")
                         extra = {"valset": val} if row.startswith("val") else {}
                         with pl.track_usage() as usage:
-                            calibrated[row] = pl.Calibrate(category_match, progress=False, **options).compile(
+                            calibrated[row] = pl.Calibrate(metric, progress=False, **options).compile(
                                 program, trainset=train, **extra)
                         r = calibrated[row].optimization
                         decision = r.candidates["calibration"]["self"]

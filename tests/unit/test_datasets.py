@@ -173,3 +173,34 @@ def test_import_is_light():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env=None)
+
+
+def test_historic_periods_take_the_year_off_and_label_by_it():
+    from promptless.datasets import PERIODS, historic_periods, period_of
+
+    data = historic_periods()
+    assert {name: len(items) for name, items in data.items()} == {"train": 144, "dev": 96, "test": 354}
+    by_id = {r["id"]: r for r in _rows()}
+    for split, items in data.items():
+        for ex in items:
+            row = by_id[ex.id]
+            assert row["split"] == split and ex.year == row["year"]
+            assert row["event"] == f"{ex.event}, {ex.year}"  # only the trailing year is taken off
+            assert not ex.event.endswith(str(ex.year))
+            assert ex.period in PERIODS and ex.input_keys == frozenset({"event"})
+    assert [period_of(y) for y in (-44, 1066, 1799, 1800, 1899, 1900, 1939, 1940, 1969, 1970, 2001)] == [
+        "before 1800", "before 1800", "before 1800", "1800-1899", "1800-1899", "1900-1939", "1900-1939",
+        "1940-1969", "1940-1969", "1970 or later", "1970 or later"]
+    assert {ex.period for ex in data["test"]} == set(PERIODS)
+    with pytest.raises(ValueError, match="unknown split"):
+        historic_periods("val")
+
+
+def test_the_periods_task_is_ready_made():
+    from promptless.data import Prediction
+    from promptless.tasks import DateEvent, load_periods, period_match
+
+    assert DateEvent.output_fields["period"].annotation.__args__[0] == "before 1800"
+    ex = load_periods("dev", 1)[0]
+    assert period_match(ex, Prediction(period=f" {ex.period.upper()} "))
+    assert not period_match(ex, Prediction(period="somewhere else")) and not period_match(ex, Prediction())
