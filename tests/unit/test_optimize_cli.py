@@ -221,15 +221,55 @@ def test_calibrate_turns_the_label_steps_of_a_predict_program_into_classify(proj
     assert loaded(event="event 1").category == "Science"
 
 
-def test_auto_calibrates_a_program_with_label_outputs(project, capsys):
+class WordEmbedder:
+    """Stands in for pl.Embedder in these tests (no model to fetch): a vector of word counts."""
+
+    WORDS = ("event", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9")
+    made: list[str] = []
+
+    def __init__(self, name):
+        self.provider, self.model = name.split("/", 1)
+        WordEmbedder.made.append(name)
+
+    def __call__(self, texts):
+        return [[1.0 + sum(c == w for c in t.replace(" ", "")) if w != "event" else 1.0 for w in self.WORDS]
+                for t in texts]
+
+
+class BrokenEmbedder(WordEmbedder):
+    def __call__(self, texts):
+        raise OSError("no network to fetch the weights")
+
+
+def test_auto_calibrates_a_program_with_label_outputs_with_the_votes(project, capsys, monkeypatch):
+    monkeypatch.setattr("promptless.embeddings.Embedder", WordEmbedder)
     (project / "labels.py").write_text(LABEL_PROGRAM)
     code = main(["optimize", "labels.py:build", "train.jsonl", "--valset", "dev.jsonl", "--field", "category",
                  "--quiet", "--no-progress", "--out", "auto.json", "--result", "auto_run.json"])
     out = capsys.readouterr()
     assert code == 0, out.err
-    assert "auto: calibrate, since the program has label outputs" in out.out
+    assert ("auto: calibrate, since the program has label outputs, with the votes of the nearest labelled "
+            "examples (local/all-MiniLM-L6-v2)") in out.out
     assert json.loads((project / "auto_run.json").read_text())["optimizer"] == "Calibrate"
-    assert json.loads((project / "auto.json").read_text())["metadata"]["load_into"] == "pl.with_label_scoring(program)"
+    saved = json.loads((project / "auto.json").read_text())
+    assert saved["metadata"]["load_into"] == "pl.with_label_scoring(program)"
+    assert '"embedder": "local/all-MiniLM-L6-v2"' in json.dumps(saved)
+
+
+@pytest.mark.parametrize("how", ["--knn none", "no embedder"])
+def test_auto_calibrates_without_the_votes_when_told_or_when_the_embedder_fails(project, capsys, monkeypatch, how):
+    monkeypatch.setattr("promptless.embeddings.Embedder", BrokenEmbedder)
+    (project / "labels.py").write_text(LABEL_PROGRAM)
+    WordEmbedder.made.clear()
+    code = main(["optimize", "labels.py:build", "train.jsonl", "--valset", "dev.jsonl", "--field", "category",
+                 "--quiet", "--no-progress", "--out", "auto.json", *(how.split() if how.startswith("--") else [])])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "auto: calibrate, since the program has label outputs (--optimizer mipro" in out.out
+    assert ("is not available here (OSError: no network to fetch the weights); calibrating without the votes"
+            in out.out) == (how == "no embedder")
+    assert WordEmbedder.made == ([] if how.startswith("--") else ["local/all-MiniLM-L6-v2"])
+    assert '"embedder"' not in (project / "auto.json").read_text()
 
 
 def test_auto_searches_instructions_for_a_program_without_label_outputs(project, capsys):
@@ -244,9 +284,11 @@ def test_auto_searches_instructions_for_a_program_without_label_outputs(project,
     assert "load_into" not in json.loads((project / "auto.json").read_text())["metadata"]
 
 
-def test_auto_falls_back_to_mipro_when_the_lm_gives_no_label_scores(project, capsys):
+def test_auto_falls_back_to_mipro_when_the_lm_gives_no_label_scores(project, capsys, monkeypatch):
+    monkeypatch.setattr("promptless.embeddings.Embedder", WordEmbedder)
     # the same label program on an LM that only generates: one scoring try, then the instruction search
     (project / "labels.py").write_text(LABEL_PROGRAM.replace(", logprobs=scores)", ")"))
+    WordEmbedder.made.clear()
     code = main(["optimize", "labels.py:build", "train.jsonl", "--valset", "dev.jsonl", "--field", "category",
                  "--max-bootstrapped-demos", "0", "--max-labeled-demos", "0", "--auto", "none",
                  "--num-candidates", "2", "--num-trials", "2", "--quiet", "--no-progress", "--out", "auto.json",
@@ -260,6 +302,8 @@ def test_auto_falls_back_to_mipro_when_the_lm_gives_no_label_scores(project, cap
     assert record["calls"] == 11  # the search stopped at the budget, less the scoring try
     assert "load_into" not in json.loads((project / "auto.json").read_text())["metadata"]
     assert (project / "runs" / "calibrate").is_dir() and (project / "runs" / "mipro").is_dir()
+    # the embedder was built for the calibration (tried, then given to it), not for the search
+    assert WordEmbedder.made == ["local/all-MiniLM-L6-v2"] * 2
 
 
 def test_auto_refuses_a_prompt_model_it_would_not_use(project, capsys):

@@ -9,9 +9,9 @@ PROGRAM is ``module:attribute`` (or ``path/to/file.py:attribute``) naming a Modu
 JSON-lines files of objects. The optimized program's state is saved as JSON (--out); load it with
 ``program.load(path)``. With --run-dir, the same command after a crash continues where it stopped.
 
-Optimizers: ``auto`` (the default: ``calibrate`` for a program with label outputs -- ``Literal``, ``Enum`` or
-``bool`` -- on an LM that scores labels, ``mipro`` otherwise, and ``mipro`` again when the LM turns out to give
-no label scores), ``calibrate`` (pl.Calibrate: every label scored, the model's label prior learned from the
+Optimizers: ``auto`` (the default: ``calibrate`` with the votes of local/all-MiniLM-L6-v2 for a program with
+label outputs -- ``Literal``, ``Enum`` or ``bool`` -- on an LM that scores labels, ``mipro`` otherwise, and
+``mipro`` again when the LM turns out to give no label scores), ``calibrate`` (pl.Calibrate: every label scored, the model's label prior learned from the
 training data; ``--knn`` adds the votes of the nearest labelled examples), ``mipro`` (MIPROv2: instructions and demos, with --auto light/medium/heavy), ``bootstrap``
 (BootstrapFewShot), ``random`` (BootstrapFewShotWithRandomSearch), ``labeled`` (LabeledFewShot), ``gepa`` (GEPA:
 reflective instruction evolution; --prompt-model is its reflection model, --auto or --max-metric-calls its budget).
@@ -63,7 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--knn", default=None, metavar="EMBEDDER",
                         help="an embedding model such as local/all-MiniLM-L6-v2: calibrate adds the votes of the "
                         "nearest labelled examples to the label scores; random and mipro add a candidate with "
-                        "per-input nearest-neighbour demos")
+                        "per-input nearest-neighbour demos. auto calibrates with local/all-MiniLM-L6-v2 unless "
+                        "--knn names another or none")
     parser.add_argument("--alpha", type=_alpha, default=None, metavar="A",
                         help="level of the paired test that lets a pick replace the starting program (default 0.1)")
     parser.add_argument("--max-calls", type=common.positive_int, default=None, metavar="N",
@@ -139,7 +140,7 @@ def build_optimizer(args: argparse.Namespace, metric: Any, *, prompt_model: Any 
                                  "nothing to check; use --optimizer bootstrap or random for checked demos")
     common.update(selection)
     knn: dict[str, Any] = {}
-    if getattr(args, "knn", None):
+    if getattr(args, "knn", None) and args.knn.lower() != "none":
         if args.optimizer not in ("calibrate", "random", "mipro"):
             raise ConfigurationError(f"--knn applies to --optimizer calibrate, random and mipro, not {args.optimizer}")
         from promptless.embeddings import Embedder
@@ -215,6 +216,9 @@ def run_optimize(args: argparse.Namespace) -> int:
         program = scored
     else:
         scored_note = ""
+    asked_knn = args.knn
+    if auto and args.optimizer == "calibrate" and args.knn is None:
+        args.knn = default_votes()
     if args.load:
         program.load(args.load)
     metric = load_metric(args.metric, args.field)
@@ -247,9 +251,12 @@ def run_optimize(args: argparse.Namespace) -> int:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
     if auto:
-        print("auto: " + ("calibrate, since the program has label outputs (--optimizer mipro searches "
-                          "instructions and demos instead)" if args.optimizer == "calibrate"
-                          else "mipro, since the program has no label output to calibrate"), flush=True)
+        if args.optimizer == "calibrate":
+            votes = "" if args.knn.lower() == "none" else f", with the votes of the nearest labelled examples ({args.knn})"
+            print(f"auto: calibrate, since the program has label outputs{votes} (--optimizer mipro searches "
+                  "instructions and demos instead)", flush=True)
+        else:
+            print("auto: mipro, since the program has no label output to calibrate", flush=True)
     if scored_note:
         print(scored_note, flush=True)
 
@@ -271,7 +278,7 @@ def run_optimize(args: argparse.Namespace) -> int:
                 # The LM makes labels by generation only: nothing to calibrate, so search instructions instead.
                 print("auto: the LM gave no label scores, so there is nothing to calibrate; running mipro instead",
                       flush=True)
-                args.optimizer, scored_note, program = "mipro", "", original
+                args.optimizer, scored_note, program, args.knn = "mipro", "", original, asked_knn
                 if args.load:
                     program.load(args.load)
                 if args.max_calls:
@@ -316,6 +323,23 @@ def run_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The embedder whose votes ``--optimizer auto`` adds to a calibration unless told otherwise.
+AUTO_EMBEDDER = "local/all-MiniLM-L6-v2"
+
+
+def default_votes() -> str:
+    """``AUTO_EMBEDDER`` when it embeds a test text here, else ``"none"`` (and a line saying so)."""
+    from promptless.embeddings import Embedder
+
+    try:
+        Embedder(AUTO_EMBEDDER)(["a test text"])
+    except Exception as exc:  # any failure means: calibrate without the votes
+        print(f"auto: the embedder {AUTO_EMBEDDER} is not available here ({type(exc).__name__}: {exc}); "
+              "calibrating without the votes of the nearest labelled examples", flush=True)
+        return "none"
+    return AUTO_EMBEDDER
+
+
 def label_scoring(program: Any, name: str) -> tuple[Any, str]:
     """``program`` with its label steps scoring their labels, and a line saying so; ``(None, "")`` without any.
 
@@ -342,4 +366,4 @@ def validation_failures(result: Any) -> str:
     return failure_lines([r["error"] for r in scored if r.get("error")], len(scored))
 
 
-__all__ = ["OPTIMIZERS", "build_optimizer", "label_scoring", "register", "run_optimize", "validation_failures"]
+__all__ = ["AUTO_EMBEDDER", "OPTIMIZERS", "build_optimizer", "default_votes", "label_scoring", "register", "run_optimize", "validation_failures"]
