@@ -158,8 +158,10 @@ def test_a_saved_vote_with_a_label_the_classifier_lacks_is_refused(lm, tmp_path)
 
 
 def test_knn_options_are_checked():
-    with pytest.raises(ConfigurationError, match="knn must be an embedder"):
-        Calibrate(match, knn="local/all-MiniLM-L6-v2")
+    with pytest.raises(ConfigurationError, match="Calibrate: knn must be an embedder"):
+        Calibrate(match, knn=["local/all-MiniLM-L6-v2"])
+    named = Calibrate(match, knn="local/all-MiniLM-L6-v2").knn  # a name is made a pl.Embedder (loaded when used)
+    assert (named.provider, named.model) == ("local", "all-MiniLM-L6-v2")
     with pytest.raises(ConfigurationError, match="knn_k"):
         Calibrate(match, knn=topic_embedder, knn_k=0)
     with pytest.raises(ConfigurationError, match="method='fit'"):

@@ -284,7 +284,11 @@ def test_selection_options_are_checked():
     with pytest.raises(ConfigurationError, match="no part of it to hold out"):
         BootstrapFewShot(metric=metric, holdout=0.3)
     with pytest.raises(ConfigurationError, match="knn must be an embedder"):
+        MIPROv2(metric, knn=3)
+    with pytest.raises(ConfigurationError, match="needs a provider prefix"):
         MIPROv2(metric, knn="minilm")
+    named = BootstrapFewShotWithRandomSearch(metric, knn="local/all-MiniLM-L6-v2").knn  # a name is an embedder
+    assert (named.provider, named.model) == ("local", "all-MiniLM-L6-v2")
 
 
 def test_the_selection_pays_nothing_twice_and_resumes(tmp_path):

@@ -93,6 +93,20 @@ def embedder_spec(embedder: Any) -> str:
     return f"{getattr(target, '__module__', '') or ''}.{name}".lstrip(".")
 
 
+def as_embedder(knn: Any, who: str) -> Any:
+    """An optimizer's ``knn=`` option as an embedder: ``None``, a callable texts -> vectors, or a name such as
+    ``"local/all-MiniLM-L6-v2"`` (made a ``pl.Embedder``); anything else is refused, naming ``who`` asked."""
+    if knn is None or callable(knn):
+        return knn
+    if isinstance(knn, str):
+        from ..embeddings import Embedder
+
+        return Embedder(knn)
+    raise ConfigurationError(
+        f"{who}: knn must be an embedder (pl.Embedder('local/all-MiniLM-L6-v2'), its name as a string, or a "
+        f"function list[str] -> vectors), got {type(knn).__name__}")
+
+
 def embedder_from_spec(spec: str) -> Callable[[list[str]], Any]:
     """The embedder a saved calibration names, built again (``local/...`` or ``openai/...``)."""
     if spec.startswith(("local/", "openai/")):

@@ -43,7 +43,8 @@ valset together (``refit=True``, lambda cross-validated again), and that calibra
 passed the procedure, and a label the training set has few examples of is then learned from more of them.
 ``calibration["refit"]["checked"]`` holds what was checked. No LM call: the valset was scored for the check.
 
-**The votes** (``knn=embedder``). The ``knn_k`` training examples nearest to an input (by the embedder's
+**The votes** (``knn=embedder``: a ``pl.Embedder``, its name such as ``"local/all-MiniLM-L6-v2"``, or a
+function texts -> vectors). The ``knn_k`` training examples nearest to an input (by the embedder's
 cosine similarity) vote for their labels (``modules/neighbours.py``); the fit learns one weight for the votes
 beside the offsets and the scale, ``scale * logp + offset + weight * votes``, penalised towards 0 like the
 rest. A training example never votes for itself; in the check the training examples vote, after the refit
@@ -72,6 +73,7 @@ from ..modules.neighbours import (
     VOTE_FLOOR,
     VOTE_K,
     VOTE_TEMPERATURE,
+    as_embedder,
     embedder_spec,
     knn_text,
     similarities,
@@ -280,10 +282,7 @@ class Calibrate(Optimizer):
             raise ConfigurationError(f"Calibrate: regularization must be a number > 0, got {regularization!r}")
         if not isinstance(folds, int) or folds < 2:
             raise ConfigurationError(f"Calibrate: folds must be a whole number >= 2, got {folds!r}")
-        if knn is not None and not callable(knn):
-            raise ConfigurationError(
-                f"Calibrate: knn must be an embedder (pl.Embedder('local/all-MiniLM-L6-v2'), or a function "
-                f"list[str] -> vectors), got {type(knn).__name__}")
+        knn = as_embedder(knn, "Calibrate")
         if isinstance(knn_k, bool) or not isinstance(knn_k, int) or knn_k < 1:
             raise ConfigurationError(f"Calibrate: knn_k must be a whole number >= 1, got {knn_k!r}")
         if knn is not None and method != "fit":

@@ -59,6 +59,7 @@ from ..data import Example
 from ..errors import BudgetExceededError, ConfigurationError
 from ..evaluate.scoring import Metric
 from ..modules.module import Module
+from ..modules.neighbours import as_embedder
 from .base import Optimizer
 from .bootstrap import demo_candidates
 from .fingerprint import program_fingerprint
@@ -123,8 +124,8 @@ class MIPROv2(Optimizer):
     Selection (``selection.py``): ``holdout`` ("auto": a third of the validation set, at least 20 examples; a
     fraction; a count; None: pick on the whole validation set, without a check) is kept from the search, and
     the search's pick replaces the program only when it beats it there by a paired test at level ``alpha``
-    (``selection_test``: "auto", "mcnemar", "sign" or "bootstrap"). ``knn``: an embedder (``pl.Embedder(...)``
-    or a function texts -> vectors) makes per-input nearest-neighbour demos (``knn_k`` of them, default the
+    (``selection_test``: "auto", "mcnemar", "sign" or "bootstrap"). ``knn``: an embedder (``pl.Embedder(...)``,
+    its name such as ``"local/all-MiniLM-L6-v2"``, or a function texts -> vectors) makes per-input nearest-neighbour demos (``knn_k`` of them, default the
     larger demo limit) one of the demo choices; None (default) leaves them out, as does an instruction-only
     search.
     """
@@ -209,9 +210,7 @@ class MIPROv2(Optimizer):
         self.view_data_batch_size: int | None = None
         self.provide_traceback = False
         self._init_selection(holdout, alpha, selection_test)
-        if knn is not None and not callable(knn):
-            raise ConfigurationError(f"knn must be an embedder (pl.Embedder(...) or a function texts -> vectors) or "
-                                     f"None, got {knn!r}")
+        knn = as_embedder(knn, "MIPROv2")
         if knn_k is not None and (isinstance(knn_k, bool) or not isinstance(knn_k, int) or knn_k < 1):
             raise ConfigurationError(f"knn_k must be a whole number >= 1, got {knn_k!r}")
         self.knn = knn

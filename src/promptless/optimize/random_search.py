@@ -18,6 +18,7 @@ from ..data import Example
 from ..errors import BudgetExceededError, ConfigurationError
 from ..evaluate.scoring import Metric
 from ..modules.module import Module
+from ..modules.neighbours import as_embedder
 from .base import Optimizer
 from .bootstrap import DemoSet, demo_candidates
 from .fingerprint import example_key, program_fingerprint
@@ -75,9 +76,7 @@ class BootstrapFewShotWithRandomSearch(Optimizer):
         self.max_errors = max_errors
         self.seed = seed
         self._init_selection(holdout, alpha, selection_test)
-        if knn is not None and not callable(knn):
-            raise ConfigurationError(f"knn must be an embedder (pl.Embedder(...) or a function texts -> vectors) or "
-                                     f"None, got {knn!r}")
+        knn = as_embedder(knn, "BootstrapFewShotWithRandomSearch")
         if knn_k is not None and (not isinstance(knn_k, int) or knn_k < 1):
             raise ConfigurationError(f"knn_k must be a whole number >= 1, got {knn_k!r}")
         self.knn = knn
