@@ -110,3 +110,47 @@ def test_openai_compatible_server_scores_or_says_it_generated(llama_server, llam
     assert pred.decided_by in ("first-token", "generation")
     if pred.decided_by == "first-token":
         assert math.isclose(sum(pred.label_probs.values()), 1.0, rel_tol=1e-9)
+
+
+def test_optimize_auto_calibrates_a_predict_program_with_the_real_model(smollm2_path, tmp_path, monkeypatch, capsys):
+    """``promptless optimize`` with no --optimizer on a user's Predict program with a label output: converted
+    to label scoring, calibrated with the votes of the real all-MiniLM-L6-v2, saved, and loaded back."""
+    pytest.importorskip("numpy", reason="pip install 'promptless[embeddings]'")
+    import json
+
+    from promptless import minilm
+    from promptless.cli import main
+    from promptless.datasets import PERIODS
+    from promptless.tasks import load_periods
+
+    minilm.model_dir(fetch=True)
+    (tmp_path / "app.py").write_text(
+        "import promptless as pl\nfrom promptless.tasks import DateEvent\n\n"
+        "def build():\n    return pl.Predict(DateEvent)\n")
+    rows = [{"event": ex.event, "period": ex.period} for ex in load_periods("train")[:28]]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:16]))
+    (tmp_path / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[16:]))
+    monkeypatch.chdir(tmp_path)
+    code = main(["optimize", "app.py:build", "train.jsonl", "--valset", "val.jsonl", "--field", "period",
+                 "--model", "local/smollm2-135m", "--no-cache", "--quiet", "--no-progress", "--out", "auto.json",
+                 "--result", "run.json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "auto: calibrate, since the program has label outputs, with the votes of the nearest labelled " \
+           "examples (local/all-MiniLM-L6-v2)" in out
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["optimizer"] == "Calibrate" and record["calls"] == 28  # 16 to fit, 12 for the check
+    assert record["selection"]["decision"] in ("accepted", "rejected")
+    saved = json.loads((tmp_path / "auto.json").read_text())
+    assert saved["metadata"]["load_into"] == "pl.with_label_scoring(program)"
+
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("auto_app", tmp_path / "app.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    loaded = pl.with_label_scoring(mod.build()).load(tmp_path / "auto.json")
+    with pl.context(lm=pl.LM("local/smollm2-135m", cache=False)):
+        got = loaded(event=rows[0]["event"])
+    assert got.period in PERIODS
+    assert sum(got.label_probs.values()) == pytest.approx(1.0)
