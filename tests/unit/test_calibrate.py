@@ -246,9 +246,15 @@ def test_resume_scores_nothing_twice_and_the_budget_holds(lm, tmp_path):
     assert done.calibration is not None
 
 
-def test_needs_a_classify():
-    with pytest.raises(ConfigurationError, match=r"no pl\.Classify"):
-        Calibrate(match, progress=False).compile(pl.Predict(Pick, lm=pl.ScriptedLM(["x"])),
+def test_needs_a_label_step():
+    class Free(pl.Signature):
+        """Say something."""
+
+        text: str = pl.InputField()
+        label: str = pl.OutputField()
+
+    with pytest.raises(ConfigurationError, match="no label step to calibrate"):
+        Calibrate(match, progress=False).compile(pl.Predict(Free, lm=pl.ScriptedLM(["x"])),
                                                  trainset=dataset(5, 7))
     with pytest.raises(ConfigurationError, match="method"):
         Calibrate(match, method="magic")
@@ -306,3 +312,51 @@ def test_an_lm_that_cannot_score_is_told_after_one_example():
     with pytest.raises(ConfigurationError, match="gave no label scores"):
         Calibrate(match).compile(Classify(Pick, lm=lm), trainset=dataset(30, 1), valset=dataset(30, 2))
     assert len(lm.requests) == 1
+
+
+def generating(answer):
+    """A scripted LM that generates ``answer(text, gold)`` as the label and scores labels with the planted prior."""
+    def reply(messages):
+        text = messages[-1].content.split("[[ ## text ## ]]\n", 1)[1].split("\n\n", 1)[0]
+        label = answer(text, text[-1])
+        return f"[[ ## label ## ]]\n{label}\n\n[[ ## confidence ## ]]\n0.9\n\n[[ ## completed ## ]]"
+    return pl.ScriptedLM(reply, logprobs=biased_scores)
+
+
+def test_a_predict_program_is_scored_calibrated_and_checked_against_itself():
+    """Given a pl.Predict, Calibrate scores its label step as a pl.Classify; the calibrated program replaces the
+    program as given only when it beats it (its labels generated) on the same held-out examples."""
+    train, val = dataset(40, 7), dataset(40, 8)
+    lm = generating(lambda text, gold: "a")  # generation answers the prior whatever the input
+    given = pl.Predict(Pick, lm=lm)
+    better = Calibrate(match, progress=False).compile(given, trainset=train, valset=val)
+    assert isinstance(better, Classify) and better.calibration is not None and not isinstance(given, Classify)
+    sel = better.optimization.selection
+    assert sel["decision"] == "accepted" and sel["against_given"]["decision"] == "accepted"
+    assert "against the program as given" in sel["reason"]
+    assert better.optimization.baseline_score == pytest.approx(100 * accuracy(given, val))
+    assert better.optimization.calls == 40 + 40 + 40  # train and valset scored, the valset generated once
+    assert accuracy(better, val) > accuracy(given, val) + 0.3
+
+
+def test_a_predict_program_that_generates_better_is_kept_as_given():
+    train, val = dataset(40, 7), dataset(40, 8)
+    lm = generating(lambda text, gold: gold)  # generation is always right: nothing can beat it
+    given = pl.Predict(Pick, lm=lm)
+    kept = Calibrate(match, progress=False).compile(given, trainset=train, valset=val)
+    assert type(kept) is pl.Predict and kept is not given
+    sel = kept.optimization.selection
+    assert sel["decision"] == "rejected" and sel["against_given"]["decision"] == "rejected"
+    assert "so the program is kept as given" in sel["reason"]
+    assert isinstance(kept.optimization.refused, Classify)  # the label-scoring program, for whoever wants it
+    assert accuracy(kept, val) == 1.0
+
+
+def test_the_check_against_the_given_program_keeps_it_when_the_budget_runs_out():
+    train, val = dataset(20, 7), dataset(20, 8)
+    given = pl.Predict(Pick, lm=generating(lambda text, gold: "a"))
+    kept = Calibrate(match, progress=False, max_lm_calls=45).compile(given, trainset=train, valset=val)
+    assert type(kept) is pl.Predict
+    result = kept.optimization
+    assert result.stopped == "budget" and result.calls == 45
+    assert "budget ran out before the program as given was scored" in result.selection["reason"]

@@ -143,7 +143,7 @@ def test_a_refused_candidate_can_be_saved(project, capsys):
     (["--holdout", "lots"], "expected auto, none, a fraction"),
     (["--alpha", "2"], "expected a level between 0 and 1"),
     (["--optimizer", "labeled", "--holdout", "auto"], "labeled picks demos without scoring"),
-    (["--optimizer", "calibrate"], "no pl.Classify"),
+    (["--optimizer", "calibrate"], "no label step to calibrate"),
     (["--optimizer", "labeled", "--knn", "local/all-MiniLM-L6-v2"], "--knn applies to --optimizer calibrate"),
     (["--optimizer", "calibrate", "--knn", "all-MiniLM-L6-v2"], "needs a provider prefix"),
 ])
@@ -205,7 +205,8 @@ def test_calibrate_turns_the_label_steps_of_a_predict_program_into_classify(proj
                  "--optimizer", "calibrate", "--quiet", "--no-progress", "--out", "cal.json"])
     out = capsys.readouterr()
     assert code == 0, out.err
-    assert "1 label step(s) of labels.py:build now score their labels" in out.out
+    assert "1 label step(s) of labels.py:build score their labels (pl.Classify), and the result replaces" in out.out
+    assert "against the program as given" in out.out  # the summary's reason: the check against generation
     assert "load it with pl.with_label_scoring(program).load('cal.json')" in out.out
     saved = json.loads((project / "cal.json").read_text())
     assert saved["metadata"]["load_into"] == "pl.with_label_scoring(program)"
@@ -311,3 +312,18 @@ def test_auto_refuses_a_prompt_model_it_would_not_use(project, capsys):
     assert main(["optimize", "labels.py:build", "train.jsonl", "--field", "category", "--prompt-model",
                  "local/qwen2.5-coder-1.5b"]) == 1
     assert "auto chose calibrate because the program has label outputs" in capsys.readouterr().err
+
+
+def test_calibrate_keeps_a_program_that_generates_better_as_given(project, capsys):
+    # generation gives the gold label, the label scores lean to Politics: the check keeps the program as it is
+    (project / "labels.py").write_text(LABEL_PROGRAM.replace(
+        'LM = pl.ScriptedLM(["[[ ## category ## ]]\\nPolitics\\n\\n[[ ## completed ## ]]"], logprobs=scores)',
+        'LM = pl.ScriptedLM(lambda m: "[[ ## category ## ]]\\n" + GOLD[m[-1].content.split("[[ ## event ## ]]\\n", 1)[1]'
+        '.split("\\n\\n", 1)[0]] + "\\n\\n[[ ## completed ## ]]", logprobs=scores)'))
+    code = main(["optimize", "labels.py:build", "train.jsonl", "--valset", "dev.jsonl", "--field", "category",
+                 "--optimizer", "calibrate", "--quiet", "--no-progress", "--out", "kept.json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "so the program is kept as given" in out.out
+    assert "load it with program.load('kept.json')" in out.out
+    assert "load_into" not in json.loads((project / "kept.json").read_text())["metadata"]

@@ -194,6 +194,7 @@ def run_optimize(args: argparse.Namespace) -> int:
     from promptless.errors import ConfigurationError, ScoringNotSupportedError
     from promptless.lm.usage import track_usage
     from promptless.modules import Module
+    from promptless.modules.scored import Classify
     from promptless.settings import context
 
     program = load_program(args.program)
@@ -212,9 +213,9 @@ def run_optimize(args: argparse.Namespace) -> int:
             "--prompt-model applies to --optimizer mipro and gepa only (the others write no instructions)"
             + ("; auto chose calibrate because the program has label outputs: pass --optimizer mipro to search "
                "instructions with a prompt model" if auto else ""))
-    if args.optimizer == "calibrate" and scored is not None:
-        program = scored
-    else:
+    if args.optimizer == "calibrate" and scored is not None and args.load:
+        program = scored  # a saved calibration loads into the label-scoring copy; that copy is the start
+    elif args.optimizer != "calibrate" or scored is None:
         scored_note = ""
     asked_knn = args.knn
     if auto and args.optimizer == "calibrate" and args.knn is None:
@@ -296,13 +297,14 @@ def run_optimize(args: argparse.Namespace) -> int:
     failed = validation_failures(result)
     if failed:
         print(f"validation, optimized program: {failed}")
+    converted = bool(scored_note) and any(isinstance(p, Classify) for p in optimized.predictors())
     if args.out:
         meta = {"optimizer": result.optimizer, "baseline_score": result.baseline_score,
                 "final_score": result.final_score, "lm_calls": result.calls}
-        if scored_note:
+        if converted:
             meta["load_into"] = "pl.with_label_scoring(program)"
         path = optimized.save(args.out, metadata=meta)
-        how = "pl.with_label_scoring(program)" if scored_note else "program"
+        how = "pl.with_label_scoring(program)" if converted else "program"
         print(f"optimized program saved to {path} (load it with {how}.load({str(path)!r}))")
     refused = getattr(result, "refused", None)
     if refused is not None and args.save_refused:
@@ -353,8 +355,8 @@ def label_scoring(program: Any, name: str) -> tuple[Any, str]:
     converted = sum(isinstance(p, Classify) for p in scored.predictors())
     if not converted:
         return None, ""
-    return scored, (f"calibrate: {converted} label step(s) of {name} now score their labels (pl.Classify); load "
-                    "the saved state into pl.with_label_scoring(program)")
+    return scored, (f"calibrate: {converted} label step(s) of {name} score their labels (pl.Classify), and the "
+                    "result replaces the program as given only if it beats it on the examples of the check")
 
 
 def validation_failures(result: Any) -> str:

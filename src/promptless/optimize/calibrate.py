@@ -38,6 +38,17 @@ returned uncalibrated; ``result.selection`` holds the evidence (lift, interval, 
 ``holdout=None`` skips the check. ``method="content_free"`` without a valset is not checked (nothing
 labelled is scored).
 
+**A program written with ``pl.Predict``.** Given a program whose label steps generate their labels (a
+``Literal``, ``Enum`` or ``bool`` output in ``pl.Predict`` or ``ChainOfThought``), Calibrate works on
+``pl.with_label_scoring(program)`` (those steps as ``pl.Classify``) and then checks that label-scoring
+program, calibrated or not as its own check decided, against the program as given, on the same examples
+(the valset, or the cross-validated training examples without one), by the same paired test: scoring a label
+is not generating it, and a calibration checked against uncalibrated scores says nothing of that. The
+program as given is run once on each of those examples (counted against ``max_lm_calls``); when the label
+scores do not beat it, it is returned as given (``result.refused`` holds the label-scoring program), and when
+they do, the result loads into ``pl.with_label_scoring(program)``. Only a program with one label step that
+makes its output is checked this way (``selection["against_given"]`` says why not otherwise).
+
 **The refit.** When the check on a valset accepts the fit, the fit is made again on the training set and the
 valset together (``refit=True``, lambda cross-validated again), and that calibration is returned: the check
 passed the procedure, and a label the training set has few examples of is then learned from more of them.
@@ -80,7 +91,7 @@ from ..modules.neighbours import (
     unit,
     votes_from_similarities,
 )
-from ..modules.scored import Classify, ScoredPrediction, softmax
+from ..modules.scored import Classify, ScoredPrediction, softmax, with_label_scoring
 from ..values import render_value, to_jsonable
 from .base import Optimizer
 from .fingerprint import example_key, program_fingerprint
@@ -316,12 +327,17 @@ class Calibrate(Optimizer):
         if kwargs:
             raise ConfigurationError(f"Calibrate.compile: unknown option(s) {', '.join(sorted(kwargs))}")
         classifiers = [(n, p) for n, p in student.named_predictors() if isinstance(p, Classify)]
+        given: Module | None = None  # the program as given, when its label steps are made pl.Classify here
+        if not classifiers:
+            scored = with_label_scoring(student)
+            classifiers = [(n, p) for n, p in scored.named_predictors() if isinstance(p, Classify)]
+            if classifiers:
+                given, student = student, scored
         if not classifiers:
             raise ConfigurationError(
-                f"Calibrate: the program {type(student).__name__} has no pl.Classify to calibrate; build the "
-                "label step with pl.Classify(signature) instead of pl.Predict, or pass pl.with_label_scoring(program) "
-                "(a copy whose label steps score their labels; a label step is one with a Literal, Enum or bool "
-                "output)"
+                f"Calibrate: the program {type(student).__name__} has no label step to calibrate (a predictor with "
+                "a Literal, Enum or bool output, or a pl.Classify); give the label output such a type, or use "
+                "another optimizer (MIPROv2, BootstrapFewShot)"
             )
         if self.knn is not None:  # an embedder that fails should fail before any LM call is paid for
             try:
@@ -389,7 +405,56 @@ class Calibrate(Optimizer):
         run.notes.candidates = {"calibration": to_jsonable(decisions)}
         run.notes.best_params = {name: d["chosen"] for name, d in decisions.items()}
         self._record(run, student, result, decisions)
+        if given is not None:
+            return self._against_given(run, given, result)
         return result
+
+    def _against_given(self, run: Run, given: Module, result: Module) -> Module:
+        """The label-scoring program replaces the program as given (whose label steps generated their labels)
+        only when it beats it on the examples of the check, by the same paired test: scoring a label is not the
+        same as generating it, and a calibration checked against the uncalibrated scores says nothing of that.
+        The program as given is scored on those examples (one call each, memoised); otherwise it is returned."""
+        sel = run.notes.selection
+        rows = next(iter(self._rows.values()), []) if len(self._rows) == 1 else []
+        if self.holdout is None or self.metric is None or not rows or not all(r.get("direct") for r in rows):
+            why = ("holdout=None" if self.holdout is None else "no metric" if self.metric is None
+                   else "no example to compare on" if not rows
+                   else "the program has more than one label step, or its label is not its output")
+            sel["against_given"] = {"decision": "not checked", "reason": why}
+            return result
+        examples = [r["example"] for r in rows]
+        keep = sel.get("pick") == "candidate"
+        scored = [float((r["final"] if keep else r["base"])["score"]) for r in rows]
+        fp_given = program_fingerprint(given)
+        try:
+            given_scores = run.score(given, examples, fingerprint=fp_given)
+        except BudgetExceededError:
+            run.stopped = "budget"
+            sel.update(decision="rejected", pick="starting program", against_given={"decision": "not checked"},
+                       reason="the budget ran out before the program as given was scored on the examples of the "
+                              "check, so it is kept as given")
+            run.notes.refused = result
+            return given.deepcopy()
+        test = paired_test(given_scores, scored, alpha=self.alpha, method=self.selection_test)
+        ev = test.to_dict()
+        what = "the calibrated label scores" if keep else "the label scores (uncalibrated)"
+        run.notes.baseline_fingerprint = fp_given
+        run.notes.add_full_score(fp_given, 100.0 * sum(given_scores) / len(given_scores))
+        sel["against_given"] = {"decision": "accepted" if test.significant else "rejected", "evidence": ev}
+        sel["scores"] = {"starting program": {"seen": None, "unseen": ev["baseline"]},
+                         "candidate": {"seen": None, "unseen": ev["candidate"]}}
+        against = (f"{what} against the program as given (its labels generated), on the same {ev['n']} examples: "
+                   f"lift {ev['lift']:+.1f} points, p = {ev['p_value']:.3g} ({ev['method']})")
+        if test.significant:
+            sel.update(decision="accepted", pick="candidate",
+                       reason=f"{sel.get('reason', '')}; then {against}: the label steps now score their labels "
+                              "(load the saved state into pl.with_label_scoring(program))")
+            return result
+        sel.update(decision="rejected", pick="starting program",
+                   reason=f"{sel.get('reason', '')}; but {against}, not more than the noise at alpha "
+                          f"{self.alpha:g}, so the program is kept as given")
+        run.notes.refused = result
+        return given.deepcopy()
 
     def _content_free(self, run: Run, name: str, predictor: Classify) -> list[list[float]]:
         out = []
@@ -713,7 +778,7 @@ class Calibrate(Optimizer):
         """Per-example rows (uncalibrated and calibrated, on examples neither was fitted on) for the result."""
         rows = []
         for i, d in enumerate(data):
-            rows.append({"example": d["row"]["example"],
+            rows.append({"example": d["row"]["example"], "direct": d.get("direct"),
                          "base": {"score": base["scores"][i], "output": {plan.field: plan.texts[base["choices"][i]]},
                                   "error": None},
                          "final": {"score": cand["scores"][i], "output": {plan.field: plan.texts[cand["choices"][i]]},
