@@ -86,8 +86,10 @@ def test_calibrate_learns_on_the_converted_program_and_it_saves_and_loads(tmp_pa
     def metric(ex, pred, trace=None):
         return ex.tag == pred.tag
 
-    with pytest.raises(ConfigurationError, match="with_label_scoring"):
-        pl.Calibrate(metric).compile(pl.Predict(Tag, lm=lm), trainset=train)
+    # given the Predict itself, Calibrate converts it, but generation is always right here: kept as given
+    kept = pl.Calibrate(metric).compile(pl.Predict(Tag, lm=lm), trainset=train)
+    assert type(kept) is pl.Predict
+    assert kept.optimization.selection["against_given"]["decision"] == "rejected"
     better = pl.Calibrate(metric, holdout=None).compile(pl.with_label_scoring(pl.Predict(Tag, lm=lm)),
                                                         trainset=train)
     assert better(text="t1").tag == "good"
