@@ -360,3 +360,23 @@ def test_the_check_against_the_given_program_keeps_it_when_the_budget_runs_out()
     result = kept.optimization
     assert result.stopped == "budget" and result.calls == 45
     assert "budget ran out before the program as given was scored" in result.selection["reason"]
+
+
+def test_a_program_with_two_label_steps_is_not_checked_against_itself_and_says_so():
+    class Twice(pl.Module):
+        def __init__(self, lm):
+            super().__init__()
+            self.first = pl.Predict(Pick, lm=lm)
+            self.second = pl.Predict(Pick, lm=lm)
+
+        def forward(self, text):
+            self.first(text=text)
+            return self.second(text=text)
+
+    train, val = dataset(20, 7), dataset(20, 8)
+    out = Calibrate(match, progress=False).compile(Twice(generating(lambda text, gold: "a")), trainset=train,
+                                                   valset=val)
+    assert all(isinstance(p, Classify) for p in out.predictors())
+    assert out.optimization.selection["against_given"] == {"decision": "not checked",
+                                                           "reason": "the program has more than one label step"}
+    assert out.optimization.calls == 2 * (20 + 20)  # both steps scored on train and valset, nothing generated

@@ -406,20 +406,20 @@ class Calibrate(Optimizer):
         run.notes.best_params = {name: d["chosen"] for name, d in decisions.items()}
         self._record(run, student, result, decisions)
         if given is not None:
-            return self._against_given(run, given, result)
+            return self._against_given(run, given, result, one_step=len(classifiers) == 1)
         return result
 
-    def _against_given(self, run: Run, given: Module, result: Module) -> Module:
+    def _against_given(self, run: Run, given: Module, result: Module, *, one_step: bool) -> Module:
         """The label-scoring program replaces the program as given (whose label steps generated their labels)
         only when it beats it on the examples of the check, by the same paired test: scoring a label is not the
         same as generating it, and a calibration checked against the uncalibrated scores says nothing of that.
         The program as given is scored on those examples (one call each, memoised); otherwise it is returned."""
         sel = run.notes.selection
-        rows = next(iter(self._rows.values()), []) if len(self._rows) == 1 else []
+        rows = next(iter(self._rows.values()), []) if one_step else []
         if self.holdout is None or self.metric is None or not rows or not all(r.get("direct") for r in rows):
             why = ("holdout=None" if self.holdout is None else "no metric" if self.metric is None
-                   else "no example to compare on" if not rows
-                   else "the program has more than one label step, or its label is not its output")
+                   else "the program has more than one label step" if not one_step
+                   else "no example to compare on" if not rows else "the label step's label is not the output")
             sel["against_given"] = {"decision": "not checked", "reason": why}
             return result
         examples = [r["example"] for r in rows]
@@ -430,7 +430,8 @@ class Calibrate(Optimizer):
             given_scores = run.score(given, examples, fingerprint=fp_given)
         except BudgetExceededError:
             run.stopped = "budget"
-            sel.update(decision="rejected", pick="starting program", against_given={"decision": "not checked"},
+            sel.update(decision="rejected", pick="starting program",
+                       against_given={"decision": "not checked", "reason": "the budget ran out"},
                        reason="the budget ran out before the program as given was scored on the examples of the "
                               "check, so it is kept as given")
             run.notes.refused = result
