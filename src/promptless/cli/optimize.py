@@ -11,10 +11,12 @@ JSON-lines files of objects. The optimized program's state is saved as JSON (--o
 
 Optimizers: ``auto`` (the default: ``calibrate`` with the votes of local/all-MiniLM-L6-v2 for a program with
 label outputs -- ``Literal``, ``Enum`` or ``bool`` -- on an LM that scores labels, ``mipro`` otherwise, and
-``mipro`` again when the LM turns out to give no label scores), ``calibrate`` (pl.Calibrate: every label scored, the model's label prior learned from the
-training data; ``--knn`` adds the votes of the nearest labelled examples), ``mipro`` (MIPROv2: instructions and demos, with --auto light/medium/heavy), ``bootstrap``
-(BootstrapFewShot), ``random`` (BootstrapFewShotWithRandomSearch), ``labeled`` (LabeledFewShot), ``gepa`` (GEPA:
-reflective instruction evolution; --prompt-model is its reflection model, --auto or --max-metric-calls its budget).
+``mipro`` again when the LM turns out to give no label scores), ``calibrate`` (pl.Calibrate: every label
+scored, the model's label prior learned from the training data, kept only if it beats the program as given;
+``--knn`` adds the votes of the nearest labelled examples), ``mipro`` (MIPROv2: instructions and demos, with
+--auto light/medium/heavy), ``bootstrap`` (BootstrapFewShot), ``random`` (BootstrapFewShotWithRandomSearch),
+``labeled`` (LabeledFewShot), ``gepa`` (GEPA: reflective instruction evolution; --prompt-model is its
+reflection model, --auto or --max-metric-calls its budget).
 """
 
 from __future__ import annotations
