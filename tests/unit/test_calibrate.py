@@ -335,7 +335,9 @@ def test_a_predict_program_is_scored_calibrated_and_checked_against_itself():
     assert sel["decision"] == "accepted" and sel["against_given"]["decision"] == "accepted"
     assert "against the program as given" in sel["reason"]
     assert better.optimization.baseline_score == pytest.approx(100 * accuracy(given, val))
-    assert better.optimization.calls == 40 + 40 + 40  # train and valset scored, the valset generated once
+    # train and valset scored; both generated once by the program as given, to compare on all 80
+    assert better.optimization.calls == 40 + 40 + 80
+    assert sel["against_given"]["evidence"]["n"] == 80
     assert accuracy(better, val) > accuracy(given, val) + 0.3
 
 

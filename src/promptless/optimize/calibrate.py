@@ -385,6 +385,9 @@ class Calibrate(Optimizer):
         result = student.deepcopy()
         run.notes.baseline_fingerprint = program_fingerprint(student)
         self._rows: dict[str, list[dict[str, Any]]] = {}
+        # per classifier, the examples whose held-out scores can judge it against the program as given:
+        # (data, uncalibrated scores, calibrated scores or None where they were fitted on the example)
+        self._parts: dict[str, list[tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any] | None]]] = {}
         decisions: dict[str, Any] = {}
         for name, pred in classifiers:
             decision = self._decide(run, name, pred, content_free.get(name), rows, val_rows)
@@ -415,16 +418,19 @@ class Calibrate(Optimizer):
         same as generating it, and a calibration checked against the uncalibrated scores says nothing of that.
         The program as given is scored on those examples (one call each, memoised); otherwise it is returned."""
         sel = run.notes.selection
-        rows = next(iter(self._rows.values()), []) if one_step else []
-        if self.holdout is None or self.metric is None or not rows or not all(r.get("direct") for r in rows):
+        keep = sel.get("pick") == "candidate"
+        rows = [(d["row"]["example"], bool(d.get("direct")), float(use["scores"][i]))
+                for data, base, cand in (next(iter(self._parts.values()), []) if one_step else [])
+                for use in [cand if keep else base] if use is not None
+                for i, d in enumerate(data)]
+        if self.holdout is None or self.metric is None or not rows or not all(direct for _, direct, _ in rows):
             why = ("holdout=None" if self.holdout is None else "no metric" if self.metric is None
                    else "the program has more than one label step" if not one_step
                    else "no example to compare on" if not rows else "the label step's label is not the output")
             sel["against_given"] = {"decision": "not checked", "reason": why}
             return result
-        examples = [r["example"] for r in rows]
-        keep = sel.get("pick") == "candidate"
-        scored = [float((r["final"] if keep else r["base"])["score"]) for r in rows]
+        examples = [ex for ex, _, _ in rows]
+        scored = [score for _, _, score in rows]
         fp_given = program_fingerprint(given)
         try:
             given_scores = run.score(given, examples, fingerprint=fp_given)
@@ -440,7 +446,9 @@ class Calibrate(Optimizer):
         ev = test.to_dict()
         what = "the calibrated label scores" if keep else "the label scores (uncalibrated)"
         run.notes.baseline_fingerprint = fp_given
-        run.notes.add_full_score(fp_given, 100.0 * sum(given_scores) / len(given_scores))
+        shown = run.seen_scores(fp_given, run.notes.valset or examples)  # the result's baseline: where it shows rows
+        if shown and all(x is not None for x in shown):
+            run.notes.add_full_score(fp_given, 100.0 * sum(x for x in shown if x is not None) / len(shown))
         sel["against_given"] = {"decision": "accepted" if test.significant else "rejected", "evidence": ev}
         sel["scores"] = {"starting program": {"seen": None, "unseen": ev["baseline"]},
                          "candidate": {"seen": None, "unseen": ev["candidate"]}}
@@ -625,7 +633,11 @@ class Calibrate(Optimizer):
                     "decision": "nothing to test", "pick": "starting program",
                     "reason": "no calibration did better than none on held-out training examples"})
                 self._evidence_rows(run, name, plan, fit_data, candidates[0], candidates[0])
+                self._parts[name] = [(fit_data, candidates[0], None)]
+                if val_data:
+                    self._parts[name].append((val_data, self._predict(val_data, plan, zero, 1.0), None))
                 return out
+            self._parts[name] = [(fit_data, candidates[0], chosen if cross else None)]
             if chosen_name == "fit":
                 params = self._fit(fit_data, lam, prior)
                 cal = calibration(params[0], params[1], "fit" if self.method == "fit" else "both", **{"lambda": lam})
@@ -647,6 +659,7 @@ class Calibrate(Optimizer):
             base = self._predict(val_data, plan, zero, 1.0)
             cand = self._predict(val_data, plan, *params)
             self._evidence_rows(run, name, plan, val_data, base, cand)
+            self._parts.setdefault(name, []).append((val_data, base, cand))
             sel.update(mode="validation set", rule=f"the {len(val_data)} examples of the valset",
                        n_holdout=len(val_data))
             sel["evidence"] = paired_test(base["scores"], cand["scores"], alpha=self.alpha,
