@@ -41,9 +41,10 @@ labelled is scored).
 **A program written with ``pl.Predict``.** Given a program whose label steps generate their labels (a
 ``Literal``, ``Enum`` or ``bool`` output in ``pl.Predict`` or ``ChainOfThought``), Calibrate works on
 ``pl.with_label_scoring(program)`` (those steps as ``pl.Classify``) and then checks that label-scoring
-program, calibrated or not as its own check decided, against the program as given, on the same examples
-(the valset, or the cross-validated training examples without one), by the same paired test: scoring a label
-is not generating it, and a calibration checked against uncalibrated scores says nothing of that. The
+program, calibrated or not as its own check decided, against the program as given, on the same examples, by
+the same paired test: scoring a label is not generating it, and a calibration checked against uncalibrated
+scores says nothing of that. The examples are the valset and the training set, each with a score not fitted
+on it (the uncalibrated scores; calibrated, the valset's and the training set's cross-validated ones). The
 program as given is run once on each of those examples (counted against ``max_lm_calls``); when the label
 scores do not beat it, it is returned as given (``result.refused`` holds the label-scoring program), and when
 they do, the result loads into ``pl.with_label_scoring(program)``. Only a program with one label step that
