@@ -44,7 +44,8 @@ labelled is scored).
 program, calibrated or not as its own check decided, against the program as given, on the same examples, by
 the same paired test: scoring a label is not generating it, and a calibration checked against uncalibrated
 scores says nothing of that. The examples are the valset and the training set, each with a score not fitted
-on it (the uncalibrated scores; calibrated, the valset's and the training set's cross-validated ones). The
+on it (uncalibrated, the label scores as they are; calibrated, the valset's from the fit on the training set
+and the training set's cross-validated). The
 program as given is run once on each of those examples (counted against ``max_lm_calls``); when the label
 scores do not beat it, it is returned as given (``result.refused`` holds the label-scoring program), and when
 they do, the result loads into ``pl.with_label_scoring(program)``. Only a program with one label step that
