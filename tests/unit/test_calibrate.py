@@ -338,6 +338,8 @@ def test_a_predict_program_is_scored_calibrated_and_checked_against_itself():
     # train and valset scored; both generated once by the program as given, to compare on all 80
     assert better.optimization.calls == 40 + 40 + 80
     assert sel["against_given"]["evidence"]["n"] == 80
+    assert sel["rule"].endswith("against the program as given: the 80 training and validation examples, each with a "
+                                "score not fitted on it")
     assert accuracy(better, val) > accuracy(given, val) + 0.3
 
 

@@ -389,7 +389,7 @@ class Calibrate(Optimizer):
         self._rows: dict[str, list[dict[str, Any]]] = {}
         # per classifier, the examples whose held-out scores can judge it against the program as given:
         # (data, uncalibrated scores, calibrated scores or None where they were fitted on the example)
-        self._parts: dict[str, list[tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any] | None]]] = {}
+        self._parts: dict[str, list[tuple[str, list[dict[str, Any]], dict[str, Any], dict[str, Any] | None]]] = {}
         decisions: dict[str, Any] = {}
         for name, pred in classifiers:
             decision = self._decide(run, name, pred, content_free.get(name), rows, val_rows)
@@ -421,10 +421,14 @@ class Calibrate(Optimizer):
         The program as given is scored on those examples (one call each, memoised); otherwise it is returned."""
         sel = run.notes.selection
         keep = sel.get("pick") == "candidate"
-        rows = [(d["row"]["example"], bool(d.get("direct")), float(use["scores"][i]))
-                for data, base, cand in (next(iter(self._parts.values()), []) if one_step else [])
-                for use in [cand if keep else base] if use is not None
-                for i, d in enumerate(data)]
+        rows: list[tuple[Example, bool, float]] = []  # (example, its label is the output, held-out score)
+        kinds = []
+        for kind, data, base, cand in next(iter(self._parts.values()), []) if one_step else []:
+            use = cand if keep else base
+            if use is not None:  # None: calibrated scores fitted on these examples, which cannot judge
+                kinds.append(kind)
+                rows += [(d["row"]["example"], bool(d.get("direct")), float(use["scores"][i]))
+                         for i, d in enumerate(data)]
         if self.holdout is None or self.metric is None or not rows or not all(direct for _, direct, _ in rows):
             why = ("holdout=None" if self.holdout is None else "no metric" if self.metric is None
                    else "the program has more than one label step" if not one_step
@@ -452,6 +456,8 @@ class Calibrate(Optimizer):
         if shown and all(x is not None for x in shown):
             run.notes.add_full_score(fp_given, 100.0 * sum(x for x in shown if x is not None) / len(shown))
         sel["against_given"] = {"decision": "accepted" if test.significant else "rejected", "evidence": ev}
+        sel["rule"] = (f"{sel.get('rule', '')}; against the program as given: the {ev['n']} {' and '.join(kinds)} "
+                       "examples, each with a score not fitted on it").lstrip("; ")
         sel["scores"] = {"starting program": {"seen": None, "unseen": ev["baseline"]},
                          "candidate": {"seen": None, "unseen": ev["candidate"]}}
         against = (f"{what} against the program as given (its labels generated), on the same {ev['n']} examples: "
@@ -635,11 +641,11 @@ class Calibrate(Optimizer):
                     "decision": "nothing to test", "pick": "starting program",
                     "reason": "no calibration did better than none on held-out training examples"})
                 self._evidence_rows(run, name, plan, fit_data, candidates[0], candidates[0])
-                self._parts[name] = [(fit_data, candidates[0], None)]
+                self._parts[name] = [("training", fit_data, candidates[0], None)]
                 if val_data:
-                    self._parts[name].append((val_data, self._predict(val_data, plan, zero, 1.0), None))
+                    self._parts[name].append(("validation", val_data, self._predict(val_data, plan, zero, 1.0), None))
                 return out
-            self._parts[name] = [(fit_data, candidates[0], chosen if cross else None)]
+            self._parts[name] = [("training", fit_data, candidates[0], chosen if cross else None)]
             if chosen_name == "fit":
                 params = self._fit(fit_data, lam, prior)
                 cal = calibration(params[0], params[1], "fit" if self.method == "fit" else "both", **{"lambda": lam})
@@ -661,7 +667,7 @@ class Calibrate(Optimizer):
             base = self._predict(val_data, plan, zero, 1.0)
             cand = self._predict(val_data, plan, *params)
             self._evidence_rows(run, name, plan, val_data, base, cand)
-            self._parts.setdefault(name, []).append((val_data, base, cand))
+            self._parts.setdefault(name, []).append(("validation", val_data, base, cand))
             sel.update(mode="validation set", rule=f"the {len(val_data)} examples of the valset",
                        n_holdout=len(val_data))
             sel["evidence"] = paired_test(base["scores"], cand["scores"], alpha=self.alpha,
