@@ -145,9 +145,7 @@ def build_optimizer(args: argparse.Namespace, metric: Any, *, prompt_model: Any 
     if getattr(args, "knn", None) and args.knn.lower() != "none":
         if args.optimizer not in ("calibrate", "random", "mipro"):
             raise ConfigurationError(f"--knn applies to --optimizer calibrate, random and mipro, not {args.optimizer}")
-        from promptless.embeddings import Embedder
-
-        knn["knn"] = Embedder(args.knn)
+        knn["knn"] = args.knn  # the optimizer makes the name a pl.Embedder
     max_metric_calls = getattr(args, "max_metric_calls", None)
     if args.optimizer == "gepa":
         budget: dict[str, Any] = ({"max_metric_calls": max_metric_calls} if max_metric_calls
