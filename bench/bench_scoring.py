@@ -24,6 +24,10 @@ Greedy decoding. Rows:
   train split (the valset), refitted on the 150.
 - ``val_knn``: the same with ``knn=pl.Embedder("local/all-MiniLM-L6-v2")``: the votes of the 10 nearest
   labelled examples fitted beside the label scores.
+- ``val_probe``: ``val`` with ``probe=pl.Embedder("local/<the task model>")``: a logistic regression on the
+  task model's own mean-pooled hidden states of the input, its label log-probabilities fitted beside the label
+  scores (``modules/probe.py``).
+- ``val_knn_probe``: ``val`` with both the votes and the probe.
 
 ``--task periods`` runs the same rows on the historic-periods task (``promptless.tasks.DateEvent``: the event
 without its year, one of five periods; 144 / 96 / 354 examples, so the valset is the train split's last 84),
@@ -56,11 +60,23 @@ ROOT = HERE.parent
 RESULTS = HERE / "results" / "scoring.json"
 CACHE = Path("~/.cache/promptless/bench_scoring.sqlite3").expanduser()
 N_TRAIN = 60
-ROWS = ("scored", "cf", "fit", "both", "fit_scale", "generation", "val", "val_knn")
+ROWS = ("scored", "cf", "fit", "both", "fit_scale", "generation", "val", "val_knn", "val_probe", "val_knn_probe")
 N_VAL = 90
 METHODS = {"cf": {"method": "content_free"}, "fit": {"method": "fit", "fit_scale": False},
            "both": {"method": "both", "fit_scale": False}, "fit_scale": {"method": "fit", "fit_scale": True},
-           "val": {}, "val_knn": {}}
+           "val": {}, "val_knn": {}, "val_probe": {}, "val_knn_probe": {}}
+
+
+def _brief(calibration: Any) -> Any:
+    """A calibration for the results file: voters counted, the probe's regression weights left out."""
+    from promptless.modules.neighbours import voters_counted
+
+    cal = voters_counted(calibration)
+    if isinstance(cal, dict) and isinstance(cal.get("probe"), dict):
+        p = cal["probe"]
+        cal = {**cal, "probe": {"weight": p["weight"], "C": p.get("C"), "embedder": p["embedder"],
+                                "dimensions": len(p["mean"])}}
+    return cal
 
 
 def _load() -> dict[str, Any]:
@@ -105,7 +121,6 @@ def main() -> None:
     import promptless as pl
     from promptless.evaluate import Evaluate
     from promptless.lm.cache import Cache
-    from promptless.modules.neighbours import voters_counted
     from promptless.tasks import ClassifyEvent, DateEvent, category_match, load_events, load_periods, period_match
 
     signature, metric, load, field = ((ClassifyEvent, category_match, load_events, "category") if args.task == "events"
@@ -169,8 +184,10 @@ def main() -> None:
                     if row not in calibrated:
                         t1 = time.perf_counter()
                         options = dict(METHODS[row])
-                        if row == "val_knn":
+                        if row in ("val_knn", "val_knn_probe"):
                             options["knn"] = pl.Embedder("local/all-MiniLM-L6-v2")
+                        if row in ("val_probe", "val_knn_probe"):
+                            options["probe"] = pl.Embedder(f"local/{args.model}")
                         extra = {"valset": val} if row.startswith("val") else {}
                         with pl.track_usage() as usage:
                             calibrated[row] = pl.Calibrate(metric, progress=False, **options).compile(
@@ -183,8 +200,8 @@ def main() -> None:
                             "wall_seconds": round(time.perf_counter() - t1, 1),
                             "chosen": decision.get("chosen"), "lambda": decision.get("lambda"),
                             "selection": {k: r.selection.get(k) for k in ("mode", "decision", "reason", "evidence")},
-                            "calibration": voters_counted(calibrated[row].calibration),
-                            "candidate": voters_counted(decision.get("candidate")),
+                            "calibration": _brief(calibrated[row].calibration),
+                            "candidate": _brief(decision.get("candidate")),
                         }
                     program = calibrated[row]
                     record["calibrate"] = program.calibrate_record

@@ -19,6 +19,11 @@ fetched once into the models cache. ``backend="sentence-transformers"`` runs
 it through sentence-transformers instead (the package's own loader), and
 ``local/<directory>`` loads any sentence-transformers model saved there.
 Install with ``pip install 'promptless[embeddings]'``.
+
+A language model of the registry (``local/qwen2.5-coder-1.5b``) or a ``.gguf`` file (``local/path/to/x.gguf``)
+embeds with llama.cpp's embedding mode: the mean of the model's last hidden states over the text's tokens
+(fetched like the LM, and the same CPU preflight; extra: local). ``pl.Calibrate(probe=...)`` uses it to
+learn the user's labels from the task model's own hidden states.
 """
 
 from __future__ import annotations
@@ -231,6 +236,11 @@ _local_models: dict[tuple[str, str | None], Any] = {}
 def _load_local(name: str, device: str | None, backend: str = "auto") -> Any:
     """The numpy MiniLM, or a sentence-transformers model (packaged, or saved in a directory). Loaded once."""
     packaged = LOCAL_MODELS.get(name.casefold())
+    if packaged is None and _is_language_model(name):
+        with _local_lock:
+            if (name, "gguf") not in _local_models:
+                _local_models[(name, "gguf")] = _GGUFEncoder(name)
+            return _local_models[(name, "gguf")]
     if packaged is not None and backend in ("auto", "numpy"):
         try:
             import numpy  # noqa: F401
@@ -271,6 +281,47 @@ def _load_local(name: str, device: str | None, backend: str = "auto") -> Any:
             ) from None
         _local_models[key] = model
         return model
+
+
+def _is_language_model(name: str) -> bool:
+    from .lm import models
+
+    return name in models.REGISTRY or name.lower().endswith(".gguf")
+
+
+class _GGUFEncoder:
+    """A GGUF language model in llama.cpp's embedding mode (mean pooling), loaded once, used under a lock."""
+
+    N_CTX = 2048
+
+    def __init__(self, name: str) -> None:
+        from .lm import models, preflight
+        from .lm.local import _import_llama_cpp, usable_cores
+
+        llama_cpp = _import_llama_cpp()
+        path = models.resolve(name)
+        preflight.ensure(path)  # a build that cannot run here fails in a child process, not in this one
+        self.name = name
+        self._lock = threading.Lock()
+        try:
+            self._llama = llama_cpp.Llama(
+                model_path=str(path), embedding=True, n_ctx=self.N_CTX, n_batch=self.N_CTX, n_ubatch=self.N_CTX,
+                n_threads=usable_cores(), n_threads_batch=usable_cores(), verbose=False,
+                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"llama.cpp could not load {path} to embed with: {exc}") from exc
+
+    def encode(self, texts: list[str], **_: Any) -> list[list[float]]:
+        out: list[list[float]] = []
+        with self._lock:
+            for text in texts:  # one at a time: the vector of a text does not depend on what it was batched with
+                tokens = self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+                if len(tokens) > self.N_CTX:
+                    text = self._llama.detokenize(tokens[:self.N_CTX - 1]).decode("utf-8", errors="ignore")
+                vector = self._llama.embed(text or " ")
+                out.append([float(x) for x in vector])
+        return out
 
 
 __all__ = ["Embedder"]

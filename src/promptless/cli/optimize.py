@@ -9,11 +9,12 @@ PROGRAM is ``module:attribute`` (or ``path/to/file.py:attribute``) naming a Modu
 JSON-lines files of objects. The optimized program's state is saved as JSON (--out); load it with
 ``program.load(path)``. With --run-dir, the same command after a crash continues where it stopped.
 
-Optimizers: ``auto`` (the default: ``calibrate`` with the votes of local/all-MiniLM-L6-v2 for a program with
-label outputs -- ``Literal``, ``Enum`` or ``bool`` -- on an LM that scores labels, ``mipro`` otherwise, and
-``mipro`` again when the LM turns out to give no label scores), ``calibrate`` (pl.Calibrate: every label
-scored, the model's label prior learned from the training data, kept only if it beats the program as given;
-``--knn`` adds the votes of the nearest labelled examples), ``mipro`` (MIPROv2: instructions and demos, with
+Optimizers: ``auto`` (the default: ``calibrate`` with the votes of local/all-MiniLM-L6-v2, and with a probe on
+the task model's own hidden states when it is a local model, for a program with label outputs -- ``Literal``,
+``Enum`` or ``bool`` -- on an LM that scores labels, ``mipro`` otherwise, and ``mipro`` again when the LM
+turns out to give no label scores), ``calibrate`` (pl.Calibrate: every label scored, the model's label prior
+learned from the training data, kept only if it beats the program as given; ``--knn`` adds the votes of the
+nearest labelled examples, ``--probe`` a logistic regression on the inputs' embeddings), ``mipro`` (MIPROv2: instructions and demos, with
 --auto light/medium/heavy), ``bootstrap`` (BootstrapFewShot), ``random`` (BootstrapFewShotWithRandomSearch),
 ``labeled`` (LabeledFewShot), ``gepa`` (GEPA: reflective instruction evolution; --prompt-model is its
 reflection model, --auto or --max-metric-calls its budget).
@@ -67,6 +68,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         "nearest labelled examples to the label scores; random and mipro add a candidate with "
                         "per-input nearest-neighbour demos. auto calibrates with local/all-MiniLM-L6-v2 unless "
                         "--knn names another or none")
+    parser.add_argument("--probe", default=None, metavar="EMBEDDER",
+                        help="calibrate: an embedding model (such as the task model, local/qwen2.5-coder-1.5b) whose "
+                        "embeddings of the inputs a logistic regression learns the labels from, fitted beside the "
+                        "label scores. auto uses the task model when it is a local model, unless --probe names "
+                        "another or none")
     parser.add_argument("--alpha", type=_alpha, default=None, metavar="A",
                         help="level of the paired test that lets a pick replace the starting program (default 0.1)")
     parser.add_argument("--max-calls", type=common.positive_int, default=None, metavar="N",
@@ -146,6 +152,11 @@ def build_optimizer(args: argparse.Namespace, metric: Any, *, prompt_model: Any 
         if args.optimizer not in ("calibrate", "random", "mipro"):
             raise ConfigurationError(f"--knn applies to --optimizer calibrate, random and mipro, not {args.optimizer}")
         knn["knn"] = args.knn  # the optimizer makes the name a pl.Embedder
+    probe: dict[str, Any] = {}
+    if getattr(args, "probe", None) and args.probe.lower() != "none":
+        if args.optimizer != "calibrate":
+            raise ConfigurationError(f"--probe applies to --optimizer calibrate, not {args.optimizer}")
+        probe["probe"] = args.probe
     max_metric_calls = getattr(args, "max_metric_calls", None)
     if args.optimizer == "gepa":
         budget: dict[str, Any] = ({"max_metric_calls": max_metric_calls} if max_metric_calls
@@ -156,7 +167,7 @@ def build_optimizer(args: argparse.Namespace, metric: Any, *, prompt_model: Any 
     if args.optimizer == "calibrate":
         from promptless.optimize.calibrate import Calibrate
 
-        return Calibrate(metric, **knn, **seed, **common)
+        return Calibrate(metric, **knn, **probe, **seed, **common)
     if args.optimizer == "mipro":
         auto = None if args.auto == "none" else args.auto
         return MIPROv2(
@@ -217,7 +228,7 @@ def run_optimize(args: argparse.Namespace) -> int:
         program = scored  # a saved calibration loads into the label-scoring copy; that copy is the start
     elif args.optimizer != "calibrate" or scored is None:
         scored_note = ""
-    asked_knn = args.knn
+    asked_knn, asked_probe = args.knn, args.probe
     if auto and args.optimizer == "calibrate" and args.knn is None:
         args.knn = default_votes()
     if args.load:
@@ -240,6 +251,8 @@ def run_optimize(args: argparse.Namespace) -> int:
     prompt_model = make_lm(args.prompt_model, no_cache=args.no_cache) if args.prompt_model else None
     local = getattr(settings.get("lm"), "provider", "") == "local" or uses_local(program)
     threads = args.threads or (1 if local else 4)
+    if auto and args.optimizer == "calibrate" and args.probe is None:
+        args.probe = default_probe(settings.get("lm"), program)
 
     run_dir = args.run_dir
     if auto and run_dir:
@@ -254,6 +267,8 @@ def run_optimize(args: argparse.Namespace) -> int:
     if auto:
         if args.optimizer == "calibrate":
             votes = "" if args.knn.lower() == "none" else f", with the votes of the nearest labelled examples ({args.knn})"
+            if args.probe.lower() != "none":
+                votes += f"{' and' if votes else ', with'} a probe on the embeddings of {args.probe}"
             print(f"auto: calibrate, since the program has label outputs{votes} (--optimizer mipro searches "
                   "instructions and demos instead)", flush=True)
         else:
@@ -279,7 +294,8 @@ def run_optimize(args: argparse.Namespace) -> int:
                 # The LM makes labels by generation only: nothing to calibrate, so search instructions instead.
                 print("auto: the LM gave no label scores, so there is nothing to calibrate; running mipro instead",
                       flush=True)
-                args.optimizer, scored_note, program, args.knn = "mipro", "", original, asked_knn
+                args.optimizer, scored_note, program = "mipro", "", original
+                args.knn, args.probe = asked_knn, asked_probe
                 if args.load:
                     program.load(args.load)
                 if args.max_calls:
@@ -342,6 +358,25 @@ def default_votes() -> str:
     return AUTO_EMBEDDER
 
 
+def default_probe(lm: Any, program: Any) -> str:
+    """The task model's own name (``local/<model>``) when it is a local model that embeds a test text here, else
+    ``"none"`` (with a line saying why, when it is local but cannot embed)."""
+    from promptless.embeddings import Embedder
+
+    lms = [lm] if lm is not None else [p.lm for p in program.predictors() if p.lm is not None]
+    names = {f"local/{x.model}" for x in lms if getattr(x, "provider", "") == "local"}
+    if len(names) != 1:
+        return "none"  # not a local model (or several): the probe is opt-in with --probe
+    [name] = names
+    try:
+        Embedder(name)(["a test text"])
+    except Exception as exc:  # any failure means: calibrate without the probe
+        print(f"auto: {name} cannot embed here ({type(exc).__name__}: {exc}); calibrating without a probe",
+              flush=True)
+        return "none"
+    return name
+
+
 def label_scoring(program: Any, name: str) -> tuple[Any, str]:
     """``program`` with its label steps scoring their labels, and a line saying so; ``(None, "")`` without any.
 
@@ -368,4 +403,4 @@ def validation_failures(result: Any) -> str:
     return failure_lines([r["error"] for r in scored if r.get("error")], len(scored))
 
 
-__all__ = ["AUTO_EMBEDDER", "OPTIMIZERS", "build_optimizer", "default_votes", "label_scoring", "register", "run_optimize", "validation_failures"]
+__all__ = ["AUTO_EMBEDDER", "OPTIMIZERS", "build_optimizer", "default_probe", "default_votes", "label_scoring", "register", "run_optimize", "validation_failures"]

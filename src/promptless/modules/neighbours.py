@@ -93,9 +93,10 @@ def embedder_spec(embedder: Any) -> str:
     return f"{getattr(target, '__module__', '') or ''}.{name}".lstrip(".")
 
 
-def as_embedder(knn: Any, who: str) -> Any:
-    """An optimizer's ``knn=`` option as an embedder: ``None``, a callable texts -> vectors, or a name such as
-    ``"local/all-MiniLM-L6-v2"`` (made a ``pl.Embedder``); anything else is refused, naming ``who`` asked."""
+def as_embedder(knn: Any, who: str, option: str = "knn") -> Any:
+    """An optimizer's ``knn=`` (or ``probe=``) option as an embedder: ``None``, a callable texts -> vectors, or a
+    name such as ``"local/all-MiniLM-L6-v2"`` (made a ``pl.Embedder``); anything else is refused, naming ``who``
+    asked."""
     if knn is None or callable(knn):
         return knn
     if isinstance(knn, str):
@@ -103,19 +104,20 @@ def as_embedder(knn: Any, who: str) -> Any:
 
         return Embedder(knn)
     raise ConfigurationError(
-        f"{who}: knn must be an embedder (pl.Embedder('local/all-MiniLM-L6-v2'), its name as a string, or a "
+        f"{who}: {option} must be an embedder (pl.Embedder('local/all-MiniLM-L6-v2'), its name as a string, or a "
         f"function list[str] -> vectors), got {type(knn).__name__}")
 
 
-def embedder_from_spec(spec: str) -> Callable[[list[str]], Any]:
+def embedder_from_spec(spec: str, option: str = "knn") -> Callable[[list[str]], Any]:
     """The embedder a saved calibration names, built again (``local/...`` or ``openai/...``)."""
     if spec.startswith(("local/", "openai/")):
         from ..embeddings import Embedder
 
         return Embedder(spec)
+    what = "votes with" if option == "knn" else "probes"
     raise ConfigurationError(
-        f"this classifier's calibration votes with the embedder {spec!r}, a function promptless cannot build "
-        "again: attach it before calling, classify.knn_embedder = your_embedder"
+        f"this classifier's calibration {what} the embedder {spec!r}, a function promptless cannot build "
+        f"again: attach it before calling, classify.{option}_embedder = your_embedder"
     )
 
 

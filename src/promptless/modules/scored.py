@@ -184,6 +184,9 @@ class Classify(Predict):
         #: The embedder of a calibration that adds nearest-neighbour votes (pl.Calibrate(knn=...)); not saved:
         #: built again from the calibration's ``knn["embedder"]`` name when left None.
         self.knn_embedder: Any = None
+        #: The embedder of a calibration with a linear probe (pl.Calibrate(probe=...)); not saved: built again
+        #: from the calibration's ``probe["embedder"]`` name when left None.
+        self.probe_embedder: Any = None
         self._vote_pools: dict[Any, Any] = {}
         super().__init__(signature, lm=lm, adapter=adapter, **config)
         self.plan(self.signature)  # refuse an unsuitable signature now, not on the first call
@@ -257,13 +260,17 @@ class Classify(Predict):
             from .neighbours import check_knn_state
 
             check_knn_state(cal["knn"], self.plan().texts)
+        if cal.get("probe") is not None:
+            from .probe import check_probe_state
+
+            check_probe_state(cal["probe"], self.plan().texts)
         return {"calibration": dict(cal)}
 
     def set_extra_state(self, state: Mapping[str, Any]) -> None:
         self.calibration = state.get("calibration") or None
 
     #: The vote embedder is a resource (a loaded model) and the embedded pools a cache: copies share them.
-    _SHARED_ON_COPY = (*Predict._SHARED_ON_COPY, "knn_embedder", "_vote_pools")
+    _SHARED_ON_COPY = (*Predict._SHARED_ON_COPY, "knn_embedder", "probe_embedder", "_vote_pools")
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Classify:
         new = super().__deepcopy__(memo)
@@ -332,6 +339,18 @@ class Classify(Predict):
             votes = self._vote_pool(knn, plan.texts).votes(knn_text(list(signature.input_fields), inputs))
             weight = float(knn["weight"])
             adjusted = [x + weight * v for x, v in zip(adjusted, votes, strict=True)]
+        probed = None
+        probe = calibration.get("probe")
+        if probe:
+            from .neighbours import embedder_from_spec, knn_text
+            from .probe import probe_logprobs
+
+            if self.probe_embedder is None:
+                self.probe_embedder = embedder_from_spec(str(probe["embedder"]), option="probe")
+            vector = self.probe_embedder([knn_text(list(signature.input_fields), inputs)])[0]
+            probed = probe_logprobs(probe, [vector])[0]
+            weight = float(probe["weight"])
+            adjusted = [x + weight * v for x, v in zip(adjusted, probed, strict=True)]
         probs = softmax(adjusted)
         best = max(range(len(probs)), key=lambda i: (probs[i], -i))
         values = dict(before)
@@ -350,6 +369,8 @@ class Classify(Predict):
         )
         if votes is not None:
             pred.scoring["neighbour_votes"] = dict(zip(plan.texts, votes, strict=True))
+        if probed is not None:
+            pred.scoring["probe"] = dict(zip(plan.texts, probed, strict=True))
         return pred
 
     def _vote_pool(self, knn: Mapping[str, Any], labels: Sequence[str]) -> Any:

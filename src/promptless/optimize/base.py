@@ -279,7 +279,8 @@ def score_candidate(run: Run, program: Module, valset: list[Example], params: di
 
 def calibration_brief(cal: Any) -> dict[str, Any] | None:
     """A ``pl.Classify`` calibration in a few numbers (for the result and its summary): the scale, how many
-    offsets, and the nearest-neighbour votes' weight, k and voters when there are votes."""
+    offsets, the nearest-neighbour votes' weight, k and voters when there are votes, and the probe's weight and
+    embedder when there is one."""
     if not isinstance(cal, dict):
         return None
     brief: dict[str, Any] = {"method": cal.get("method"), "scale": cal.get("scale", 1.0),
@@ -287,6 +288,10 @@ def calibration_brief(cal: Any) -> dict[str, Any] | None:
     knn = cal.get("knn")
     if isinstance(knn, dict):
         brief.update(knn_weight=knn.get("weight"), knn_k=knn.get("k"), knn_examples=len(knn.get("examples") or []))
+    probe = cal.get("probe")
+    if isinstance(probe, dict):
+        brief.update(probe_weight=probe.get("weight"), probe_embedder=probe.get("embedder"),
+                     probe_dimensions=len(probe.get("mean") or []))
     return brief
 
 

@@ -65,6 +65,13 @@ the training and validation examples. The voters (text and label) and the embedd
 calibration. Measured (docs/optimizers.md): qwen2.5-coder-0.5b 45.3 -> 60.3 on the test split against the
 calibration without votes, qwen2.5-coder-1.5b 64.5 -> 65.9.
 
+**The probe** (``probe=embedder``, typically the task model's own hidden states:
+``pl.Embedder("local/qwen2.5-coder-1.5b")``). A logistic regression learns the labels from the embedded
+inputs of the training set (``modules/probe.py``); its label log-probabilities are one more feature with its
+own fitted weight, ``... + probe_weight * probe``. Each training example's feature comes from a regression
+fitted on the other folds; the regression's penalty is chosen by cross-validation. Saved with the
+calibration: the embedder's name, the standardisation and the regression's weights.
+
 Refitting costs no LM call: the label scores are stored (with ``run_dir`` in the run store, so a killed run
 resumes without scoring anything twice). Everything is counted against ``max_lm_calls``.
 Calibrate the program last: offsets learned for one prompt do not carry over to another instruction or
@@ -81,6 +88,7 @@ from typing import Any
 from ..data import Example, Prediction
 from ..errors import BudgetExceededError, ConfigurationError, ScoringNotSupportedError
 from ..evaluate.scoring import Metric, call_metric
+from ..modules import probe as _probe
 from ..modules.module import Module
 from ..modules.neighbours import (
     VOTE_FLOOR,
@@ -131,24 +139,28 @@ def _solve(a: list[list[float]], b: list[float]) -> list[float]:
     return x
 
 
-def _logits(r: Sequence[float], b: Sequence[float], a: float, c: float, v: Sequence[float] | None) -> list[float]:
-    if v is None:
-        return [a * x + y for x, y in zip(r, b, strict=True)]
-    return [a * x + y + c * w for x, y, w in zip(r, b, v, strict=True)]
+def _logits(r: Sequence[float], b: Sequence[float], a: float, cs: Sequence[float],
+            fs: Sequence[Sequence[float]]) -> list[float]:
+    """``a*r + b + sum(c_j * f_j)``: the label scores scaled and offset, plus each extra feature (the
+    neighbours' votes, the probe) times its weight."""
+    z = [a * x + y for x, y in zip(r, b, strict=True)]
+    for c, f in zip(cs, fs, strict=True):
+        z = [x + c * w for x, w in zip(z, f, strict=True)]
+    return z
 
 
-def _objective(rows: Sequence[Sequence[float]], gold: Sequence[int], b: Sequence[float], a: float, c: float,
-               votes: Sequence[Sequence[float]] | None, prior: Sequence[float], lam: float, fit_scale: bool) -> float:
+def _objective(rows: Sequence[Sequence[float]], gold: Sequence[int], b: Sequence[float], a: float,
+               cs: Sequence[float], features: Sequence[Sequence[Sequence[float]]], prior: Sequence[float],
+               lam: float, fit_scale: bool) -> float:
     total = 0.0
     for i, (r, g) in enumerate(zip(rows, gold, strict=True)):
-        z = _logits(r, b, a, c, votes[i] if votes is not None else None)
+        z = _logits(r, b, a, cs, [f[i] for f in features])
         m = max(z)
         total += m + math.log(sum(math.exp(v - m) for v in z)) - z[g]
     reg = sum((x - y) ** 2 for x, y in zip(b, prior, strict=True))
     if fit_scale:
         reg += (a - 1.0) ** 2
-    if votes is not None:
-        reg += c * c
+    reg += sum(c * c for c in cs)
     return total / len(rows) + lam * reg
 
 
@@ -164,40 +176,44 @@ def fit_offsets(rows: Sequence[Sequence[float]], gold: Sequence[int], *, lam: fl
 def fit_calibration(rows: Sequence[Sequence[float]], gold: Sequence[int], *, lam: float,
                     prior: Sequence[float] | None = None, fit_scale: bool = False,
                     votes: Sequence[Sequence[float]] | None = None,
-                    max_iter: int = 100) -> tuple[list[float], float, float]:
-    """``fit_offsets`` with, when ``votes`` (one vector per row: the nearest neighbours' label votes) are given,
-    a weight ``c`` on them too: ``softmax(a*r + b + c*votes)``, with ``lam * c^2`` added to the penalty (votes
-    that do not help are given no weight). Returns ``(b, a, c)``."""
+                    features: Sequence[Sequence[Sequence[float]]] = (),
+                    max_iter: int = 100) -> tuple[list[float], float, list[float]]:
+    """``fit_offsets`` with a weight for each extra feature (one vector per row and feature: the nearest
+    neighbours' label votes, ``votes``, then each of ``features``, such as a probe's label log-probabilities):
+    ``softmax(a*r + b + sum(c_j * f_j))``, with ``lam * c_j^2`` added to the penalty (a feature that does not
+    help is given no weight). Returns ``(b, a, [c_j])``."""
+    feats: list[Sequence[Sequence[float]]] = ([votes] if votes is not None else []) + list(features)
     n_labels = len(rows[0])
     prior = list(prior) if prior is not None else [0.0] * n_labels
     b = prior[:]
-    a, c = 1.0, 0.0
+    a = 1.0
+    cs = [0.0] * len(feats)
     n = len(rows)
-    extra = (["a"] if fit_scale else []) + (["c"] if votes is not None else [])
+    extra = (["a"] if fit_scale else []) + [f"c{j}" for j in range(len(feats))]
     k = n_labels + len(extra)
-    f = _objective(rows, gold, b, a, c, votes, prior, lam, fit_scale)
+    f = _objective(rows, gold, b, a, cs, feats, prior, lam, fit_scale)
     for _ in range(max_iter):
         grad = [0.0] * k
         hess = [[0.0] * k for _ in range(k)]
         for idx, (r, g) in enumerate(zip(rows, gold, strict=True)):
-            v = votes[idx] if votes is not None else None
-            p = softmax(_logits(r, b, a, c, v))
+            fv = [feat[idx] for feat in feats]
+            p = softmax(_logits(r, b, a, cs, fv))
             for i in range(n_labels):
                 grad[i] += p[i] - (1.0 if i == g else 0.0)
                 hi = hess[i]
                 for j in range(n_labels):
                     hi[j] += (p[i] if i == j else 0.0) - p[i] * p[j]
-            feats: list[Sequence[float]] = [r if name == "a" else (v or r) for name in extra]
-            means = [sum(pi * fi for pi, fi in zip(p, feat, strict=True)) for feat in feats]
-            for m, (feat, s) in enumerate(zip(feats, means, strict=True)):
-                col = n_labels + m
-                grad[col] += s - feat[g]
+            cols: list[Sequence[float]] = [r if name == "a" else fv[int(name[1:])] for name in extra]
+            means = [sum(pi * fi for pi, fi in zip(p, col, strict=True)) for col in cols]
+            for m, (col, s) in enumerate(zip(cols, means, strict=True)):
+                at = n_labels + m
+                grad[at] += s - col[g]
                 for i in range(n_labels):
-                    cross = p[i] * (feat[i] - s)
-                    hess[i][col] += cross
-                    hess[col][i] += cross
-                for m2, (feat2, s2) in enumerate(zip(feats, means, strict=True)):
-                    hess[col][n_labels + m2] += sum(pi * x * y for pi, x, y in zip(p, feat, feat2, strict=True)) - s * s2
+                    cross = p[i] * (col[i] - s)
+                    hess[i][at] += cross
+                    hess[at][i] += cross
+                for m2, (col2, s2) in enumerate(zip(cols, means, strict=True)):
+                    hess[at][n_labels + m2] += sum(pi * x * y for pi, x, y in zip(p, col, col2, strict=True)) - s * s2
         for i in range(k):
             grad[i] /= n
             for j in range(k):
@@ -206,9 +222,9 @@ def fit_calibration(rows: Sequence[Sequence[float]], gold: Sequence[int], *, lam
             grad[i] += 2 * lam * (b[i] - prior[i])
             hess[i][i] += 2 * lam
         for m, name in enumerate(extra):
-            col = n_labels + m
-            grad[col] += 2 * lam * ((a - 1.0) if name == "a" else c)
-            hess[col][col] += 2 * lam
+            at = n_labels + m
+            grad[at] += 2 * lam * ((a - 1.0) if name == "a" else cs[int(name[1:])])
+            hess[at][at] += 2 * lam
         if max(abs(g) for g in grad) < 1e-9:
             break
         try:
@@ -220,18 +236,18 @@ def fit_calibration(rows: Sequence[Sequence[float]], gold: Sequence[int], *, lam
         while t > 1e-8:
             nb = [x - t * s for x, s in zip(b, step[:n_labels], strict=True)]
             na = a - t * steps["a"] if "a" in steps else a
-            nc = c - t * steps["c"] if "c" in steps else c
-            nf = _objective(rows, gold, nb, na, nc, votes, prior, lam, fit_scale)
+            ncs = [c - t * steps[f"c{j}"] for j, c in enumerate(cs)]
+            nf = _objective(rows, gold, nb, na, ncs, feats, prior, lam, fit_scale)
             if nf <= f:
                 break
             t /= 2
         else:
             break
         converged = f - nf < 1e-12
-        b, a, c, f = nb, na, nc, nf
+        b, a, cs, f = nb, na, ncs, nf
         if converged:
             break
-    return b, a, c
+    return b, a, cs
 
 
 def content_free_offsets(scores: Sequence[Sequence[float]]) -> list[float]:
@@ -270,6 +286,7 @@ class Calibrate(Optimizer):
         refit: bool = True,
         knn: Any = None,
         knn_k: int = VOTE_K,
+        probe: Any = None,
         seed: int = 0,
         holdout: Any = "auto",
         alpha: float = DEFAULT_ALPHA,
@@ -301,6 +318,11 @@ class Calibrate(Optimizer):
         if knn is not None and method != "fit":
             raise ConfigurationError(f"Calibrate: knn= works with method='fit' (the votes' weight is fitted), "
                                      f"not method={method!r}")
+        probe = as_embedder(probe, "Calibrate", option="probe")
+        if probe is not None and method != "fit":
+            raise ConfigurationError(f"Calibrate: probe= works with method='fit' (the probe's weight is fitted), "
+                                     f"not method={method!r}")
+        self.probe = probe
         self.method = method
         self.content_free_inputs = tuple(inputs)
         self.regularization = regularization
@@ -321,7 +343,8 @@ class Calibrate(Optimizer):
         return {**super().settings_identity(), "method": self.method, "content_free_inputs": self.content_free_inputs,
                 "regularization": self.regularization, "folds": self.folds, "fit_scale": self.fit_scale,
                 "refit": self.refit, "seed": self.seed, **self._selection_identity(),
-                **({"knn": embedder_spec(self.knn), "knn_k": self.knn_k} if self.knn is not None else {})}
+                **({"knn": embedder_spec(self.knn), "knn_k": self.knn_k} if self.knn is not None else {}),
+                **({"probe": embedder_spec(self.probe)} if self.probe is not None else {})}
 
     # -- compile -------------------------------------------------------------------------------------------
     def _compile(self, run: Run, student: Module, trainset: list[Example], valset: list[Example],
@@ -341,13 +364,15 @@ class Calibrate(Optimizer):
                 "a Literal, Enum or bool output, or a pl.Classify); give the label output such a type, or use "
                 "another optimizer (MIPROv2, BootstrapFewShot)"
             )
-        if self.knn is not None:  # an embedder that fails should fail before any LM call is paid for
+        for option, embedder in (("knn", self.knn), ("probe", self.probe)):
+            if embedder is None:  # an embedder that fails should fail before any LM call is paid for
+                continue
             try:
-                self.knn(["a test text"])
+                embedder(["a test text"])
             except Exception as exc:
                 raise ConfigurationError(
-                    f"Calibrate(knn=...): the embedder {embedder_spec(self.knn)!r} failed on a test text before "
-                    f"anything was scored: {type(exc).__name__}: {exc}"
+                    f"Calibrate({option}=...): the embedder {embedder_spec(embedder)!r} failed on a test text "
+                    f"before anything was scored: {type(exc).__name__}: {exc}"
                 ) from exc
         bound = student.deepcopy()
         for p in bound.predictors():
@@ -369,8 +394,8 @@ class Calibrate(Optimizer):
         if self.method in ("fit", "both") and run.stopped != "budget":
             # One example first: an LM that cannot score labels (the Classify made its label by generation) is
             # told now, not after a whole training set of calls (the probe's result is reused, not paid twice).
-            probe = self._score_examples(run, bound, names, trainset[:1], "calibrate_scores")
-            steps = probe[0]["steps"] if probe else {}
+            first = self._score_examples(run, bound, names, trainset[:1], "calibrate_scores")
+            steps = first[0]["steps"] if first else {}
             if steps and all(step.get("logprobs") is None for step in steps.values()):
                 lm = next(iter(bound_named.values())).lm
                 raise ScoringNotSupportedError(
@@ -387,6 +412,7 @@ class Calibrate(Optimizer):
         result = student.deepcopy()
         run.notes.baseline_fingerprint = program_fingerprint(student)
         self._rows: dict[str, list[dict[str, Any]]] = {}
+        self._probe_fit: tuple[dict[str, Any], float] | None = None
         # per classifier, the examples whose held-out scores can judge it against the program as given:
         # (data, uncalibrated scores, calibrated scores or None where they were fitted on the example)
         self._parts: dict[str, list[tuple[str, list[dict[str, Any]], dict[str, Any], dict[str, Any] | None]]] = {}
@@ -396,8 +422,7 @@ class Calibrate(Optimizer):
             decisions[name] = decision
             target = dict(result.named_predictors())[name]
             target.calibration = decision["calibration"]  # type: ignore[attr-defined]
-            if self.knn is not None:
-                target.knn_embedder = self.knn  # type: ignore[attr-defined]
+            self._attach(target)
         refused = [(n, d["candidate"]) for n, d in decisions.items()
                    if d.get("calibration") is None and d.get("candidate") is not None]
         if refused:  # the calibration the check did not keep, ready for a user who wants it anyway
@@ -405,14 +430,20 @@ class Calibrate(Optimizer):
             named = dict(run.notes.refused.named_predictors())
             for n, cal in refused:
                 named[n].calibration = cal  # type: ignore[attr-defined]
-                if self.knn is not None:
-                    named[n].knn_embedder = self.knn  # type: ignore[attr-defined]
+                self._attach(named[n])
         run.notes.candidates = {"calibration": to_jsonable(decisions)}
         run.notes.best_params = {name: d["chosen"] for name, d in decisions.items()}
         self._record(run, student, result, decisions)
         if given is not None:
             return self._against_given(run, given, result, one_step=len(classifiers) == 1)
         return result
+
+    def _attach(self, target: Any) -> None:
+        """Give a calibrated classifier the embedders its calibration uses (not saved: built again by name)."""
+        if self.knn is not None:
+            target.knn_embedder = self.knn
+        if self.probe is not None:
+            target.probe_embedder = self.probe
 
     def _against_given(self, run: Run, given: Module, result: Module, *, one_step: bool) -> Module:
         """The label-scoring program replaces the program as given (whose label steps generated their labels)
@@ -548,12 +579,13 @@ class Calibrate(Optimizer):
         return data
 
     def _predict(self, data: list[dict[str, Any]], plan: Any, b: list[float], a: float,
-                 c: float = 0.0) -> dict[str, Any]:
+                 cs: dict[str, float] | None = None) -> dict[str, Any]:
         """Labels, metric scores and mean log-likelihood of the gold labels with offsets ``b``, scale ``a`` and
-        the neighbours' votes (``d["k"]``, when there are) weighted by ``c``."""
+        each extra feature (``d["k"]``, the neighbours' votes; ``d["p"]``, the probe) weighted by ``cs[key]``."""
+        cs = cs or {}
         choices, scores, loglik, n_gold = [], [], 0.0, 0
         for d in data:
-            probs = softmax(_logits(d["r"], b, a, c, d.get("k")))
+            probs = softmax(_logits(d["r"], b, a, list(cs.values()), [d[key] for key in cs]))
             choice = max(range(len(probs)), key=lambda j: (probs[j], -j))
             choices.append(choice)
             scores.append(self._score(d, plan, choice, probs[choice]))
@@ -573,6 +605,8 @@ class Calibrate(Optimizer):
         val_data = self._data(name, plan, val_rows)
         if self.knn is not None and self.method == "fit":
             self._vote(fit_data, val_data, len(texts))
+        if self.probe is not None and self.method == "fit":
+            self._probe_features(fit_data, val_data, len(texts))
 
         def calibration(b: list[float], a: float, how: str, **info: Any) -> dict[str, Any]:
             cal: dict[str, Any] = {"method": how, "offsets": {t: round(x, 6) for t, x in zip(texts, b, strict=True)}}
@@ -590,7 +624,8 @@ class Calibrate(Optimizer):
                     "pick": "starting program",
                     "reason": "no content-free scores and fewer than 2 scored training examples with a gold label"})
                 return out
-            chosen_name, params, lam = "content_free", (cf, 1.0, 0.0), None
+            no_features: dict[str, float] = {}
+            chosen_name, params, lam = "content_free", (cf, 1.0, no_features), None
             cal = calibration(cf, 1.0, "content_free")
         else:
             lambdas = (self.regularization,) if self.regularization is not None else LAMBDAS
@@ -603,13 +638,14 @@ class Calibrate(Optimizer):
                 merged: dict[str, Any] = {"choices": [0] * n, "scores": [0.0] * n, "loglik": 0.0}
                 groups = folds if fixed is None and cross else [list(range(n))]
                 for group in groups:
+                    cs: dict[str, float] = {}
                     if fixed is not None:
-                        b, a, c = fixed, 1.0, 0.0
+                        b, a = fixed, 1.0
                     else:
                         held = set(group) if cross else set()
                         train = [fit_data[i] for i in range(n) if i not in held]
-                        b, a, c = self._fit(train, lam or 0.1, prior)
-                    res = self._predict([fit_data[i] for i in group], plan, b, a, c)
+                        b, a, cs = self._fit(train, lam or 0.1, prior)
+                    res = self._predict([fit_data[i] for i in group], plan, b, a, cs)
                     for j, i in enumerate(group):
                         merged["choices"][i] = res["choices"][j]
                         merged["scores"][i] = res["scores"][j]
@@ -649,9 +685,10 @@ class Calibrate(Optimizer):
             if chosen_name == "fit":
                 params = self._fit(fit_data, lam, prior)
                 cal = calibration(params[0], params[1], "fit" if self.method == "fit" else "both", **{"lambda": lam})
-                cal.update(self._knn_state(params[2], fit_data, texts))
+                cal.update(self._knn_state(params[2].get("k", 0.0), fit_data, texts))
+                cal.update(self._probe_state(params[2].get("p", 0.0), texts))
             else:
-                params = (cf or zero, 1.0, 0.0)
+                params = (cf or zero, 1.0, {})
                 cal = calibration(cf or zero, 1.0, "content_free")
             if cross:
                 cv_scores = (candidates[0]["scores"], chosen["scores"])
@@ -706,13 +743,18 @@ class Calibrate(Optimizer):
             both = fit_data + [d for d in val_data if d["gold"] is not None]
             if "knn" in cal:  # the votes again, every example voted on by all the others
                 self._vote(both, [], len(texts))
+            if "probe" in cal:  # the probe again, fitted on all of them (each one's feature held out)
+                self._probe_features(both, [], len(texts))
             lam_all = self.regularization if self.regularization is not None else self._cv_lambda(both, plan, prior)
             b_all, a_all, c_all = self._fit(both, lam_all, prior)
             checked: dict[str, Any] = {k: cal[k] for k in ("offsets", "scale", "lambda") if k in cal}
             if "knn" in cal:
                 checked["knn_weight"] = cal["knn"]["weight"]
+            if "probe" in cal:
+                checked["probe_weight"] = cal["probe"]["weight"]
             cal = calibration(b_all, a_all, cal["method"], **{"lambda": lam_all}, evidence=evidence)
-            cal.update(self._knn_state(c_all, both, texts))
+            cal.update(self._knn_state(c_all.get("k", 0.0), both, texts))
+            cal.update(self._probe_state(c_all.get("p", 0.0), texts))
             cal["refit"] = {"examples": len(both), "checked": checked}
             sel["reason"] += (f"; then fitted again on the {len(both)} training and validation examples together "
                               "(refit=True; what was checked is in calibration['refit'])")
@@ -736,18 +778,30 @@ class Calibrate(Optimizer):
             for group in self._folds(len(data)):
                 held = set(group)
                 train = [data[i] for i in range(len(data)) if i not in held]
-                b, a, c = self._fit(train, lam, prior)
-                loglik += self._predict([data[i] for i in group], plan, b, a, c)["loglik"] * len(group)
+                b, a, cs = self._fit(train, lam, prior)
+                loglik += self._predict([data[i] for i in group], plan, b, a, cs)["loglik"] * len(group)
             if best is None or (loglik, lam) > best:
                 best = (loglik, lam)
         assert best is not None
         return best[1]
 
-    def _fit(self, data: list[dict[str, Any]], lam: float, prior: list[float]) -> tuple[list[float], float, float]:
-        """Offsets, scale and the votes' weight fitted on ``data`` (the weight 0.0 when there are no votes)."""
-        votes = [d["k"] for d in data] if data and all("k" in d for d in data) else None
-        return fit_calibration([d["r"] for d in data], [d["gold"] for d in data], lam=lam, prior=prior,
-                               fit_scale=self.fit_scale, votes=votes)
+    def _fit(self, data: list[dict[str, Any]], lam: float,
+             prior: list[float]) -> tuple[list[float], float, dict[str, float]]:
+        """Offsets, scale and the weight of each extra feature the examples carry (``"k"``, the votes; ``"p"``,
+        the probe), fitted on ``data``."""
+        present = [key for key in ("k", "p") if data and all(key in d for d in data)]
+        keys = list(present)
+        while True:
+            b, a, cs = fit_calibration([d["r"] for d in data], [d["gold"] for d in data], lam=lam, prior=prior,
+                                       fit_scale=self.fit_scale, features=[[d[key] for d in data] for key in keys])
+            weights = dict(zip(keys, cs, strict=True))
+            negative = [key for key, c in weights.items() if c < 0]
+            if not negative:
+                break
+            # Votes or a probe that point away from the gold labels tell nothing a user wants (held-out features
+            # of a feature that knows nothing lean against the example's own label): no weight, fit again.
+            keys = [key for key in keys if key not in negative]
+        return b, a, {key: weights.get(key, 0.0) for key in present}
 
     def _vote(self, pool: list[dict[str, Any]], others: list[dict[str, Any]], n_labels: int) -> None:
         """Set ``d["k"]``, the nearest neighbours' label votes, on every example: those of ``pool`` voted on by the
@@ -768,6 +822,38 @@ class Calibrate(Optimizer):
         for i, (d, row) in enumerate(zip(every, sims, strict=True)):
             d["k"] = votes_from_similarities(row, labels, n_labels, k=self.knn_k,
                                              exclude=i if i < len(pool) else None)
+
+    def _probe_features(self, pool: list[dict[str, Any]], others: list[dict[str, Any]], n_labels: int) -> None:
+        """Set ``d["p"]``, the probe's label log-probabilities, on every example: those of ``pool`` from
+        regressions fitted on the other folds of the pool, ``others`` from one fitted on the whole pool (kept in
+        ``self._probe_fit`` for the calibration). Embeds the texts once (no LM call)."""
+        every = pool + others
+        if any(not isinstance(d.get("text"), str) for d in every):
+            raise ConfigurationError("Calibrate(probe=...): scored examples without their input text (a run "
+                                     "directory written before probe= was given?); use a new run_dir")
+        todo = [d for d in every if "pvec" not in d]
+        if todo:
+            for d, v in zip(todo, self.probe([d["text"] for d in todo]), strict=True):
+                d["pvec"] = [float(x) for x in v]
+        vectors = [d["pvec"] for d in pool]
+        labels = [d["gold"] for d in pool]
+        c, held = _probe.choose_c(vectors, labels, n_labels, seed=self.seed)
+        state = _probe.fit_probe(vectors, labels, n_labels, c=c)
+        for d, row in zip(pool, held, strict=True):
+            d["p"] = row
+        if others:
+            for d, row in zip(others, _probe.probe_logprobs(state, [d["pvec"] for d in others]), strict=True):
+                d["p"] = row
+        self._probe_fit = (state, c)
+
+    def _probe_state(self, weight: float, texts: Sequence[str]) -> dict[str, Any]:
+        """The ``"probe"`` part of a calibration: its weight, the embedder's name and the fitted regression."""
+        fitted = getattr(self, "_probe_fit", None)
+        if self.probe is None or fitted is None:
+            return {}
+        state, c = fitted
+        return {"probe": _probe.probe_state(state, weight=weight, c=c, embedder=embedder_spec(self.probe),
+                                            labels=texts)}
 
     def _knn_state(self, weight: float, pool: list[dict[str, Any]], texts: Sequence[str]) -> dict[str, Any]:
         """The ``"knn"`` part of a calibration: the votes' weight and settings, the embedder's name and the

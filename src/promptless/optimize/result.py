@@ -145,6 +145,9 @@ class OptimizationResult:
                 if cal.get("knn_weight") is not None:
                     line += (f", votes of the {cal.get('knn_k')} nearest of {cal.get('knn_examples')} labelled "
                              f"examples (weight {float(cal['knn_weight']):.2f})")
+                if cal.get("probe_weight") is not None:
+                    line += (f", a probe on {cal.get('probe_embedder')}'s {cal.get('probe_dimensions')}-dimensional "
+                             f"embeddings (weight {float(cal['probe_weight']):.2f})")
             lines.append(line)
         return "\n".join(lines)
 
