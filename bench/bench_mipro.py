@@ -24,7 +24,9 @@ search saw and on what it did not, and the paired test's lift, interval, p-value
 zero-shot program and each finished step's pick on the test split (375 examples, about 20 minutes a program on
 2 cores), one record at a time: the pick is rebuilt by replaying its run directory (no LM call), so it can run
 long after the search. ``--knn`` adds the ``_knn`` steps (per-input nearest-neighbour demos by the local
-all-MiniLM-L6-v2 embedder as one more candidate; left out cleanly when it cannot be loaded).
+all-MiniLM-L6-v2 embedder as one more candidate; left out cleanly when it cannot be loaded), and the
+calibrations with the votes of the nearest labelled examples (``calibrate_knn``) and with a probe on the task
+model's own hidden states too (``calibrate_knn_probe``).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ SEED = 9
 N_TRAIN = 60
 
 STEPS = ("baseline", "calibrate", "mipro0", "gepa", "labeled", "bootstrap", "random", "mipro2")
-KNN_STEPS = ("random_knn", "mipro2_knn", "calibrate_knn")
+KNN_STEPS = ("random_knn", "mipro2_knn", "calibrate_knn", "calibrate_knn_probe")
 HOLDOUT_STEPS = ("random_half",)  # random search with half the valset held out instead of a third
 MAX_CALLS = 400
 
@@ -146,6 +148,9 @@ def run_promptless(steps: list[str], redo: bool, threads: int, max_calls: int | 
             return pl.Calibrate(category_match, **common), {"valset": val}
         if step == "calibrate_knn":  # the same, with the nearest labelled examples' votes in the fit
             return pl.Calibrate(category_match, knn=embedder(), **common), {"valset": val}
+        if step == "calibrate_knn_probe":  # and a probe on the task model's own hidden states
+            return pl.Calibrate(category_match, knn=embedder(), probe=pl.Embedder(f"local/{MODEL}"),
+                                **common), {"valset": val}
         if step == "gepa":
             return pl.GEPA(category_match, auto="light", reflection_lm=lm, seed=SEED, **common), {"valset": val}
         if step == "labeled":
@@ -161,7 +166,7 @@ def run_promptless(steps: list[str], redo: bool, threads: int, max_calls: int | 
         raise SystemExit(f"unknown step {step}")
 
     def start(step: str) -> Any:
-        if step in ("calibrate", "calibrate_knn"):
+        if step in ("calibrate", "calibrate_knn", "calibrate_knn_probe"):
             from promptless.tasks import ClassifyEvent
 
             return pl.Classify(ClassifyEvent, lm=lm)
@@ -380,6 +385,7 @@ LABELS = {
     "promptless/bootstrap": "promptless BootstrapFewShot(4 bootstrapped)",
     "promptless/random": "promptless BootstrapFewShotWithRandomSearch(3 candidates)",
     "promptless/calibrate_knn": "promptless Calibrate + votes of the 10 nearest labelled examples (all-MiniLM-L6-v2)",
+    "promptless/calibrate_knn_probe": "promptless Calibrate + votes + a probe on the 1.5B's own hidden states",
     "promptless/random_knn": "promptless BootstrapFewShotWithRandomSearch(3 candidates) + kNN demos",
     "promptless/random_half": "promptless BootstrapFewShotWithRandomSearch(3 candidates), holdout=0.5",
     "promptless/mipro2_knn": "promptless MIPROv2 light, up to 2 demos + kNN demos",

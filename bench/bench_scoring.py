@@ -67,17 +67,6 @@ METHODS = {"cf": {"method": "content_free"}, "fit": {"method": "fit", "fit_scale
            "val": {}, "val_knn": {}, "val_probe": {}, "val_knn_probe": {}}
 
 
-def _brief(calibration: Any) -> Any:
-    """A calibration for the results file: voters counted, the probe's regression weights left out."""
-    from promptless.modules.neighbours import voters_counted
-
-    cal = voters_counted(calibration)
-    if isinstance(cal, dict) and isinstance(cal.get("probe"), dict):
-        p = cal["probe"]
-        cal = {**cal, "probe": {"weight": p["weight"], "C": p.get("C"), "embedder": p["embedder"],
-                                "dimensions": len(p["mean"])}}
-    return cal
-
 
 def _load() -> dict[str, Any]:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -121,6 +110,7 @@ def main() -> None:
     import promptless as pl
     from promptless.evaluate import Evaluate
     from promptless.lm.cache import Cache
+    from promptless.modules.neighbours import voters_counted
     from promptless.tasks import ClassifyEvent, DateEvent, category_match, load_events, load_periods, period_match
 
     signature, metric, load, field = ((ClassifyEvent, category_match, load_events, "category") if args.task == "events"
@@ -200,8 +190,8 @@ def main() -> None:
                             "wall_seconds": round(time.perf_counter() - t1, 1),
                             "chosen": decision.get("chosen"), "lambda": decision.get("lambda"),
                             "selection": {k: r.selection.get(k) for k in ("mode", "decision", "reason", "evidence")},
-                            "calibration": _brief(calibrated[row].calibration),
-                            "candidate": _brief(decision.get("candidate")),
+                            "calibration": voters_counted(calibrated[row].calibration),
+                            "candidate": voters_counted(decision.get("candidate")),
                         }
                     program = calibrated[row]
                     record["calibrate"] = program.calibrate_record

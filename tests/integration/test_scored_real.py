@@ -103,6 +103,36 @@ def test_nearest_neighbour_votes_with_the_real_model_and_embedder(local_lm, tmp_
     assert fresh.knn_embedder is not None  # built from the saved name on the first call
 
 
+def test_a_probe_on_the_real_models_own_hidden_states(local_lm, tmp_path):
+    """pl.Embedder('local/<model>') embeds with llama.cpp's embedding mode (the same GGUF file as the LM), and
+    Calibrate(probe=...) fits a regression on those vectors beside the real label scores; the saved program,
+    loaded with no embedder attached, builds it from its name and predicts the same."""
+    pytest.importorskip("numpy", reason="pip install 'promptless[embeddings]'")
+    from promptless.tasks import category_match, load_events
+
+    embedder = pl.Embedder("local/smollm2-135m")
+    train, val = load_events("train")[:16], load_events("train")[16:28]
+    first = embedder([train[0].event, train[1].event])
+    assert len(first) == 2 and len(first[0]) == 576 and first[0] != first[1]  # SmolLM2-135M: 576 dimensions
+    again = pl.Embedder("local/smollm2-135m")([train[1].event, train[0].event])
+    assert again[1] == pytest.approx(first[0], abs=1e-5)  # a text's vector does not depend on its batch
+    better = pl.Calibrate(category_match, probe=embedder, holdout=None, progress=False).compile(
+        pl.Classify(ClassifyEvent, lm=local_lm), trainset=train, valset=val)
+    assert better.optimization.calls == 16  # holdout=None: the valset is not scored; embedding is not an LM call
+    probe = better.calibration["probe"]
+    assert probe["embedder"] == "local/smollm2-135m" and len(probe["mean"]) == 576
+    assert math.isfinite(probe["weight"]) and probe["weight"] >= 0
+    path = better.save(tmp_path / "probed.json")
+    fresh = pl.Classify(ClassifyEvent, lm=local_lm).load(path)
+    assert fresh.probe_embedder is None
+    for ex in val[:3]:
+        got, want = fresh(event=ex.event), better(event=ex.event)
+        assert got.category == want.category
+        assert got.label_probs == pytest.approx(want.label_probs, abs=1e-6)
+        assert got.scoring["probe"] == pytest.approx(want.scoring["probe"], abs=1e-4)
+    assert fresh.probe_embedder is not None  # built from the saved name on the first call
+
+
 def test_openai_compatible_server_scores_or_says_it_generated(llama_server, llama_server_model):
     lm = pl.LM(f"openai/{llama_server_model}", base_url=llama_server, cache=False)
     pred = pl.Classify(ClassifyEvent, lm=lm)(event="Battle of Hastings won by William the Conqueror, 1066")
@@ -114,7 +144,8 @@ def test_openai_compatible_server_scores_or_says_it_generated(llama_server, llam
 
 def test_optimize_auto_calibrates_a_predict_program_with_the_real_model(smollm2_path, tmp_path, monkeypatch, capsys):
     """``promptless optimize`` with no --optimizer on a user's Predict program with a label output: converted
-    to label scoring, calibrated with the votes of the real all-MiniLM-L6-v2, saved, and loaded back."""
+    to label scoring, calibrated with the votes of the real all-MiniLM-L6-v2 and a probe on the task model's own
+    embeddings, saved, and loaded back."""
     pytest.importorskip("numpy", reason="pip install 'promptless[embeddings]'")
     import json
 
@@ -137,7 +168,7 @@ def test_optimize_auto_calibrates_a_predict_program_with_the_real_model(smollm2_
     out = capsys.readouterr().out
     assert code == 0
     assert "auto: calibrate, since the program has label outputs, with the votes of the nearest labelled " \
-           "examples (local/all-MiniLM-L6-v2)" in out
+           "examples (local/all-MiniLM-L6-v2) and a probe on the embeddings of local/smollm2-135m" in out
     record = json.loads((tmp_path / "run.json").read_text())
     # 16 scored to fit and 12 for the check; the program as given generates on the examples it is compared on
     # (the 12, and the 16 where the label-scoring program's scores there were not fitted on them), and any reply

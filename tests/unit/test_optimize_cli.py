@@ -327,3 +327,49 @@ def test_calibrate_keeps_a_program_that_generates_better_as_given(project, capsy
     assert "so the program is kept as given" in out.out
     assert "load it with program.load('kept.json')" in out.out
     assert "load_into" not in json.loads((project / "kept.json").read_text())["metadata"]
+
+
+def test_probe_names_the_embedder_calibrate_gets_and_only_calibrate(project):
+    import argparse
+
+    from promptless.cli.optimize import build_optimizer, register
+    from promptless.errors import ConfigurationError
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["optimize", "app.py:build", "train.jsonl", "--optimizer", "calibrate",
+                              "--probe", "local/qwen2.5-coder-1.5b"])
+    optimizer = build_optimizer(args, lambda ex, pred, trace=None: True)
+    assert (optimizer.probe.provider, optimizer.probe.model) == ("local", "qwen2.5-coder-1.5b")
+    args = parser.parse_args(["optimize", "app.py:build", "train.jsonl", "--optimizer", "mipro",
+                              "--probe", "local/qwen2.5-coder-1.5b"])
+    with pytest.raises(ConfigurationError, match="--probe applies to --optimizer calibrate"):
+        build_optimizer(args, lambda ex, pred, trace=None: True)
+
+
+def test_the_default_probe_is_the_task_model_when_it_is_local_and_can_embed(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from promptless.cli.optimize import default_probe
+
+    local = SimpleNamespace(provider="local", model="tiny")
+    monkeypatch.setattr("promptless.embeddings.Embedder", WordEmbedder)
+    assert default_probe(local, None) == "local/tiny"
+    assert default_probe(SimpleNamespace(provider="openai", model="gpt"), None) == "none"  # opt-in elsewhere
+    monkeypatch.setattr("promptless.embeddings.Embedder", BrokenEmbedder)
+    assert default_probe(local, None) == "none"
+    assert "auto: local/tiny cannot embed here (OSError" in capsys.readouterr().out
+
+
+def test_auto_adds_a_probe_on_a_local_task_model(project, capsys, monkeypatch):
+    monkeypatch.setattr("promptless.embeddings.Embedder", WordEmbedder)
+    (project / "labels.py").write_text(LABEL_PROGRAM + "\nLM.provider, LM.model = 'local', 'tiny'\n")
+    code = main(["optimize", "labels.py:build", "train.jsonl", "--valset", "dev.jsonl", "--field", "category",
+                 "--quiet", "--no-progress", "--out", "auto.json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert ("with the votes of the nearest labelled examples (local/all-MiniLM-L6-v2) and a probe on the "
+            "embeddings of local/tiny") in out.out
+    saved = (project / "auto.json").read_text()
+    assert json.loads(saved)["metadata"]["load_into"] == "pl.with_label_scoring(program)"
+    assert '"embedder": "local/tiny"' in saved  # the probe's embedder, saved with the calibration

@@ -163,11 +163,18 @@ class VotePool:
 
 
 def voters_counted(calibration: Any) -> Any:
-    """A calibration with its voting examples counted instead of listed (for logs and results files)."""
-    if not isinstance(calibration, dict) or not isinstance(calibration.get("knn"), dict):
+    """A calibration with its voting examples counted instead of listed, and its probe's regression weights
+    left out (the number of dimensions kept), for logs and results files."""
+    if not isinstance(calibration, dict):
         return calibration
-    knn = {k: v for k, v in calibration["knn"].items() if k != "examples"}
-    return {**calibration, "knn": {**knn, "examples": len(calibration["knn"].get("examples") or [])}}
+    out = dict(calibration)
+    if isinstance(out.get("knn"), dict):
+        knn = {k: v for k, v in out["knn"].items() if k != "examples"}
+        out["knn"] = {**knn, "examples": len(out["knn"].get("examples") or [])}
+    if isinstance(out.get("probe"), dict):
+        probe = {k: v for k, v in out["probe"].items() if k not in ("mean", "spread", "coef", "intercept")}
+        out["probe"] = {**probe, "dimensions": len(out["probe"].get("mean") or [])}
+    return out
 
 
 def check_knn_state(knn: Any, labels: Sequence[str]) -> None:
