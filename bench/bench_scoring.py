@@ -28,6 +28,9 @@ Greedy decoding. Rows:
   task model's own mean-pooled hidden states of the input, its label log-probabilities fitted beside the label
   scores (``modules/probe.py``).
 - ``val_knn_probe``: ``val`` with both the votes and the probe.
+- ``cv_knn_probe``: the votes and the probe with no valset: the 150 (144) examples of the train split are all
+  training examples, and the check is the cross-validation over them (each example predicted by a calibration
+  fitted on the other folds), the fit then made on all of them.
 
 ``--task periods`` runs the same rows on the historic-periods task (``promptless.tasks.DateEvent``: the event
 without its year, one of five periods; 144 / 96 / 354 examples, so the valset is the train split's last 84),
@@ -60,11 +63,12 @@ ROOT = HERE.parent
 RESULTS = HERE / "results" / "scoring.json"
 CACHE = Path("~/.cache/promptless/bench_scoring.sqlite3").expanduser()
 N_TRAIN = 60
-ROWS = ("scored", "cf", "fit", "both", "fit_scale", "generation", "val", "val_knn", "val_probe", "val_knn_probe")
+ROWS = ("scored", "cf", "fit", "both", "fit_scale", "generation", "val", "val_knn", "val_probe", "val_knn_probe",
+        "cv_knn_probe")
 N_VAL = 90
 METHODS = {"cf": {"method": "content_free"}, "fit": {"method": "fit", "fit_scale": False},
            "both": {"method": "both", "fit_scale": False}, "fit_scale": {"method": "fit", "fit_scale": True},
-           "val": {}, "val_knn": {}, "val_probe": {}, "val_knn_probe": {}}
+           "val": {}, "val_knn": {}, "val_probe": {}, "val_knn_probe": {}, "cv_knn_probe": {}}
 
 
 
@@ -174,14 +178,15 @@ def main() -> None:
                     if row not in calibrated:
                         t1 = time.perf_counter()
                         options = dict(METHODS[row])
-                        if row in ("val_knn", "val_knn_probe"):
+                        if row in ("val_knn", "val_knn_probe", "cv_knn_probe"):
                             options["knn"] = pl.Embedder("local/all-MiniLM-L6-v2")
-                        if row in ("val_probe", "val_knn_probe"):
+                        if row in ("val_probe", "val_knn_probe", "cv_knn_probe"):
                             options["probe"] = pl.Embedder(f"local/{args.model}")
                         extra = {"valset": val} if row.startswith("val") else {}
+                        fit_on = train + val if row.startswith("cv") else train
                         with pl.track_usage() as usage:
                             calibrated[row] = pl.Calibrate(metric, progress=False, **options).compile(
-                                program, trainset=train, **extra)
+                                program, trainset=fit_on, **extra)
                         r = calibrated[row].optimization
                         decision = r.candidates["calibration"]["self"]
                         calibrated[row].calibrate_record = {

@@ -224,3 +224,11 @@ def test_probe_options_are_checked(lm):
     with pytest.raises(ConfigurationError, match=r"probe=.*failed on a test text before anything was scored"):
         Calibrate(match, probe=broken).compile(Classify(Food, lm=lm), trainset=dataset(20, 14))
     assert lm.score_requests == []
+
+
+def test_too_few_examples_for_a_probe_leave_it_out(lm):
+    one = Calibrate(match, probe=hidden_state_embedder, holdout=None).compile(Classify(Food, lm=lm),
+                                                                               trainset=dataset(1, 15))
+    assert one.calibration is None or "probe" not in one.calibration
+    rows = held_out_probe([[0.0, 1.0], [1.0, 0.0]], [0, 1], 2, c=1.0)
+    assert all(len(r) == 2 and all(math.isfinite(x) for x in r) for r in rows)

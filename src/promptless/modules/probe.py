@@ -165,6 +165,12 @@ def held_out_probe(vectors: Sequence[Sequence[float]], labels: Sequence[int], n_
     for group in _folds(len(labels), folds, seed):
         held = set(group)
         rest = [i for i in range(len(labels)) if i not in held]
+        if not group:
+            continue
+        if not rest:  # nothing to fit on: no preference
+            for i in group:
+                out[i] = [-math.log(n_labels)] * n_labels
+            continue
         state = fit_probe([vectors[i] for i in rest], [labels[i] for i in rest], n_labels, c=c)
         for i, row in zip(group, probe_logprobs(state, [vectors[i] for i in group]), strict=True):
             out[i] = row

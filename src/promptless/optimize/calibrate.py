@@ -828,6 +828,11 @@ class Calibrate(Optimizer):
         regressions fitted on the other folds of the pool, ``others`` from one fitted on the whole pool (kept in
         ``self._probe_fit`` for the calibration). Embeds the texts once (no LM call)."""
         every = pool + others
+        if len(pool) < 2:  # too few labelled examples to fit a regression on: no probe feature
+            self._probe_fit = None
+            for d in every:
+                d.pop("p", None)
+            return
         if any(not isinstance(d.get("text"), str) for d in every):
             raise ConfigurationError("Calibrate(probe=...): scored examples without their input text (a run "
                                      "directory written before probe= was given?); use a new run_dir")
