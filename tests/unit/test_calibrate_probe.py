@@ -232,3 +232,17 @@ def test_too_few_examples_for_a_probe_leave_it_out(lm):
     assert one.calibration is None or "probe" not in one.calibration
     rows = held_out_probe([[0.0, 1.0], [1.0, 0.0]], [0, 1], 2, c=1.0)
     assert all(len(r) == 2 and all(math.isfinite(x) for x in r) for r in rows)
+
+
+def test_holdout_cv_checks_by_cross_validation_over_the_training_set_and_the_valset(lm):
+    train, val, test = dataset(40, 16), dataset(50, 17), dataset(60, 18)
+    crossed = Calibrate(match, probe=hidden_state_embedder, holdout="cv").compile(
+        Classify(Food, lm=lm), trainset=train, valset=val)
+    sel = crossed.optimization.selection
+    assert sel["mode"] == "cross-validation" and sel["evidence"]["n"] == 90
+    assert "90 labelled examples (training set and valset" in sel["rule"]
+    assert sel["decision"] == "accepted" and "refit" not in crossed.calibration  # fitted on all 90 already
+    assert crossed.optimization.calls == 90  # both sets scored once, nothing more
+    assert accuracy(crossed, test) >= 0.95
+    with pytest.raises(ConfigurationError, match="'cv'"):
+        Calibrate(match, holdout=0.3)

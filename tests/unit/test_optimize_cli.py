@@ -139,8 +139,9 @@ def test_a_refused_candidate_can_be_saved(project, capsys):
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    (["--holdout", "1.5"], "expected auto, none, a fraction"),
-    (["--holdout", "lots"], "expected auto, none, a fraction"),
+    (["--holdout", "1.5"], "expected auto, none, cv, a fraction"),
+    (["--holdout", "lots"], "expected auto, none, cv, a fraction"),
+    (["--optimizer", "mipro", "--holdout", "cv"], "holdout must be"),
     (["--alpha", "2"], "expected a level between 0 and 1"),
     (["--optimizer", "labeled", "--holdout", "auto"], "labeled picks demos without scoring"),
     (["--optimizer", "calibrate"], "no label step to calibrate"),

@@ -61,8 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--holdout", type=_holdout, default=None, metavar="auto|none|F|N",
                         help="the part of the validation set the search does not see, on which its pick must beat "
                         "the starting program: auto (a third, at least 20; the default), a fraction such as 0.5, a "
-                        "count, or none (pick on the whole validation set, no check). bootstrap and calibrate "
-                        "take auto or none")
+                        "count, or none (pick on the whole validation set, no check). bootstrap takes auto or "
+                        "none; calibrate also cv (the validation set joins the training set, checked by "
+                        "cross-validation over all of them)")
     parser.add_argument("--knn", default=None, metavar="EMBEDDER",
                         help="an embedding model such as local/all-MiniLM-L6-v2: calibrate adds the votes of the "
                         "nearest labelled examples to the label scores; random and mipro add a candidate with "
@@ -98,8 +99,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def _holdout(text: str) -> Any:
     t = text.strip().lower()
-    if t == "auto":
-        return "auto"
+    if t in ("auto", "cv"):
+        return t
     if t in ("none", "off", "0"):
         return "none"
     try:
@@ -110,7 +111,7 @@ def _holdout(text: str) -> Any:
         return value
     if value >= 1 and value.is_integer():
         return int(value)
-    raise argparse.ArgumentTypeError(f"expected auto, none, a fraction between 0 and 1 or a count, got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected auto, none, cv, a fraction between 0 and 1 or a count, got {text!r}")
 
 
 def _alpha(text: str) -> float:

@@ -36,7 +36,11 @@ scores, one-sided at ``alpha``, 0.1 by default): on the ``valset`` when one is g
 per example), else on the cross-validated predictions of the training set. Otherwise the classifier is
 returned uncalibrated; ``result.selection`` holds the evidence (lift, interval, p-value, n).
 ``holdout=None`` skips the check. ``method="content_free"`` without a valset is not checked (nothing
-labelled is scored).
+labelled is scored). ``holdout="cv"``: the valset is scored and joins the training set, and the check is the
+cross-validation over all of them (each example predicted by a calibration fitted on the other folds, every
+fold fitted on four fifths of the labelled examples instead of the training set alone), the calibration then
+fitted on all of them: with a probe, whose regression needs more examples than offsets do, a check fitted on
+the training set alone can refuse what the fit on everything would give.
 
 **A program written with ``pl.Predict``.** Given a program whose label steps generate their labels (a
 ``Literal``, ``Enum`` or ``bool`` output in ``pl.Predict`` or ``ChainOfThought``), Calibrate works on
@@ -332,19 +336,23 @@ class Calibrate(Optimizer):
         self.knn = knn
         self.knn_k = knn_k
         self.seed = seed
-        if holdout not in ("auto", None):
+        if holdout not in ("auto", "cv", None):
             raise ConfigurationError(
                 f"Calibrate takes holdout='auto' (check the calibration on the valset, or by cross-validation over "
-                f"the training set without one) or None (no check), got {holdout!r}"
+                f"the training set without one), 'cv' (the valset joins the training set; check by "
+                f"cross-validation over all of them) or None (no check), got {holdout!r}"
             )
-        self._init_selection(holdout, alpha, selection_test)
+        #: holdout="cv": the valset's examples are training examples too, checked by cross-validation.
+        self.cross_check = holdout == "cv"
+        self._init_selection("auto" if self.cross_check else holdout, alpha, selection_test)
 
     def settings_identity(self) -> dict[str, Any]:
         return {**super().settings_identity(), "method": self.method, "content_free_inputs": self.content_free_inputs,
                 "regularization": self.regularization, "folds": self.folds, "fit_scale": self.fit_scale,
                 "refit": self.refit, "seed": self.seed, **self._selection_identity(),
                 **({"knn": embedder_spec(self.knn), "knn_k": self.knn_k} if self.knn is not None else {}),
-                **({"probe": embedder_spec(self.probe)} if self.probe is not None else {})}
+                **({"probe": embedder_spec(self.probe)} if self.probe is not None else {}),
+                **({"check": "cv"} if self.cross_check else {})}
 
     # -- compile -------------------------------------------------------------------------------------------
     def _compile(self, run: Run, student: Module, trainset: list[Example], valset: list[Example],
@@ -408,6 +416,8 @@ class Calibrate(Optimizer):
         val_rows: list[dict[str, Any]] = []
         if valset and self.holdout is not None and run.stopped != "budget":
             val_rows = self._score_examples(run, bound, names, valset, "calibrate_val_scores")
+        if self.cross_check:  # the valset joins the training set: the check is the cross-validation over all
+            rows, val_rows = rows + val_rows, []
 
         result = student.deepcopy()
         run.notes.baseline_fingerprint = program_fingerprint(student)
@@ -869,11 +879,11 @@ class Calibrate(Optimizer):
                         "floor": VOTE_FLOOR, "embedder": embedder_spec(self.knn),
                         "examples": [{"text": d["text"], "label": texts[d["gold"]]} for d in pool]}}
 
-    @staticmethod
-    def _cv_rule(n: int, cross: bool) -> str:
+    def _cv_rule(self, n: int, cross: bool) -> str:
+        what = "labelled examples (training set and valset, holdout='cv')" if self.cross_check else "training examples"
         if not cross:
-            return f"none: {n} training examples are too few to cross-validate (fewer than {MIN_FIT_EXAMPLES})"
-        return f"cross-validation over the {n} training examples: each predicted by offsets fitted on the other folds"
+            return f"none: {n} {what} are too few to cross-validate (fewer than {MIN_FIT_EXAMPLES})"
+        return f"cross-validation over the {n} {what}: each predicted by a calibration fitted on the other folds"
 
     def _score(self, d: dict[str, Any], plan: Any, choice: int, prob: float) -> float:
         """The metric of a prediction with the label ``choice``; gold-label match when the metric cannot see
