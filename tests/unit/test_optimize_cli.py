@@ -267,7 +267,8 @@ def test_auto_calibrates_without_the_votes_when_told_or_when_the_embedder_fails(
                  "--quiet", "--no-progress", "--out", "auto.json", *(how.split() if how.startswith("--") else [])])
     out = capsys.readouterr()
     assert code == 0, out.err
-    assert "auto: calibrate, since the program has label outputs (--optimizer mipro" in out.out
+    assert ("auto: calibrate, since the program has label outputs, checked by cross-validation over the training "
+            "and validation examples together (--optimizer mipro") in out.out
     assert ("is not available here (OSError: no network to fetch the weights); calibrating without the votes"
             in out.out) == (how == "no embedder")
     assert WordEmbedder.made == ([] if how.startswith("--") else ["local/all-MiniLM-L6-v2"])
@@ -366,11 +367,14 @@ def test_auto_adds_a_probe_on_a_local_task_model(project, capsys, monkeypatch):
     monkeypatch.setattr("promptless.embeddings.Embedder", WordEmbedder)
     (project / "labels.py").write_text(LABEL_PROGRAM + "\nLM.provider, LM.model = 'local', 'tiny'\n")
     code = main(["optimize", "labels.py:build", "train.jsonl", "--valset", "dev.jsonl", "--field", "category",
-                 "--quiet", "--no-progress", "--out", "auto.json"])
+                 "--quiet", "--no-progress", "--out", "auto.json", "--result", "run.json"])
     out = capsys.readouterr()
     assert code == 0, out.err
     assert ("with the votes of the nearest labelled examples (local/all-MiniLM-L6-v2) and a probe on the "
-            "embeddings of local/tiny") in out.out
+            "embeddings of local/tiny, checked by cross-validation") in out.out
+    record = json.loads((project / "run.json").read_text())
+    assert record["selection"]["mode"] == "cross-validation"  # auto with a valset: holdout="cv"
+    assert "40 labelled examples (training set and valset" in record["selection"]["rule"]
     saved = (project / "auto.json").read_text()
     assert json.loads(saved)["metadata"]["load_into"] == "pl.with_label_scoring(program)"
     assert '"embedder": "local/tiny"' in saved  # the probe's embedder, saved with the calibration

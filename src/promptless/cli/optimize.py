@@ -10,7 +10,8 @@ JSON-lines files of objects. The optimized program's state is saved as JSON (--o
 ``program.load(path)``. With --run-dir, the same command after a crash continues where it stopped.
 
 Optimizers: ``auto`` (the default: ``calibrate`` with the votes of local/all-MiniLM-L6-v2, and with a probe on
-the task model's own hidden states when it is a local model, for a program with label outputs -- ``Literal``,
+the task model's own hidden states when it is a local model, checked by cross-validation over the training
+and validation examples together (``--holdout cv``), for a program with label outputs -- ``Literal``,
 ``Enum`` or ``bool`` -- on an LM that scores labels, ``mipro`` otherwise, and ``mipro`` again when the LM
 turns out to give no label scores), ``calibrate`` (pl.Calibrate: every label scored, the model's label prior
 learned from the training data, kept only if it beats the program as given; ``--knn`` adds the votes of the
@@ -229,7 +230,7 @@ def run_optimize(args: argparse.Namespace) -> int:
         program = scored  # a saved calibration loads into the label-scoring copy; that copy is the start
     elif args.optimizer != "calibrate" or scored is None:
         scored_note = ""
-    asked_knn, asked_probe = args.knn, args.probe
+    asked_knn, asked_probe, asked_holdout = args.knn, args.probe, args.holdout
     if auto and args.optimizer == "calibrate" and args.knn is None:
         args.knn = default_votes()
     if args.load:
@@ -254,6 +255,8 @@ def run_optimize(args: argparse.Namespace) -> int:
     threads = args.threads or (1 if local else 4)
     if auto and args.optimizer == "calibrate" and args.probe is None:
         args.probe = default_probe(settings.get("lm"), program)
+    if auto and args.optimizer == "calibrate" and args.holdout is None and valset:
+        args.holdout = "cv"  # the valset joins the training set; the check is the cross-validation over all
 
     run_dir = args.run_dir
     if auto and run_dir:
@@ -270,6 +273,8 @@ def run_optimize(args: argparse.Namespace) -> int:
             votes = "" if args.knn.lower() == "none" else f", with the votes of the nearest labelled examples ({args.knn})"
             if args.probe.lower() != "none":
                 votes += f"{' and' if votes else ', with'} a probe on the embeddings of {args.probe}"
+            if args.holdout == "cv":
+                votes += ", checked by cross-validation over the training and validation examples together"
             print(f"auto: calibrate, since the program has label outputs{votes} (--optimizer mipro searches "
                   "instructions and demos instead)", flush=True)
         else:
@@ -296,7 +301,7 @@ def run_optimize(args: argparse.Namespace) -> int:
                 print("auto: the LM gave no label scores, so there is nothing to calibrate; running mipro instead",
                       flush=True)
                 args.optimizer, scored_note, program = "mipro", "", original
-                args.knn, args.probe = asked_knn, asked_probe
+                args.knn, args.probe, args.holdout = asked_knn, asked_probe, asked_holdout
                 if args.load:
                     program.load(args.load)
                 if args.max_calls:
