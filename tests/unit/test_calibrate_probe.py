@@ -6,11 +6,20 @@ from __future__ import annotations
 import json
 import math
 import random
-from typing import Literal
 
 import pytest
 
 np = pytest.importorskip("numpy")
+
+from test_calibrate_knn import (  # noqa: E402  (the same food classifier, scripted LM and data)
+    TOPICS,
+    Food,
+    accuracy,
+    blurred_scores,
+    dataset,
+    match,
+    noise_embedder,
+)
 
 import promptless as pl  # noqa: E402
 from promptless.errors import ConfigurationError, PersistError  # noqa: E402
@@ -26,24 +35,6 @@ from promptless.modules.probe import (  # noqa: E402
 from promptless.modules.scored import Classify  # noqa: E402
 from promptless.optimize.calibrate import Calibrate  # noqa: E402
 
-TOPICS = {"a": "apple", "b": "bread", "c": "cheese"}
-
-
-class Food(pl.Signature):
-    """Name the food the text is about."""
-
-    text: str = pl.InputField()
-    label: Literal["a", "b", "c"] = pl.OutputField()
-
-
-def blurred_scores(messages, prefix, candidates):
-    """The model knows apples, but cannot tell bread from cheese (both scored alike, "b" a little more)."""
-    text = messages[-1].content.split("[[ ## text ## ]]\n", 1)[1].split("\n\n", 1)[0]
-    noise = random.Random(text).uniform(-0.1, 0.1)
-    if "apple" in text:
-        return {"a": -0.1, "b": -3.0, "c": -3.0}
-    return {"a": -3.0, "b": -0.5 + noise, "c": -0.6}
-
 
 def hidden_state_embedder(texts):
     """Embeddings where the topic is a weak direction among many noisy ones: a linear probe finds it, the
@@ -54,27 +45,6 @@ def hidden_state_embedder(texts):
         signal = [0.8 if word in t else 0.0 for word in TOPICS.values()]
         out.append([s + rng.gauss(0, 0.3) for s in signal] + [rng.gauss(0, 1) for _ in range(29)])
     return out
-
-
-def noise_embedder(texts):
-    return [[random.Random(f"{t}/{i}").gauss(0, 1) for i in range(12)] for t in texts]
-
-
-def dataset(n: int, seed: int) -> list[pl.Example]:
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        g = rng.choice("abc")
-        out.append(pl.Example(text=f"{TOPICS[g]} number {seed}-{i}", label=g).with_inputs("text"))
-    return out
-
-
-def accuracy(program, examples) -> float:
-    return sum(program(text=e.text).label == e.label for e in examples) / len(examples)
-
-
-def match(example, pred, trace=None) -> bool:
-    return example.label == pred.label
 
 
 @pytest.fixture
