@@ -253,10 +253,11 @@ def run_optimize(args: argparse.Namespace) -> int:
     prompt_model = make_lm(args.prompt_model, no_cache=args.no_cache) if args.prompt_model else None
     local = getattr(settings.get("lm"), "provider", "") == "local" or uses_local(program)
     threads = args.threads or (1 if local else 4)
-    if auto and args.optimizer == "calibrate" and args.probe is None:
-        args.probe = default_probe(settings.get("lm"), program)
-    if auto and args.optimizer == "calibrate" and args.holdout is None and valset:
-        args.holdout = "cv"  # the valset joins the training set; the check is the cross-validation over all
+    if auto and args.optimizer == "calibrate":
+        if args.probe is None:
+            args.probe = default_probe(settings.get("lm"), program)
+        if args.holdout is None and valset:
+            args.holdout = "cv"  # the valset joins the training set; the check is the cross-validation over all
 
     run_dir = args.run_dir
     if auto and run_dir:
@@ -351,36 +352,34 @@ def run_optimize(args: argparse.Namespace) -> int:
 AUTO_EMBEDDER = "local/all-MiniLM-L6-v2"
 
 
-def default_votes() -> str:
-    """``AUTO_EMBEDDER`` when it embeds a test text here, else ``"none"`` (and a line saying so)."""
+def _if_it_embeds(name: str, failed: str) -> str:
+    """``name`` when that embedder embeds a test text here, else ``"none"``, after printing ``failed`` with the
+    error put in for ``{error}``."""
     from promptless.embeddings import Embedder
 
     try:
-        Embedder(AUTO_EMBEDDER)(["a test text"])
-    except Exception as exc:  # any failure means: calibrate without the votes
-        print(f"auto: the embedder {AUTO_EMBEDDER} is not available here ({type(exc).__name__}: {exc}); "
-              "calibrating without the votes of the nearest labelled examples", flush=True)
+        Embedder(name)(["a test text"])
+    except Exception as exc:  # any failure means: calibrate without it
+        print(failed.format(error=f"{type(exc).__name__}: {exc}"), flush=True)
         return "none"
-    return AUTO_EMBEDDER
+    return name
+
+
+def default_votes() -> str:
+    """``AUTO_EMBEDDER`` when it embeds a test text here, else ``"none"`` (and a line saying so)."""
+    return _if_it_embeds(AUTO_EMBEDDER, f"auto: the embedder {AUTO_EMBEDDER} is not available here ({{error}}); "
+                                        "calibrating without the votes of the nearest labelled examples")
 
 
 def default_probe(lm: Any, program: Any) -> str:
     """The task model's own name (``local/<model>``) when it is a local model that embeds a test text here, else
     ``"none"`` (with a line saying why, when it is local but cannot embed)."""
-    from promptless.embeddings import Embedder
-
     lms = [lm] if lm is not None else [p.lm for p in program.predictors() if p.lm is not None]
     names = {f"local/{x.model}" for x in lms if getattr(x, "provider", "") == "local"}
     if len(names) != 1:
         return "none"  # not a local model (or several): the probe is opt-in with --probe
     [name] = names
-    try:
-        Embedder(name)(["a test text"])
-    except Exception as exc:  # any failure means: calibrate without the probe
-        print(f"auto: {name} cannot embed here ({type(exc).__name__}: {exc}); calibrating without a probe",
-              flush=True)
-        return "none"
-    return name
+    return _if_it_embeds(name, f"auto: {name} cannot embed here ({{error}}); calibrating without a probe")
 
 
 def label_scoring(program: Any, name: str) -> tuple[Any, str]:

@@ -331,23 +331,23 @@ class Classify(Predict):
         offsets = {str(k): float(v) for k, v in (calibration.get("offsets") or {}).items()}
         scale = float(calibration.get("scale", 1.0))
         adjusted = [scale * lp + offsets.get(t, 0.0) for lp, t in zip(raw, plan.texts, strict=True)]
-        votes = None
-        knn = calibration.get("knn")
-        if knn:
+        votes = probed = None
+        knn, probe = calibration.get("knn"), calibration.get("probe")
+        if knn or probe:
             from .neighbours import knn_text
 
-            votes = self._vote_pool(knn, plan.texts).votes(knn_text(list(signature.input_fields), inputs))
+            text = knn_text(list(signature.input_fields), inputs)  # what the votes and the probe embed
+        if knn:
+            votes = self._vote_pool(knn, plan.texts).votes(text)
             weight = float(knn["weight"])
             adjusted = [x + weight * v for x, v in zip(adjusted, votes, strict=True)]
-        probed = None
-        probe = calibration.get("probe")
         if probe:
-            from .neighbours import embedder_from_spec, knn_text
+            from .neighbours import embedder_from_spec
             from .probe import probe_logprobs
 
             if self.probe_embedder is None:
                 self.probe_embedder = embedder_from_spec(str(probe["embedder"]), option="probe")
-            vector = self.probe_embedder([knn_text(list(signature.input_fields), inputs)])[0]
+            vector = self.probe_embedder([text])[0]
             probed = probe_logprobs(probe, [vector])[0]
             weight = float(probe["weight"])
             adjusted = [x + weight * v for x, v in zip(adjusted, probed, strict=True)]
