@@ -28,6 +28,8 @@ learn the user's labels from the task model's own hidden states.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import threading
 from collections import OrderedDict
@@ -311,6 +313,12 @@ class _GGUFEncoder:
             )
         except ValueError as exc:
             raise ConfigurationError(f"llama.cpp could not load {path} to embed with: {exc}") from exc
+        # Free the weights while llama.cpp is still importable, not during interpreter teardown (as lm/local.py).
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        with self._lock, contextlib.suppress(Exception):
+            self._llama.close()
 
     def encode(self, texts: list[str], **_: Any) -> list[list[float]]:
         out: list[list[float]] = []
